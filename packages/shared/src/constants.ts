@@ -1,0 +1,36 @@
+/** The one place for the API group, version, kinds and plurals of Kubewatcher's resources. */
+export const GROUP = 'kubewatcher.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const CATEGORY = 'kubewatcher';
+
+export const WATCHED_IMAGE = {
+  kind: 'WatchedImage',
+  plural: 'watchedimages',
+  singular: 'watchedimage',
+  shortName: 'wi',
+} as const;
+
+export const IMAGE_UPDATE = {
+  kind: 'ImageUpdate',
+  plural: 'imageupdates',
+  singular: 'imageupdate',
+  shortName: 'iu',
+} as const;
+
+/** Field managers for server-side apply: each writer owns its own status fields. */
+export const FIELD_MANAGER = {
+  poller: 'kubewatcher-poller',
+  controller: 'kubewatcher-controller',
+} as const;
+
+/** Annotations and labels Kubewatcher writes. */
+export const ANNOTATION = {
+  /** On a workload: the ImageUpdate that last changed it. */
+  imageUpdate: `${GROUP}/image-update`,
+} as const;
+
+export const LABEL = {
+  /** On an ImageUpdate: the name of its WatchedImage, so updates can be listed per WatchedImage. */
+  watchedImage: `${GROUP}/watched-image`,
+} as const;

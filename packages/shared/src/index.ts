@@ -1,0 +1,3 @@
+export * from './constants.ts';
+export * from './kube.ts';
+export * from './logging.ts';

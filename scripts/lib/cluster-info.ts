@@ -1,0 +1,37 @@
+/**
+ * What a running local environment (control plane + registries) tells its users: the demo, the
+ * integration tests (through vitest's `inject('localCluster')`) and the benchmarks. `scripts/local-cluster
+ * up` writes it to `.local/cluster.json`; the test global setup starts a private one per test run.
+ */
+export interface RegistryEndpoint {
+  /** `host:port` to use in image references, e.g. `127.0.0.1:41234`. */
+  host: string;
+  /** Base URL of the registry API (`http://…` or `https://…`). */
+  url: string;
+  /** Credentials accepted by this registry; absent for the open registry. */
+  username?: string;
+  password?: string;
+  /** PEM file of the CA that signed the registry's certificate, when it serves HTTPS. */
+  caFile?: string;
+}
+
+export interface LocalClusterInfo {
+  /** Admin kubeconfig (system:masters). */
+  kubeconfig: string;
+  /** `https://127.0.0.1:PORT` of kube-apiserver. */
+  apiServer: string;
+  /** PEM bundle of the apiserver's serving CA. */
+  apiServerCaFile: string;
+  /** Folder holding the built binaries (kubectl, crane, …). */
+  binDir: string;
+  /** Working folder of this environment (logs, data, pids). */
+  dir: string;
+  registries: {
+    /** No authentication, plain HTTP. */
+    open: RegistryEndpoint;
+    /** htpasswd basic authentication, HTTPS with the environment's own CA. */
+    basic: RegistryEndpoint;
+    /** Bearer token authentication through the project's token server, plain HTTP. */
+    token: RegistryEndpoint & { tokenRealm: string; tokenService: string };
+  };
+}
