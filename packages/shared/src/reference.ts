@@ -1,0 +1,295 @@
+/**
+ * Container image references: parse, validate and normalise them with the same grammar and the same
+ * outcomes as github.com/distribution/reference v0.6.0 (the grammar Docker, containerd and the
+ * Kubernetes tooling share), so a reference that runs in a pod means the same image here.
+ *
+ *   reference := name [":" tag] ["@" digest]
+ *   name      := [domain "/"] path-component ["/" path-component]*
+ */
+
+/** A parsed image reference. `domain` is '' only for a strict parse of a name written without one. */
+export interface ImageReference {
+  /** Registry domain, canonical after normalisation: 'docker.io', 'ghcr.io', '127.0.0.1:5000', '[::1]:5000'. */
+  domain: string;
+  /** Repository path without the domain: 'library/nginx', 'acme/web'. */
+  path: string;
+  /** Tag, absent when none was written (normalizeReference supplies 'latest' unless a digest was given). */
+  tag?: string;
+  /** Digest such as 'sha256:…', present only when written. */
+  digest?: string;
+}
+
+/** A string that is not a valid image reference; `reason` uses distribution/reference's wording. */
+export class InvalidReferenceError extends Error {
+  readonly reference: string;
+  readonly reason: string;
+
+  constructor(reference: string, reason: string) {
+    super(`invalid image reference ${JSON.stringify(reference)}: ${reason}`);
+    this.name = 'InvalidReferenceError';
+    this.reference = reference;
+    this.reason = reason;
+  }
+}
+
+// Grammar pieces, spelt as in distribution's regexp.go. Only constructs that JavaScript and RE2 (Go,
+// the API server's `pattern` and CEL) read identically: non-capturing groups, classes, counted repeats.
+const alphanumeric = '[a-z0-9]+';
+// One period, one or two underscores, or any run of dashes (runs of dashes keep hostnames valid as paths).
+const separator = '(?:[._]|__|[-]+)';
+const pathComponent = `${alphanumeric}(?:${separator}${alphanumeric})*`;
+const remoteName = `${pathComponent}(?:/${pathComponent})*`;
+const domainNameComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const domainName = `${domainNameComponent}(?:\\.${domainNameComponent})*`;
+// Bracketed IPv6 only; zone identifiers (`%eth0`) are excluded, as upstream.
+const ipv6Address = '\\[(?:[a-fA-F0-9:]+)\\]';
+const domainAndPort = `(?:${domainName}|${ipv6Address})(?::[0-9]+)?`;
+const namePattern = `(?:${domainAndPort}/)?${remoteName}`;
+const tagPattern = '[\\w][\\w.-]{0,127}';
+const digestPattern = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+
+/**
+ * Anchored pattern for a name with an optional tag and no digest: the CRD schema's `pattern` for
+ * WatchedImage.spec.image. It cannot count, so the 255-character path limit needs its own rule.
+ */
+export const REFERENCE_PATTERN = `^${namePattern}(?::${tagPattern})?$`;
+
+/** The only digest form Kubewatcher records: what registries return in Docker-Content-Digest. */
+export const DIGEST_PATTERN = '^sha256:[a-f0-9]{64}$';
+
+/**
+ * Longest repository path distribution accepts. v0.6.0 counts the path only, not the domain; releases
+ * before it counted both. This follows the current release.
+ */
+export const PATH_MAX_LENGTH = 255;
+
+const referenceRegExp = new RegExp(`^(${namePattern})(?::(${tagPattern}))?(?:@(${digestPattern}))?$`);
+const domainRegExp = new RegExp(`^${domainAndPort}$`);
+// A bare 64-hex string is an image ID; ParseNormalizedNamed refuses to read it as a Docker Hub name.
+const identifierRegExp = /^[a-f0-9]{64}$/;
+// go-digest's registered algorithms (sha256 plus the two crypto/sha512 ones) and their hex lengths.
+const digestHexLength: ReadonlyMap<string, number> = new Map([
+  ['sha256', 64],
+  ['sha384', 96],
+  ['sha512', 128],
+]);
+const lowercaseHexRegExp = /^[a-f0-9]+$/;
+// go-digest's own digest shape, which decides between "unsupported" and "invalid format".
+const goDigestRegExp = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_LEGACY = 'index.docker.io';
+const OFFICIAL_PREFIX = 'library/';
+const DEFAULT_TAG = 'latest';
+
+interface Matched {
+  name: string;
+  tag?: string;
+  digest?: string;
+}
+
+/** reference.Parse up to the domain split: grammar, length, then digest, in upstream's order. */
+function matchReference(input: string, quoted: string): Matched {
+  if (input === '') {
+    throw new InvalidReferenceError(quoted, 'repository name must have at least one component');
+  }
+  const match = referenceRegExp.exec(input);
+  if (match === null) {
+    const lower = input.toLowerCase();
+    // Valid once lowercased: the only fault is case, which deserves the more helpful message.
+    if (lower !== input && referenceRegExp.test(lower)) {
+      throw new InvalidReferenceError(quoted, 'repository name must be lowercase');
+    }
+    throw new InvalidReferenceError(quoted, 'invalid reference format');
+  }
+  const name = match[1]!;
+  // Measured as upstream splits the name: any first segment shaped like a host is not path.
+  const slash = name.indexOf('/');
+  const path = slash > 0 && domainRegExp.test(name.slice(0, slash)) ? name.slice(slash + 1) : name;
+  if (path.length > PATH_MAX_LENGTH) {
+    throw new InvalidReferenceError(
+      quoted,
+      `repository name must not be more than ${PATH_MAX_LENGTH} characters`,
+    );
+  }
+  const result: Matched = { name };
+  if (match[2] !== undefined) result.tag = match[2];
+  if (match[3] !== undefined) {
+    const reason = digestProblem(match[3]);
+    if (reason !== undefined) throw new InvalidReferenceError(quoted, reason);
+    result.digest = match[3];
+  }
+  return result;
+}
+
+/** go-digest's Validate (what digest.Parse reports), in its order; undefined when the digest is fine. */
+function digestProblem(digest: string): string | undefined {
+  const colon = digest.indexOf(':');
+  if (colon <= 0 || colon === digest.length - 1) return 'invalid checksum digest format';
+  const expected = digestHexLength.get(digest.slice(0, colon));
+  const encoded = digest.slice(colon + 1);
+  if (expected === undefined) {
+    // Unknown algorithms are "unsupported" only when spelt as go-digest allows (lowercase).
+    return goDigestRegExp.test(digest) ? 'unsupported digest algorithm' : 'invalid checksum digest format';
+  }
+  if (encoded.length !== expected) return 'invalid checksum digest length';
+  if (!lowercaseHexRegExp.test(encoded)) return 'invalid checksum digest format';
+  return undefined;
+}
+
+/** The first segment names a registry when it looks like a host: has '.' or ':', is localhost, or has capitals. */
+function looksLikeDomain(segment: string): boolean {
+  return (
+    segment === 'localhost' ||
+    segment.includes('.') ||
+    segment.includes(':') ||
+    segment.toLowerCase() !== segment
+  );
+}
+
+function build(domain: string, path: string, matched: Matched): ImageReference {
+  const ref: ImageReference = { domain, path };
+  if (matched.tag !== undefined) ref.tag = matched.tag;
+  if (matched.digest !== undefined) ref.digest = matched.digest;
+  return ref;
+}
+
+/**
+ * Strict parse of what was written, like reference.Parse: no default registry, tag or `library/`.
+ * `domain` is '' when the first segment is not written as a registry ('acme/web', 'nginx').
+ */
+export function parseReference(input: string): ImageReference {
+  const matched = matchReference(input, input);
+  const slash = matched.name.indexOf('/');
+  if (slash > 0) {
+    const first = matched.name.slice(0, slash);
+    // Upstream's regexp would call 'acme' in 'acme/web' a domain; the host rule keeps `domain` meaning
+    // "a registry was written". Validity is unchanged: the regexp has already accepted the whole name.
+    if (looksLikeDomain(first) && domainRegExp.test(first)) {
+      return build(first, matched.name.slice(slash + 1), matched);
+    }
+  }
+  return build('', matched.name, matched);
+}
+
+/**
+ * ParseNormalizedNamed followed by TagNameOnly: Docker Hub by default, `library/` for its single-segment
+ * names, index.docker.io folded into docker.io, and tag 'latest' when neither tag nor digest is given.
+ */
+export function normalizeReference(input: string): ImageReference {
+  if (identifierRegExp.test(input)) {
+    throw new InvalidReferenceError(
+      input,
+      `invalid repository name (${input}), cannot specify 64-byte hexadecimal strings`,
+    );
+  }
+  const [domain, remainder] = splitDockerDomain(input);
+  const colon = remainder.indexOf(':');
+  const remote = colon === -1 ? remainder : remainder.slice(0, colon);
+  if (remote.toLowerCase() !== remote) {
+    throw new InvalidReferenceError(
+      input,
+      `invalid reference format: repository name (${remote}) must be lowercase`,
+    );
+  }
+  const matched = matchReference(`${domain}/${remainder}`, input);
+  // Upstream would file an underscored "host" such as 'foo_bar.com/app' under no domain at all, leaving
+  // nothing to pull from; such a name can only be a mistake, so it is refused.
+  if (!domainRegExp.test(domain)) {
+    throw new InvalidReferenceError(
+      input,
+      `invalid reference format: registry (${domain}) is not a valid host name`,
+    );
+  }
+  const ref = build(domain, matched.name.slice(domain.length + 1), matched);
+  if (ref.tag === undefined && ref.digest === undefined) ref.tag = DEFAULT_TAG;
+  return ref;
+}
+
+/** normalize.go's splitDockerDomain, applied to the whole input (tag and digest hold no '/'). */
+function splitDockerDomain(input: string): [domain: string, remainder: string] {
+  const slash = input.indexOf('/');
+  // A single segment is always a Docker Hub official image, even 'localhost' or 'example.com'.
+  if (slash === -1) return [DOCKER_HUB, OFFICIAL_PREFIX + input];
+  const first = input.slice(0, slash);
+  let domain = DOCKER_HUB;
+  let remainder = input;
+  if (first === DOCKER_HUB_LEGACY) {
+    remainder = input.slice(slash + 1);
+  } else if (looksLikeDomain(first)) {
+    domain = first;
+    remainder = input.slice(slash + 1);
+  }
+  if (domain === DOCKER_HUB && !remainder.includes('/')) remainder = OFFICIAL_PREFIX + remainder;
+  return [domain, remainder];
+}
+
+/** Registry and repository without tag or digest: 'docker.io/library/nginx'. */
+export function repositoryName(ref: ImageReference): string {
+  return ref.domain === '' ? ref.path : `${ref.domain}/${ref.path}`;
+}
+
+function withSuffixes(name: string, ref: ImageReference): string {
+  let out = name;
+  if (ref.tag !== undefined) out += `:${ref.tag}`;
+  if (ref.digest !== undefined) out += `@${ref.digest}`;
+  return out;
+}
+
+/** Full form: 'docker.io/library/nginx:1.27', '…@sha256:…' or '…:tag@sha256:…'. */
+export function referenceString(ref: ImageReference): string {
+  return withSuffixes(repositoryName(ref), ref);
+}
+
+/** Short form people write: Docker Hub's domain and `library/` dropped ('nginx:1.27', 'acme/web:stable'). */
+export function familiarString(ref: ImageReference): string {
+  let name = repositoryName(ref);
+  if (ref.domain === DOCKER_HUB) {
+    name = ref.path;
+    const rest = ref.path.slice(OFFICIAL_PREFIX.length);
+    // Only 'library/x' is an official image; 'library/x/y' keeps its prefix, as upstream.
+    if (ref.path.startsWith(OFFICIAL_PREFIX) && !rest.includes('/')) name = rest;
+  }
+  return withSuffixes(name, ref);
+}
+
+/**
+ * Whether two written references run the same repository and tag, ignoring digests, so a container
+ * pinned to 'nginx:1.27@sha256:…' still matches a WatchedImage for 'nginx:1.27'. Invalid input is no match.
+ */
+export function sameImage(a: string, b: string): boolean {
+  let left: ImageReference;
+  let right: ImageReference;
+  try {
+    left = normalizeReference(a);
+    right = normalizeReference(b);
+  } catch (error) {
+    if (error instanceof InvalidReferenceError) return false;
+    throw error;
+  }
+  return left.domain === right.domain && left.path === right.path && left.tag === right.tag;
+}
+
+/** Host that serves the registry API: Docker Hub's canonical name is not where its API lives. */
+export function registryApiHost(domain: string): string {
+  return domain === DOCKER_HUB ? 'registry-1.docker.io' : domain;
+}
+
+/**
+ * Keys under which a docker config may hold this registry's credentials, most specific first. Docker
+ * Hub logins are stored under the legacy v1 index URL by `docker login`, and under the others by hand.
+ */
+export function dockerConfigKeys(domain: string): string[] {
+  if (domain === DOCKER_HUB) {
+    return [DOCKER_HUB, DOCKER_HUB_LEGACY, 'https://index.docker.io/v1/', 'registry-1.docker.io'];
+  }
+  return [domain];
+}
+
+/** The reference pinned to `digest`, in familiar form, as written into a workload: 'nginx:1.27@sha256:…'. */
+export function withDigest(ref: ImageReference, digest: string): string {
+  const pinned: ImageReference = { ...ref, digest };
+  const reason = digestProblem(digest);
+  if (reason !== undefined) throw new InvalidReferenceError(familiarString(pinned), reason);
+  return familiarString(pinned);
+}
