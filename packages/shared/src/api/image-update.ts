@@ -1,0 +1,203 @@
+/**
+ * ImageUpdate: one detected change of the digest behind a watched tag, the audit record of what was
+ * rolled out and the approval handle for the Manual policy. Created by the poller, driven by the
+ * controller. Its spec is immutable once created, except `approved`.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { API_VERSION, IMAGE_UPDATE } from '../constants.ts';
+import { celRule, immutable } from './cel.ts';
+import type { PrinterColumn } from './crd.ts';
+import {
+  Conditions,
+  DateTime,
+  DNS1123_LABEL_PATTERN,
+  ObjectMeta,
+  ObjectName,
+  ObservedGeneration,
+  StringEnum,
+} from './meta.ts';
+import { Digest, ShortDigest, TagReference, WORKLOAD_KIND } from './watched-image.ts';
+
+export const IMAGE_UPDATE_PHASE = {
+  /** Created; the controller has not acted on it yet. */
+  Pending: 'Pending',
+  /** Manual policy: waiting for spec.approved. */
+  AwaitingApproval: 'AwaitingApproval',
+  /** Patching the workloads. */
+  Applying: 'Applying',
+  /** Workloads patched; waiting for their rollouts to finish. */
+  RollingOut: 'RollingOut',
+  /** Every workload rolled out onto the new digest. */
+  Succeeded: 'Succeeded',
+  /** A patch or a rollout failed; see status.workloads and the conditions. */
+  Failed: 'Failed',
+  /** A newer ImageUpdate of the same WatchedImage replaced this one before it was applied. */
+  Superseded: 'Superseded',
+  /** Observe policy: recorded, never applied. */
+  Observed: 'Observed',
+} as const;
+export type ImageUpdatePhase = (typeof IMAGE_UPDATE_PHASE)[keyof typeof IMAGE_UPDATE_PHASE];
+
+/** Phases after which the controller never touches the ImageUpdate again. */
+export const FINISHED_IMAGE_UPDATE_PHASES: readonly ImageUpdatePhase[] = [
+  IMAGE_UPDATE_PHASE.Succeeded,
+  IMAGE_UPDATE_PHASE.Failed,
+  IMAGE_UPDATE_PHASE.Superseded,
+  IMAGE_UPDATE_PHASE.Observed,
+];
+
+export const WORKLOAD_UPDATE_STATE = {
+  /** Not patched yet. */
+  Pending: 'Pending',
+  /** Patched; rollout in progress. */
+  Patched: 'Patched',
+  /** Rollout finished on the new image. */
+  RolledOut: 'RolledOut',
+  /** The patch or the rollout failed. */
+  Failed: 'Failed',
+  /** Left alone, e.g. it already ran the new digest or no longer matched. */
+  Skipped: 'Skipped',
+} as const;
+export type WorkloadUpdateState = (typeof WORKLOAD_UPDATE_STATE)[keyof typeof WORKLOAD_UPDATE_STATE];
+
+export const ImageUpdateSpec = Type.Object(
+  {
+    watchedImage: ObjectName(
+      'Name of the WatchedImage, in this namespace, that detected the change. Immutable.',
+      [immutable<string>()],
+    ),
+    image: TagReference(
+      'The watched reference, with its tag and without a digest, e.g. nginx:1.27. Immutable.',
+      [immutable<string>()],
+    ),
+    fromDigest: Type.Optional(
+      Digest('Digest behind the tag before the change; absent when it was not known. Immutable.', [
+        immutable<string>(),
+      ]),
+    ),
+    toDigest: Digest('Digest behind the tag after the change: what the workloads are moved to. Immutable.', [
+      immutable<string>(),
+    ]),
+    approved: Type.Optional(
+      Type.Boolean({
+        description:
+          'Approval to apply this update, for a WatchedImage with updatePolicy Manual (Auto applies without it; Observe never applies). The only field that may change after creation. Defaults to false.',
+        default: false,
+      }),
+    ),
+  },
+  {
+    description: 'The change: which WatchedImage saw it, the tag, and the digests before and after.',
+    'x-kubernetes-validations': [
+      celRule<{ fromDigest?: string }>(
+        'has(self.fromDigest) == has(oldSelf.fromDigest)',
+        'is immutable: it cannot be added or removed after creation',
+        (self, oldSelf) => (self.fromDigest === undefined) === (oldSelf.fromDigest === undefined),
+        { fieldPath: '.fromDigest' },
+      ),
+    ],
+  },
+);
+export type ImageUpdateSpec = Static<typeof ImageUpdateSpec>;
+
+const WorkloadUpdate = Type.Object(
+  {
+    kind: StringEnum(Object.values(WORKLOAD_KIND), { description: 'Kind of the workload.' }),
+    name: ObjectName('Name of the workload.'),
+    container: Type.String({
+      description: 'Name of the container (or init container) updated.',
+      pattern: DNS1123_LABEL_PATTERN,
+      maxLength: 63,
+    }),
+    previousImage: Type.Optional(
+      Type.String({ description: 'Image of the container before the update.', maxLength: 1024 }),
+    ),
+    newImage: Type.Optional(
+      Type.String({
+        description:
+          'Image the container was set to: the reference pinned to the new digest (repo:tag@sha256:…).',
+        maxLength: 1024,
+      }),
+    ),
+    state: StringEnum(Object.values(WORKLOAD_UPDATE_STATE), {
+      description: 'Where this container is: Pending, Patched, RolledOut, Failed or Skipped.',
+    }),
+    message: Type.Optional(
+      Type.String({ description: 'Details of the state, e.g. why it failed.', maxLength: 4096 }),
+    ),
+  },
+  { description: 'The result of the update for one container of one workload.' },
+);
+export type WorkloadUpdate = Static<typeof WorkloadUpdate>;
+
+export const ImageUpdateStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(
+      ObservedGeneration('metadata.generation the controller last acted on.'),
+    ),
+    phase: Type.Optional(
+      StringEnum(Object.values(IMAGE_UPDATE_PHASE), {
+        description:
+          'Where the update is: Pending, AwaitingApproval, Applying, RollingOut, Succeeded, Failed, Superseded or Observed.',
+      }),
+    ),
+    from: Type.Optional(ShortDigest('First 12 hex digits of spec.fromDigest, for display.')),
+    to: Type.Optional(ShortDigest('First 12 hex digits of spec.toDigest, for display.')),
+    progress: Type.Optional(
+      Type.String({
+        description: 'Workloads rolled out over workloads to update, e.g. 2/3, for display.',
+        pattern: '^[0-9]+/[0-9]+$',
+        maxLength: 21,
+      }),
+    ),
+    workloads: Type.Optional(
+      Type.Array(WorkloadUpdate, {
+        description: 'Per container of each matched workload: previous and new image, state and message.',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['kind', 'name', 'container'],
+      }),
+    ),
+    appliedTime: Type.Optional(DateTime('When the controller started patching the workloads.')),
+    completedTime: Type.Optional(
+      DateTime('When the update reached Succeeded, Failed, Superseded or Observed.'),
+    ),
+    supersededBy: Type.Optional(ObjectName('Name of the newer ImageUpdate that replaced this one.')),
+    conditions: Type.Optional(
+      Conditions('Approved: whether the update may be applied. Ready: whether it finished rolling out.'),
+    ),
+  },
+  { description: 'Progress and outcome of the update. Written by the controller.' },
+);
+export type ImageUpdateStatus = Static<typeof ImageUpdateStatus>;
+
+export const ImageUpdate = Type.Object(
+  {
+    apiVersion: Type.Literal(API_VERSION, { description: 'API version of the object.' }),
+    kind: Type.Literal(IMAGE_UPDATE.kind, { description: 'Kind of the object.' }),
+    metadata: ObjectMeta,
+    spec: ImageUpdateSpec,
+    status: Type.Optional(ImageUpdateStatus),
+  },
+  {
+    description:
+      'ImageUpdate records one change of the digest behind a watched tag: the audit record of what was rolled out where, and the approval handle for the Manual policy.',
+  },
+);
+export type ImageUpdate = Static<typeof ImageUpdate>;
+
+export const IMAGE_UPDATE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
+  { name: 'Image', type: 'string', jsonPath: '.spec.image', description: 'The watched reference.' },
+  { name: 'From', type: 'string', jsonPath: '.status.from', description: 'Digest before the change.' },
+  { name: 'To', type: 'string', jsonPath: '.status.to', description: 'Digest after the change.' },
+  { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the update is.' },
+  { name: 'Workloads', type: 'string', jsonPath: '.status.progress', description: 'Rolled out / to update.' },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  {
+    name: 'Watched',
+    type: 'string',
+    jsonPath: '.spec.watchedImage',
+    description: 'The WatchedImage that detected the change.',
+    priority: 1,
+  },
+  { name: 'Approved', type: 'boolean', jsonPath: '.spec.approved', description: 'Approval.', priority: 1 },
+];

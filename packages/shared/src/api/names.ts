@@ -1,0 +1,39 @@
+/** Derived names and short forms: deterministic, so every run of the poller computes the same ones. */
+import { createHash } from 'node:crypto';
+import { DIGEST_PATTERN } from '../reference.ts';
+
+const digestRegExp = new RegExp(DIGEST_PATTERN);
+const MAX_NAME_LENGTH = 253;
+const NAME_DIGEST_LENGTH = 10;
+const NAME_HASH_LENGTH = 8;
+
+function digestHex(digest: string): string {
+  if (!digestRegExp.test(digest)) {
+    throw new TypeError(
+      `not a sha256 digest: ${JSON.stringify(digest)} (want sha256: and 64 lowercase hex digits)`,
+    );
+  }
+  return digest.slice('sha256:'.length);
+}
+
+/** The first 12 hex digits of a digest, as `docker images` shows it: `sha256:0123456789abcdef…` → `0123456789ab`. */
+export function shortDigest(digest: string): string {
+  return digestHex(digest).slice(0, 12);
+}
+
+/**
+ * The ImageUpdate name for a change of `watchedImageName` to `toDigest`: `<name>-<first 10 hex>`.
+ * Deterministic, so a retried or concurrent poller run meets AlreadyExists instead of a duplicate.
+ * A WatchedImage name too long for the suffix is cut, and a hash of the full name keeps names
+ * unique: `<cut name>-<8 hex of sha256(name)>-<10 hex>`, at most 253 characters, a valid DNS subdomain.
+ */
+export function imageUpdateName(watchedImageName: string, toDigest: string): string {
+  const suffix = digestHex(toDigest).slice(0, NAME_DIGEST_LENGTH);
+  const name = `${watchedImageName}-${suffix}`;
+  if (name.length <= MAX_NAME_LENGTH) return name;
+  const hash = createHash('sha256').update(watchedImageName).digest('hex').slice(0, NAME_HASH_LENGTH);
+  const room = MAX_NAME_LENGTH - NAME_HASH_LENGTH - NAME_DIGEST_LENGTH - 2;
+  // A label must not start with `-` (after a cut `.`) nor end with `.`: drop trailing separators.
+  const cut = watchedImageName.slice(0, room).replace(/[-.]+$/, '');
+  return `${cut}-${hash}-${suffix}`;
+}

@@ -1,0 +1,342 @@
+/**
+ * WatchedImage: what to watch and how to update. The TypeBox schemas below are the one source of
+ * truth: the TypeScript types are `Static<>` of them, `pnpm crds` writes them into the CRD, and
+ * validateWatchedImage checks objects against them.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { API_VERSION, WATCHED_IMAGE } from '../constants.ts';
+import { DIGEST_PATTERN, REFERENCE_PATTERN } from '../reference.ts';
+import { type CelRule, celRule, celString } from './cel.ts';
+import type { PrinterColumn } from './crd.ts';
+import { DURATION_PATTERN, parseDuration } from './duration.ts';
+import {
+  Conditions,
+  DateTime,
+  DNS1123_LABEL_PATTERN,
+  LabelSelector,
+  LocalObjectReference,
+  ObjectMeta,
+  ObjectName,
+  ObservedGeneration,
+  StringEnum,
+} from './meta.ts';
+
+export const WORKLOAD_KIND = {
+  Deployment: 'Deployment',
+  StatefulSet: 'StatefulSet',
+  DaemonSet: 'DaemonSet',
+} as const;
+export type WorkloadKind = (typeof WORKLOAD_KIND)[keyof typeof WORKLOAD_KIND];
+
+export const UPDATE_POLICY = {
+  /** Apply each new digest at once. */
+  Auto: 'Auto',
+  /** Wait until the ImageUpdate's spec.approved is true. */
+  Manual: 'Manual',
+  /** Record ImageUpdates, never patch workloads. */
+  Observe: 'Observe',
+} as const;
+export type UpdatePolicy = (typeof UPDATE_POLICY)[keyof typeof UPDATE_POLICY];
+
+/** Smallest spec.interval: registries rate-limit, and the poller's CronJob runs once a minute anyway. */
+export const MIN_INTERVAL = '1m';
+export const DEFAULT_INTERVAL = '5m';
+export const DEFAULT_HISTORY_LIMIT = 10;
+/** Longest reference the pattern admits: a 255-character name, `:` and a 128-character tag. */
+const REFERENCE_MAX_LENGTH = 384;
+const NAME_MAX_LENGTH = 255;
+const SHORT_DIGEST_PATTERN = '^[a-f0-9]{12}$';
+
+const durationRegExp = new RegExp(DURATION_PATTERN);
+
+/** The name part of a reference (everything before a tag), as the CEL rule computes it. */
+function referenceName(reference: string): string {
+  const colon = reference.lastIndexOf(':');
+  return colon > reference.lastIndexOf('/') ? reference.slice(0, colon) : reference;
+}
+
+/** An image reference with an optional tag and no digest, e.g. `nginx:1.27` or `ghcr.io/acme/web`. */
+export function TagReference(description: string, rules: readonly CelRule[] = []) {
+  return Type.String({
+    description,
+    minLength: 1,
+    maxLength: REFERENCE_MAX_LENGTH,
+    pattern: REFERENCE_PATTERN,
+    'x-kubernetes-validations': [
+      celRule<string>(
+        "!self.contains('@')",
+        'must not contain a digest: watch a tag, e.g. nginx:1.27',
+        (self) => !self.includes('@'),
+      ),
+      celRule<string>(
+        "(self.lastIndexOf(':') > self.lastIndexOf('/') ? self.substring(0, self.lastIndexOf(':')) : self).size() <= 255",
+        `repository name must not be more than ${NAME_MAX_LENGTH} characters`,
+        (self) => referenceName(self).length <= NAME_MAX_LENGTH,
+      ),
+      ...rules,
+    ],
+  });
+}
+
+/** A full digest, `sha256:` and 64 lowercase hex digits. */
+export function Digest(description: string, rules: readonly CelRule[] = []) {
+  return Type.String({
+    description,
+    pattern: DIGEST_PATTERN,
+    maxLength: 71,
+    ...(rules.length > 0 ? { 'x-kubernetes-validations': [...rules] } : {}),
+  });
+}
+
+/** The first 12 hex digits of a digest, for printer columns. */
+export function ShortDigest(description: string) {
+  return Type.String({ description, pattern: SHORT_DIGEST_PATTERN, maxLength: 12 });
+}
+
+export const WatchedImageSpec = Type.Object(
+  {
+    image: TagReference(
+      'Image to watch: a reference with a tag and no digest, e.g. nginx:1.27 or ghcr.io/acme/web:stable. The tag defaults to latest. Workloads whose containers run the same repository and tag (after normalisation: nginx is docker.io/library/nginx) are updated when the digest behind the tag changes.',
+    ),
+    workloadSelector: Type.Optional(
+      LabelSelector(
+        'Label selector for the workloads to update, in this namespace. When absent, every workload of the given kinds whose containers or init containers run the image is updated.',
+      ),
+    ),
+    kinds: Type.Optional(
+      Type.Array(
+        StringEnum(Object.values(WORKLOAD_KIND), {
+          description: 'A workload kind: Deployment, StatefulSet or DaemonSet.',
+        }),
+        {
+          description: `Workload kinds to update. Defaults to [${WORKLOAD_KIND.Deployment}].`,
+          default: [WORKLOAD_KIND.Deployment],
+          minItems: 1,
+          maxItems: 3,
+          'x-kubernetes-list-type': 'set',
+        },
+      ),
+    ),
+    containers: Type.Optional(
+      Type.Array(
+        Type.String({ description: 'A container name.', pattern: DNS1123_LABEL_PATTERN, maxLength: 63 }),
+        {
+          description:
+            'Names of the containers (or init containers) to update. When absent, every container that runs the image.',
+          maxItems: 64,
+          'x-kubernetes-list-type': 'set',
+        },
+      ),
+    ),
+    updatePolicy: Type.Optional(
+      StringEnum(Object.values(UPDATE_POLICY), {
+        description: `What to do when the digest changes. Auto applies the ImageUpdate at once; Manual waits until its spec.approved is true; Observe records ImageUpdates and never patches workloads. Defaults to ${UPDATE_POLICY.Auto}.`,
+        default: UPDATE_POLICY.Auto,
+      }),
+    ),
+    interval: Type.Optional(
+      Type.String({
+        description: `How often to check the registry for a new digest, as a Go duration (30s, 5m, 1h30m). At least ${MIN_INTERVAL}; defaults to ${DEFAULT_INTERVAL}.`,
+        default: DEFAULT_INTERVAL,
+        pattern: DURATION_PATTERN,
+        maxLength: 32,
+        'x-kubernetes-validations': [
+          // Guarded by the pattern, so a malformed value gets only the pattern's error.
+          celRule<string>(
+            `!self.matches(${celString(DURATION_PATTERN)}) || duration(self) >= duration('${MIN_INTERVAL}')`,
+            `must be at least ${MIN_INTERVAL}`,
+            (self) => {
+              if (!durationRegExp.test(self)) return true;
+              const milliseconds = parseDuration(self);
+              return milliseconds !== undefined && milliseconds >= parseDuration(MIN_INTERVAL)!;
+            },
+          ),
+        ],
+      }),
+    ),
+    pullSecrets: Type.Optional(
+      Type.Array(LocalObjectReference, {
+        description:
+          'kubernetes.io/dockerconfigjson Secrets in this namespace with credentials for the registry. When absent, the imagePullSecrets of the matched workloads and of their service accounts.',
+        maxItems: 16,
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['name'],
+      }),
+    ),
+    suspend: Type.Optional(
+      Type.Boolean({
+        description:
+          'Stop checking the registry and applying updates while true; nothing is lost. Defaults to false.',
+        default: false,
+      }),
+    ),
+    historyLimit: Type.Optional(
+      Type.Integer({
+        description: `How many ImageUpdates of this WatchedImage to keep (1 to 100); the oldest finished ones are deleted. Defaults to ${DEFAULT_HISTORY_LIMIT}.`,
+        format: 'int32',
+        default: DEFAULT_HISTORY_LIMIT,
+        minimum: 1,
+        maximum: 100,
+      }),
+    ),
+  },
+  { description: 'What to watch and how to update the workloads that run it.' },
+);
+export type WatchedImageSpec = Static<typeof WatchedImageSpec>;
+
+const MatchedWorkload = Type.Object(
+  {
+    kind: StringEnum(Object.values(WORKLOAD_KIND), { description: 'Kind of the workload.' }),
+    name: ObjectName('Name of the workload.'),
+    containers: Type.Optional(
+      Type.Array(Type.String({ description: 'A container name.', maxLength: 63 }), {
+        description: 'Containers (and init containers) of the workload that run the image.',
+        'x-kubernetes-list-type': 'set',
+      }),
+    ),
+  },
+  { description: 'A workload that runs the watched image.' },
+);
+export type MatchedWorkload = Static<typeof MatchedWorkload>;
+
+const RateLimit = Type.Object(
+  {
+    limit: Type.Optional(
+      Type.Integer({
+        description: 'Requests allowed per window (RateLimit-Limit).',
+        format: 'int64',
+        minimum: 0,
+      }),
+    ),
+    remaining: Type.Optional(
+      Type.Integer({
+        description: 'Requests left in the current window (RateLimit-Remaining).',
+        format: 'int64',
+        minimum: 0,
+      }),
+    ),
+    windowSeconds: Type.Optional(
+      Type.Integer({
+        description: 'Length of the window in seconds (the w= parameter).',
+        format: 'int64',
+        minimum: 0,
+      }),
+    ),
+    observedTime: Type.Optional(DateTime('When the registry reported these figures.')),
+  },
+  { description: "The registry's rate-limit figures from the last check, when it reports them." },
+);
+export type RateLimit = Static<typeof RateLimit>;
+
+export const WatchedImageStatus = Type.Object(
+  {
+    // Written by the poller (field manager kubewatcher-poller).
+    digest: Type.Optional(
+      Digest(
+        'Digest last seen behind the tag: the baseline new digests are compared with. Written by the poller.',
+      ),
+    ),
+    shortDigest: Type.Optional(
+      ShortDigest('First 12 hex digits of digest, for display. Written by the poller.'),
+    ),
+    resolvedImage: Type.Optional(
+      Type.String({
+        maxLength: 512,
+        description:
+          'Canonical reference (registry/repository:tag) that digest belongs to. When spec.image changes, the poller takes a new baseline instead of reporting a change. Written by the poller.',
+      }),
+    ),
+    lastCheckedTime: Type.Optional(
+      DateTime('When the poller last asked the registry. Written by the poller.'),
+    ),
+    lastChangedTime: Type.Optional(
+      DateTime('When the poller last saw the digest change. Written by the poller.'),
+    ),
+    rateLimit: Type.Optional(RateLimit),
+    // Written by the controller (field manager kubewatcher-controller).
+    observedGeneration: Type.Optional(
+      ObservedGeneration('metadata.generation the controller last acted on. Written by the controller.'),
+    ),
+    workloads: Type.Optional(
+      Type.Array(MatchedWorkload, {
+        description: 'Workloads that run the image and match the selector. Written by the controller.',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['kind', 'name'],
+      }),
+    ),
+    workloadCount: Type.Optional(
+      Type.Integer({
+        description: 'Number of entries in workloads, for display. Written by the controller.',
+        format: 'int32',
+        minimum: 0,
+      }),
+    ),
+    latestUpdate: Type.Optional(
+      ObjectName('Name of the newest ImageUpdate of this WatchedImage. Written by the controller.'),
+    ),
+    conditions: Type.Optional(
+      Conditions(
+        'Resolved (written by the poller): whether the last registry check worked. Ready (written by the controller): whether the WatchedImage is valid and how many workloads it updates.',
+      ),
+    ),
+  },
+  {
+    description:
+      'Observed state. Two writers share it, each with its own fields, by server-side apply: the poller and the controller.',
+  },
+);
+export type WatchedImageStatus = Static<typeof WatchedImageStatus>;
+
+export const WatchedImage = Type.Object(
+  {
+    apiVersion: Type.Literal(API_VERSION, { description: 'API version of the object.' }),
+    kind: Type.Literal(WATCHED_IMAGE.kind, { description: 'Kind of the object.' }),
+    metadata: ObjectMeta,
+    spec: WatchedImageSpec,
+    status: Type.Optional(WatchedImageStatus),
+  },
+  {
+    description:
+      'WatchedImage watches the digest behind an image tag and rolls the workloads that run the tag onto each new digest, recording every change as an ImageUpdate.',
+  },
+);
+export type WatchedImage = Static<typeof WatchedImage>;
+
+export const WATCHED_IMAGE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
+  { name: 'Image', type: 'string', jsonPath: '.spec.image', description: 'The watched reference.' },
+  { name: 'Digest', type: 'string', jsonPath: '.status.shortDigest', description: 'Digest behind the tag.' },
+  { name: 'Policy', type: 'string', jsonPath: '.spec.updatePolicy', description: 'Update policy.' },
+  {
+    name: 'Workloads',
+    type: 'integer',
+    jsonPath: '.status.workloadCount',
+    description: 'Matched workloads.',
+  },
+  {
+    name: 'Ready',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+    description: 'Status of the Ready condition.',
+  },
+  {
+    name: 'Last Checked',
+    type: 'date',
+    jsonPath: '.status.lastCheckedTime',
+    description: 'Last registry check.',
+  },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  {
+    name: 'Reason',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+    description: 'Reason of the Ready condition.',
+    priority: 1,
+  },
+  {
+    name: 'Resolved',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Resolved")].status',
+    description: 'Status of the Resolved condition.',
+    priority: 1,
+  },
+];

@@ -1,0 +1,136 @@
+import type { WorkloadKind } from './api/index.ts';
+import { normalizeReference, sameImage } from './reference.ts';
+
+/**
+ * Which workloads and containers a WatchedImage applies to. Used by the controller (to patch) and the
+ * poller (to find pull secrets and already-pinned digests), so both always agree.
+ */
+
+interface SelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  values?: string[];
+}
+/** The shape of a metav1.LabelSelector (the API's TypeBox schema is assignable to it). */
+export interface Selector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: SelectorRequirement[];
+}
+
+/** The part of a Deployment, StatefulSet or DaemonSet that matching reads. */
+export interface WorkloadLike {
+  kind: WorkloadKind;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  spec?: {
+    template?: {
+      spec?: {
+        serviceAccountName?: string;
+        imagePullSecrets?: { name?: string }[];
+        containers?: { name: string; image?: string }[];
+        initContainers?: { name: string; image?: string }[];
+      };
+    };
+  };
+}
+
+export interface MatchCriteria {
+  image: string;
+  workloadSelector?: Selector;
+  kinds?: readonly string[];
+  containers?: readonly string[];
+}
+
+export interface MatchedContainer {
+  name: string;
+  init: boolean;
+  /** The image as the workload has it now, e.g. `nginx:1.27` or `nginx:1.27@sha256:…`. */
+  image: string;
+  /** The digest pinned in the image string, if any. */
+  digest?: string;
+}
+
+export interface WorkloadMatch<W extends WorkloadLike = WorkloadLike> {
+  workload: W;
+  containers: MatchedContainer[];
+}
+
+/** Kubernetes label selector semantics: every matchLabels pair and every expression must hold. */
+export function selectorMatches(
+  selector: Selector | undefined,
+  labels: Record<string, string> = {},
+): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
+    if (labels[k] !== v) return false;
+  }
+  for (const expr of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, expr.key);
+    const value = labels[expr.key];
+    switch (expr.operator) {
+      case 'In':
+        if (!has || !(expr.values ?? []).includes(value!)) return false;
+        break;
+      case 'NotIn':
+        if (has && (expr.values ?? []).includes(value!)) return false;
+        break;
+      case 'Exists':
+        if (!has) return false;
+        break;
+      case 'DoesNotExist':
+        if (has) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+/** The containers of one workload that run the watched repository and tag (digest ignored). */
+export function matchContainers(criteria: MatchCriteria, workload: WorkloadLike): MatchedContainer[] {
+  const pod = workload.spec?.template?.spec;
+  if (!pod) return [];
+  const named =
+    criteria.containers && criteria.containers.length > 0 ? new Set(criteria.containers) : undefined;
+  const found: MatchedContainer[] = [];
+  const visit = (list: { name: string; image?: string }[] | undefined, init: boolean) => {
+    for (const c of list ?? []) {
+      if (!c.image || (named && !named.has(c.name))) continue;
+      if (!sameImage(c.image, criteria.image)) continue;
+      const digest = pinnedDigest(c.image);
+      found.push(
+        digest ? { name: c.name, init, image: c.image, digest } : { name: c.name, init, image: c.image },
+      );
+    }
+  };
+  visit(pod.initContainers, true);
+  visit(pod.containers, false);
+  return found;
+}
+
+/** Workloads among `candidates` that a WatchedImage applies to, with their matching containers. */
+export function matchWorkloads<W extends WorkloadLike>(
+  criteria: MatchCriteria,
+  candidates: Iterable<W>,
+): WorkloadMatch<W>[] {
+  const kinds = new Set(criteria.kinds && criteria.kinds.length > 0 ? criteria.kinds : ['Deployment']);
+  const out: WorkloadMatch<W>[] = [];
+  for (const workload of candidates) {
+    if (!kinds.has(workload.kind)) continue;
+    if (!selectorMatches(criteria.workloadSelector, workload.metadata.labels)) continue;
+    const containers = matchContainers(criteria, workload);
+    if (containers.length > 0) out.push({ workload, containers });
+  }
+  out.sort((a, b) =>
+    `${a.workload.kind}/${a.workload.metadata.name}`.localeCompare(
+      `${b.workload.kind}/${b.workload.metadata.name}`,
+    ),
+  );
+  return out;
+}
+
+function pinnedDigest(image: string): string | undefined {
+  try {
+    return normalizeReference(image).digest;
+  } catch {
+    return undefined;
+  }
+}
