@@ -1,0 +1,334 @@
+/**
+ * RegistryClient decisions that a real registry cannot be made to show on demand (identity-token
+ * grants, a revoked cached token, Docker Hub's host), driven by a scripted fetch. The protocol against
+ * real registries is covered by test/registry-client.test.ts.
+ */
+import { normalizeReference } from '@kubewatcher/shared';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import {
+  createRegistryRequestCounter,
+  MANIFEST_ACCEPT,
+  RegistryClient,
+  type RegistryClientOptions,
+} from './client.ts';
+import type { RegistryFetchInit, RegistryFetchResponse } from './transport.ts';
+
+const DIGEST = `sha256:${'a'.repeat(64)}`;
+
+interface Call {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+type Reply = { status: number; headers?: Record<string, string | undefined>; body?: string };
+
+function response(reply: Reply): RegistryFetchResponse {
+  const headers = Object.fromEntries(
+    Object.entries(reply.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+  );
+  return {
+    status: reply.status,
+    headers: { get: (name: string) => headers[name.toLowerCase()] ?? null },
+    arrayBuffer: async () => {
+      const b = Buffer.from(reply.body ?? '');
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+    },
+  };
+}
+
+/** A fetch that answers each request with the first handler that claims it. */
+function scripted(handler: (call: Call, n: number) => Reply) {
+  const calls: Call[] = [];
+  const fetch = async (url: string, init: RegistryFetchInit) => {
+    const call: Call = {
+      method: init.method,
+      url,
+      headers: init.headers,
+      ...(init.body ? { body: init.body } : {}),
+    };
+    calls.push(call);
+    return response(handler(call, calls.length));
+  };
+  return { calls, fetch };
+}
+
+function client(fetch: RegistryClientOptions['fetch'], opts: RegistryClientOptions = {}) {
+  return new RegistryClient({ fetch, sleep: async () => {}, random: () => 0, ...opts });
+}
+
+const bearer = (realm: string) =>
+  `Bearer realm="${realm}",service="reg.example",scope="repository:acme/web:pull"`;
+
+describe('RegistryClient (scripted fetch)', () => {
+  it('sends one Accept header with the four manifest types, over HTTPS by default', async () => {
+    const { calls, fetch } = scripted(() => ({ status: 200, headers: { 'Docker-Content-Digest': DIGEST } }));
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toMatchObject({ ok: true, digest: DIGEST, method: 'HEAD' });
+    expect(calls).toEqual([
+      {
+        method: 'HEAD',
+        url: 'https://reg.example/v2/acme/web/manifests/1',
+        headers: expect.objectContaining({ Accept: MANIFEST_ACCEPT }),
+      },
+    ]);
+    expect(MANIFEST_ACCEPT.split(', ')).toHaveLength(4);
+  });
+
+  it("talks to Docker Hub's API host and reports its rate limit", async () => {
+    const { calls, fetch } = scripted(() => ({
+      status: 200,
+      headers: {
+        'Docker-Content-Digest': DIGEST,
+        'RateLimit-Limit': '100;w=21600',
+        'RateLimit-Remaining': '99;w=21600',
+      },
+    }));
+    const result = await client(fetch).resolveDigest(normalizeReference('nginx'));
+    expect(calls[0]!.url).toBe('https://registry-1.docker.io/v2/library/nginx/manifests/latest');
+    expect(result).toMatchObject({
+      ok: true,
+      rateLimit: { limit: 100, remaining: 99, windowSeconds: 21600 },
+    });
+  });
+
+  it('exchanges an identity token with a refresh_token POST, falling back to GET on 404', async () => {
+    const { calls, fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/token')) {
+        if (call.method === 'POST') return { status: 404 };
+        return { status: 200, body: JSON.stringify({ access_token: 'tok-1', expires_in: 300 }) };
+      }
+      if (call.headers.Authorization === 'Bearer tok-1')
+        return { status: 200, headers: { 'Docker-Content-Digest': DIGEST } };
+      return { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    const c = client(fetch);
+    const result = await c.resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: '<token>',
+      identityToken: 'refresh-me',
+    });
+    expect(result).toMatchObject({ ok: true, digest: DIGEST });
+    const post = calls.find((call) => call.method === 'POST')!;
+    expect(new URLSearchParams(post.body)).toEqual(
+      new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: 'refresh-me',
+        client_id: 'kubewatcher',
+        scope: 'repository:acme/web:pull',
+        service: 'reg.example',
+      }),
+    );
+    expect(post.headers['Content-Type']).toBe('application/x-www-form-urlencoded');
+    const get = calls.find((call) => call.method === 'GET')!;
+    expect(get.url).toBe(
+      'https://auth.example/token?service=reg.example&scope=repository%3Aacme%2Fweb%3Apull',
+    );
+    expect(get.headers.Authorization).toBe(`Basic ${Buffer.from('<token>:refresh-me').toString('base64')}`);
+    expect(c.stats()).toMatchObject({ head: 2, token: 2 });
+  });
+
+  it('uses a registry token directly as the bearer, without a token request', async () => {
+    const { calls, fetch } = scripted((call) =>
+      call.headers.Authorization === 'Bearer given'
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } },
+    );
+    const c = client(fetch);
+    expect(
+      await c.resolveDigest(normalizeReference('reg.example/acme/web:1'), { registryToken: 'given' }),
+    ).toMatchObject({
+      ok: true,
+    });
+    expect(calls.map((call) => call.method)).toEqual(['HEAD', 'HEAD']);
+    expect(c.stats().token).toBe(0);
+  });
+
+  it('drops a cached token the registry refuses, fetches one more and retries once', async () => {
+    let issued = 0;
+    let revoked = false;
+    const { calls, fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/')) {
+        issued++;
+        return { status: 200, body: JSON.stringify({ token: `tok-${issued}`, expires_in: 300 }) };
+      }
+      const ok = call.headers.Authorization === `Bearer tok-${issued}` && !(revoked && issued === 1);
+      return ok
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    const c = client(fetch);
+    const ref = normalizeReference('reg.example/acme/web:1');
+    expect(await c.resolveDigest(ref)).toMatchObject({ ok: true });
+    revoked = true;
+    expect(await c.resolveDigest(ref)).toMatchObject({ ok: true });
+    expect(c.stats()).toMatchObject({ token: 2 });
+    // Second resolve: the cached token up front (refused), a new token, the retry.
+    expect(calls.slice(3).map((call) => `${call.method} ${call.headers.Authorization ?? '-'}`)).toEqual([
+      'HEAD Bearer tok-1',
+      'GET -',
+      'HEAD Bearer tok-2',
+    ]);
+  });
+
+  it('gives up when a freshly issued token is refused (no access to the repository)', async () => {
+    const { fetch } = scripted((call) =>
+      call.url.startsWith('https://auth.example/')
+        ? { status: 200, body: JSON.stringify({ token: 'no-access' }) }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } },
+    );
+    const c = client(fetch);
+    const result = await c.resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: 'u',
+      password: 'p',
+    });
+    expect(result).toMatchObject({ ok: false, reason: 'Unauthorized' });
+    expect(!result.ok && result.message).toContain('credentials for reg.example were rejected for acme/web');
+    expect(c.stats()).toMatchObject({ head: 2, token: 1 });
+  });
+
+  it('never sends credentials to a plain-HTTP token realm of an HTTPS registry', async () => {
+    const { calls, fetch } = scripted(() => ({
+      status: 401,
+      headers: { 'WWW-Authenticate': bearer('http://auth.example/token') },
+    }));
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: 'u',
+      password: 'p',
+    });
+    expect(result).toMatchObject({ ok: false, reason: 'RegistryError' });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('keeps Authorization on a same-origin redirect and drops it across origins', async () => {
+    const { calls, fetch } = scripted((call) => {
+      if (call.url === 'https://reg.example/v2/acme/web/manifests/1') {
+        return call.headers.Authorization
+          ? { status: 307, headers: { Location: '/moved/acme/web/manifests/1' } }
+          : { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="r"' } };
+      }
+      if (call.url.startsWith('https://reg.example/moved/')) {
+        return { status: 302, headers: { Location: 'https://storage.example/blob?sig=1' } };
+      }
+      return { status: 200, headers: { 'Docker-Content-Digest': DIGEST } };
+    });
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: 'u',
+      password: 'p',
+    });
+    expect(result).toMatchObject({ ok: true });
+    expect(calls.map((c) => [new URL(c.url).host, Boolean(c.headers.Authorization)])).toEqual([
+      ['reg.example', false],
+      ['reg.example', true],
+      ['reg.example', true],
+      ['storage.example', false],
+    ]);
+  });
+
+  it('stops after 5 redirects', async () => {
+    const { calls, fetch } = scripted((_call, n) => ({ status: 302, headers: { Location: `/loop/${n}` } }));
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
+    expect(calls).toHaveLength(6);
+  });
+
+  it('retries a reset connection, then reports the registry unreachable', async () => {
+    const calls: string[] = [];
+    const sleeps: number[] = [];
+    const fetch = async (url: string) => {
+      calls.push(url);
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    };
+    const c = client(fetch, { sleep: async (ms) => void sleeps.push(ms), random: () => 1 });
+    const result = await c.resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
+    expect(!result.ok && result.message).toContain('connection to reg.example was reset');
+    expect(calls).toHaveLength(3);
+    expect(sleeps).toEqual([200, 400]);
+  });
+
+  it('turns DNS failures into RegistryUnreachable naming the host', async () => {
+    const fetch = async () => {
+      throw Object.assign(new Error('getaddrinfo ENOTFOUND'), { code: 'ENOTFOUND' });
+    };
+    const result = await client(fetch).resolveDigest(normalizeReference('nowhere.example/acme/web:1'));
+    expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
+    expect(!result.ok && result.message).toContain('cannot resolve host nowhere.example');
+  });
+
+  it('hashes the body bytes as served when falling back to GET', async () => {
+    const body =
+      '{"schemaVersion":2,  "mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}\n';
+    const { fetch } = scripted((call) =>
+      call.method === 'HEAD'
+        ? { status: 200 }
+        : { status: 200, headers: { 'Content-Type': 'application/vnd.oci.image.index.v1+json' }, body },
+    );
+    const { createHash } = await import('node:crypto');
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toEqual({
+      ok: true,
+      method: 'GET',
+      digest: `sha256:${createHash('sha256').update(body).digest('hex')}`,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+    });
+  });
+
+  it('reads NAME_UNKNOWN from a GET body as NotFound', async () => {
+    const { fetch } = scripted((call) =>
+      call.method === 'HEAD'
+        ? { status: 400 }
+        : {
+            status: 400,
+            body: JSON.stringify({
+              errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known' }],
+            }),
+          },
+    );
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toMatchObject({
+      ok: false,
+      reason: 'NotFound',
+      message: 'repository acme/web does not exist on reg.example',
+    });
+  });
+
+  it('never logs credentials or tokens', async () => {
+    const lines: string[] = [];
+    const log = (message: string, meta?: unknown) =>
+      void lines.push(`${message} ${JSON.stringify(meta ?? {})}`);
+    const logger = { debug: log, info: log, warn: log } as unknown as RegistryClientOptions['logger'];
+    const { fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/'))
+        return { status: 200, body: JSON.stringify({ token: 'TOKEN-SECRET' }) };
+      return call.headers.Authorization
+        ? { status: 503 }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    await client(fetch, { logger }).resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: 'USER-SECRET',
+      password: 'PASS-SECRET',
+    });
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line).not.toMatch(/SECRET|Basic |Bearer /);
+  });
+
+  it('counts requests in a prom-client counter by host and kind', async () => {
+    const register = new Registry();
+    const requestCounter = createRegistryRequestCounter(register);
+    const { fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/'))
+        return { status: 200, body: JSON.stringify({ token: 't' }) };
+      return call.headers.Authorization
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    await client(fetch, { requestCounter }).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    const metric = await register.getSingleMetric('kubewatcher_registry_requests_total')!.get();
+    expect(metric.values.map((v) => [v.labels.host, v.labels.kind, v.value])).toEqual([
+      ['reg.example', 'head', 2],
+      ['auth.example', 'token', 1],
+    ]);
+  });
+});

@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { credentialFingerprint, TokenCache } from './token-cache.ts';
+
+const scope = {
+  realm: 'https://auth.example/token',
+  service: 'registry.example',
+  scope: 'repository:a/b:pull',
+};
+
+function clock(start = Date.parse('2026-03-01T12:00:00Z')) {
+  let t = start;
+  return { now: () => t, advance: (ms: number) => (t += ms) };
+}
+
+describe('TokenCache', () => {
+  it('keeps a token until expires_in minus the margin', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+    const key = TokenCache.key(scope, 'anonymous');
+    cache.set(key, 'tok', 300);
+    c.advance(289_999);
+    expect(cache.get(key)).toBe('tok');
+    c.advance(1);
+    expect(cache.get(key)).toBeUndefined();
+  });
+
+  it('defaults expires_in to 60 s and treats shorter lifetimes as 60 s', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+    cache.set('a', 'tok-a');
+    cache.set('b', 'tok-b', 5);
+    c.advance(49_999);
+    expect(cache.get('a')).toBe('tok-a');
+    expect(cache.get('b')).toBe('tok-b');
+    c.advance(1);
+    expect(cache.get('a')).toBeUndefined();
+    expect(cache.get('b')).toBeUndefined();
+  });
+
+  it('counts from issued_at when the token server says when it issued the token', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+    const issued = new Date(c.now() - 100_000).toISOString();
+    cache.set('k', 'tok', 300, issued);
+    c.advance(189_999);
+    expect(cache.get('k')).toBe('tok');
+    c.advance(1);
+    expect(cache.get('k')).toBeUndefined();
+  });
+
+  it('never lets an issued_at ahead of our clock stretch the lifetime', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+    cache.set('k', 'tok', 60, new Date(c.now() + 3_600_000).toISOString());
+    c.advance(50_000);
+    expect(cache.get('k')).toBeUndefined();
+  });
+
+  it('caps the margin at half the lifetime', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now, marginMs: 120_000 });
+    cache.set('k', 'tok', 60);
+    c.advance(29_999);
+    expect(cache.get('k')).toBe('tok');
+    c.advance(1);
+    expect(cache.get('k')).toBeUndefined();
+  });
+
+  it('keys by realm, service, scope and credential', () => {
+    const a = TokenCache.key(scope, 'anonymous');
+    expect(TokenCache.key({ ...scope, scope: 'repository:a/c:pull' }, 'anonymous')).not.toBe(a);
+    expect(TokenCache.key({ ...scope, service: 'other' }, 'anonymous')).not.toBe(a);
+    expect(TokenCache.key({ ...scope, realm: 'https://other/token' }, 'anonymous')).not.toBe(a);
+    expect(TokenCache.key(scope, credentialFingerprint({ username: 'u', password: 'p' }))).not.toBe(a);
+  });
+
+  it('deletes on request and drops expired entries when adding', () => {
+    const c = clock();
+    const cache = new TokenCache({ now: c.now });
+    cache.set('a', 'tok-a', 60);
+    cache.delete('a');
+    expect(cache.get('a')).toBeUndefined();
+    cache.set('b', 'tok-b', 60);
+    c.advance(120_000);
+    cache.set('c', 'tok-c', 60);
+    expect(cache.size).toBe(1);
+  });
+});
+
+describe('credentialFingerprint', () => {
+  it('is anonymous without a secret', () => {
+    expect(credentialFingerprint(undefined)).toBe('anonymous');
+    expect(credentialFingerprint({})).toBe('anonymous');
+  });
+  it('is a sha256 that never contains the secret and tells credentials apart', () => {
+    const f = credentialFingerprint({ username: 'alice', password: 's3cret-pass' });
+    expect(f).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(f).not.toContain('alice');
+    expect(f).not.toContain('s3cret');
+    expect(credentialFingerprint({ username: 'alice', password: 's3cret-pass' })).toBe(f);
+    expect(credentialFingerprint({ username: 'alice', password: 'other' })).not.toBe(f);
+    expect(credentialFingerprint({ username: 'alice:s3cret', password: '-pass' })).not.toBe(
+      credentialFingerprint({ username: 'alice', password: 's3cret:-pass' }),
+    );
+  });
+});
