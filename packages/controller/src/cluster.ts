@@ -1,0 +1,148 @@
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import {
+  ANNOTATION,
+  API_VERSION,
+  FIELD_MANAGER,
+  GROUP,
+  IMAGE_UPDATE,
+  type ImageUpdate,
+  type ImageUpdateStatus,
+  VERSION,
+  WATCHED_IMAGE,
+  type WatchedImage,
+} from '@kubewatcher/shared';
+import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
+import type { ControllerStatus } from './plan-watched-image.ts';
+
+/** Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. */
+export class ControllerWriter {
+  readonly #custom: CustomObjectsApi;
+  readonly #apps: AppsV1Api;
+  readonly #core: CoreV1Api;
+  readonly #reportingInstance: string;
+
+  constructor(kc: KubeConfig, reportingInstance: string) {
+    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    this.#apps = kc.makeApiClient(AppsV1Api);
+    this.#core = kc.makeApiClient(CoreV1Api);
+    this.#reportingInstance = reportingInstance;
+  }
+
+  /**
+   * Writes an ImageUpdate's status with server-side apply, conditional on the resourceVersion the
+   * plan was made from: a stale cache gets a 409 and the reconcile starts over from fresh data, so
+   * two writers can never both move an update forward.
+   */
+  async applyUpdateStatus(update: ImageUpdate, status: ImageUpdateStatus): Promise<void> {
+    await this.#applyStatus(IMAGE_UPDATE, update.metadata, status);
+  }
+
+  /** Writes the controller-owned fields of a WatchedImage's status (the poller owns the others). */
+  async applyWatchedImageStatus(wi: WatchedImage, status: ControllerStatus): Promise<void> {
+    await this.#applyStatus(WATCHED_IMAGE, wi.metadata, status);
+  }
+
+  async #applyStatus(
+    resource: { kind: string; plural: string },
+    meta: { name: string; namespace?: string; resourceVersion?: string },
+    status: unknown,
+  ): Promise<void> {
+    await this.#custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: resource.plural,
+        namespace: meta.namespace!,
+        name: meta.name,
+        body: {
+          apiVersion: API_VERSION,
+          kind: resource.kind,
+          metadata: {
+            name: meta.name,
+            namespace: meta.namespace,
+            ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}),
+          },
+          status,
+        },
+        fieldManager: FIELD_MANAGER.controller,
+        force: true,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+  }
+
+  /** Strategic merge patch: containers merge by name, so only the named ones change. */
+  async patchWorkload(namespace: string, patch: WorkloadPatch, updateName: string): Promise<void> {
+    const podSpec: Record<string, unknown> = {};
+    if (patch.containers.length > 0) podSpec.containers = patch.containers;
+    if (patch.initContainers.length > 0) podSpec.initContainers = patch.initContainers;
+    const body = {
+      metadata: { annotations: { [ANNOTATION.imageUpdate]: updateName } },
+      spec: { template: { spec: podSpec } },
+    };
+    const params = { name: patch.name, namespace, body, fieldManager: FIELD_MANAGER.controller };
+    const opts = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+    switch (patch.kind) {
+      case 'Deployment':
+        await this.#apps.patchNamespacedDeployment(params, opts);
+        break;
+      case 'StatefulSet':
+        await this.#apps.patchNamespacedStatefulSet(params, opts);
+        break;
+      case 'DaemonSet':
+        await this.#apps.patchNamespacedDaemonSet(params, opts);
+        break;
+      default:
+        throw new Error(`unsupported workload kind ${patch.kind}`);
+    }
+  }
+
+  async deleteUpdate(namespace: string, name: string): Promise<void> {
+    try {
+      await this.#custom.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: IMAGE_UPDATE.plural,
+        namespace,
+        name,
+      });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+  }
+
+  /** Records a core/v1 Event; failures to record are the caller's to log, never fatal. */
+  async recordEvent(
+    involved: { apiVersion: string; kind: string; name: string; namespace: string; uid?: string },
+    event: Pick<PlannedEvent, 'type' | 'reason' | 'message'>,
+    now: Date,
+  ): Promise<void> {
+    await this.#core.createNamespacedEvent({
+      namespace: involved.namespace,
+      body: {
+        metadata: { generateName: `${involved.name}.`, namespace: involved.namespace },
+        involvedObject: {
+          apiVersion: involved.apiVersion,
+          kind: involved.kind,
+          name: involved.name,
+          namespace: involved.namespace,
+          ...(involved.uid ? { uid: involved.uid } : {}),
+        },
+        type: event.type,
+        reason: event.reason,
+        message: event.message.slice(0, 1024),
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+        source: { component: 'kubewatcher-controller', host: this.#reportingInstance },
+      },
+    });
+  }
+}

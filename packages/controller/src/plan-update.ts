@@ -1,0 +1,411 @@
+import {
+  type Condition,
+  type ImageUpdate,
+  type ImageUpdateStatus,
+  matchWorkloads,
+  sameImage,
+  setCondition,
+  shortDigest,
+  type WatchedImage,
+  type WorkloadLike,
+} from '@kubewatcher/shared';
+import { type RolloutWorkload, rolloutState } from './rollout.ts';
+
+/**
+ * The ImageUpdate state machine as a pure function: given the ImageUpdate, its WatchedImage, its
+ * siblings and the workloads from the informer caches, decide the next status, the patches to make
+ * and the Events to record. The reconciler gathers the input and applies the plan.
+ *
+ *   Pending ─┬─ Observe ──────────────────────────► Observed
+ *            ├─ Manual, not approved ─► AwaitingApproval ─ approved ─┐
+ *            └─ Auto ───────────────────────────────────────────────┴► Applying ─► RollingOut ─► Succeeded | Failed
+ *   any phase before Succeeded/Failed ── a newer update of the same WatchedImage ──► Superseded
+ */
+
+export type Workload = WorkloadLike &
+  RolloutWorkload & { metadata: { uid?: string; annotations?: Record<string, string> } };
+export type WorkloadResult = NonNullable<ImageUpdateStatus['workloads']>[number];
+type Phase = NonNullable<ImageUpdateStatus['phase']>;
+
+export const TERMINAL_PHASES: readonly Phase[] = ['Succeeded', 'Failed', 'Superseded', 'Observed'];
+const NOT_STARTED: readonly Phase[] = ['Pending', 'AwaitingApproval'];
+
+export interface UpdateInput {
+  update: ImageUpdate;
+  /** The owning WatchedImage, undefined when it is gone. */
+  watchedImage: WatchedImage | undefined;
+  /** The other ImageUpdates of the same WatchedImage. */
+  siblings: readonly ImageUpdate[];
+  /** Workloads of the namespace, of every kind the WatchedImage selects. */
+  workloads: readonly Workload[];
+  now: Date;
+  /** A backstop for rollouts that report no failure but never finish (StatefulSets, DaemonSets). */
+  rolloutTimeoutMs: number;
+}
+
+export interface WorkloadPatch {
+  kind: string;
+  name: string;
+  /** Containers to set, by name (strategic merge patch merges them by name). */
+  containers: { name: string; image: string }[];
+  initContainers: { name: string; image: string }[];
+}
+
+export interface PlannedEvent {
+  /** `update` is the ImageUpdate; otherwise the workload `kind/name`. */
+  on: 'update' | { kind: string; name: string };
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface UpdatePlan {
+  status: ImageUpdateStatus;
+  patches: WorkloadPatch[];
+  events: PlannedEvent[];
+  /** Look again after this long even if nothing changes (rollouts in flight, timeouts). */
+  requeueAfterMs?: number;
+}
+
+/** The container image pinned to a digest, in the spelling the workload already uses. */
+export function pinImage(current: string, digest: string): string {
+  const at = current.indexOf('@');
+  return `${at === -1 ? current : current.slice(0, at)}@${digest}`;
+}
+
+/** Creation order of ImageUpdates: timestamp, then name for a stable tie-break. */
+export function newerThan(a: ImageUpdate, b: ImageUpdate): boolean {
+  const ta = Date.parse(String(a.metadata.creationTimestamp ?? 0));
+  const tb = Date.parse(String(b.metadata.creationTimestamp ?? 0));
+  return ta !== tb ? ta > tb : a.metadata.name > b.metadata.name;
+}
+
+export function planUpdate(input: UpdateInput): UpdatePlan {
+  const { update, watchedImage: wi, now } = input;
+  const prev = update.status ?? {};
+  const phase: Phase = prev.phase ?? 'Pending';
+  const base: ImageUpdateStatus = {
+    ...prev,
+    observedGeneration: update.metadata.generation ?? 0,
+    phase,
+    ...(update.spec.fromDigest ? { from: shortDigest(update.spec.fromDigest) } : {}),
+    to: shortDigest(update.spec.toDigest),
+    workloads: prev.workloads ?? [],
+    conditions: prev.conditions ?? [],
+  };
+  const plan: UpdatePlan = { status: base, patches: [], events: [] };
+  if (TERMINAL_PHASES.includes(phase)) return finish(plan, now);
+
+  if (!wi) {
+    return complete(
+      plan,
+      'Failed',
+      'WatchedImageNotFound',
+      `WatchedImage ${update.spec.watchedImage} no longer exists`,
+      now,
+    );
+  }
+
+  // Only the newest update of a WatchedImage is worth applying: older ones step aside.
+  const newest = [update, ...input.siblings].reduce((a, b) => (newerThan(b, a) ? b : a));
+  if (newest !== update && (NOT_STARTED.includes(phase) || startedPhase(newest))) {
+    plan.status.supersededBy = newest.metadata.name;
+    return complete(
+      plan,
+      'Superseded',
+      'Superseded',
+      `superseded by the newer ImageUpdate ${newest.metadata.name}`,
+      now,
+    );
+  }
+
+  if (NOT_STARTED.includes(phase)) {
+    if (wi.spec.suspend) {
+      return progress(plan, 'Pending', 'Suspended', `WatchedImage ${wi.metadata.name} is suspended`, now);
+    }
+    const policy = wi.spec.updatePolicy ?? 'Auto';
+    if (policy === 'Observe') {
+      plan.status.workloads = planResults(update, wi, input.workloads).map((r) => ({
+        ...r,
+        state: 'Skipped',
+        message: 'updatePolicy Observe: recorded, not applied',
+      }));
+      return complete(
+        plan,
+        'Observed',
+        'Observed',
+        `${describe(update)} observed; updatePolicy Observe applies nothing`,
+        now,
+      );
+    }
+    if (policy === 'Manual' && !update.spec.approved) {
+      if (phase !== 'AwaitingApproval') {
+        plan.events.push({
+          on: 'update',
+          type: 'Normal',
+          reason: 'AwaitingApproval',
+          message: `${describe(update)} waits for approval: kubectl patch iu ${update.metadata.name} --type=merge -p '{"spec":{"approved":true}}'`,
+        });
+      }
+      return progress(
+        plan,
+        'AwaitingApproval',
+        'AwaitingApproval',
+        'waiting for spec.approved to be true',
+        now,
+      );
+    }
+    const results = planResults(update, wi, input.workloads);
+    plan.status.workloads = results;
+    plan.status.appliedTime = now.toISOString();
+    if (results.length === 0) {
+      return complete(
+        plan,
+        'Succeeded',
+        'NoWorkloads',
+        `no ${kindsOf(wi)} in the namespace runs ${wi.spec.image}`,
+        now,
+      );
+    }
+    plan.events.push({
+      on: 'update',
+      type: 'Normal',
+      reason: 'Applying',
+      message: `applying ${describe(update)} to ${results.length} container(s)`,
+    });
+    return progress(plan, 'Applying', 'Applying', `patching ${results.length} container(s)`, now);
+  }
+
+  if (phase === 'Applying') return planApply(plan, update, wi, input, now);
+  return planRollout(plan, update, input, now);
+}
+
+function startedPhase(u: ImageUpdate): boolean {
+  const p = u.status?.phase;
+  return p === 'Applying' || p === 'RollingOut' || p === 'Succeeded' || p === 'Failed';
+}
+
+/** One result per matched container, recorded before anything is patched. */
+function planResults(
+  update: ImageUpdate,
+  wi: WatchedImage,
+  workloads: readonly Workload[],
+): WorkloadResult[] {
+  const results: WorkloadResult[] = [];
+  for (const { workload, containers } of matchWorkloads(wi.spec, workloads)) {
+    for (const c of containers) {
+      results.push({
+        kind: workload.kind,
+        name: workload.metadata.name,
+        container: c.name,
+        previousImage: c.image,
+        newImage: pinImage(c.image, update.spec.toDigest),
+        state: 'Pending',
+        message: c.init ? 'init container' : '',
+      });
+    }
+  }
+  return results;
+}
+
+function findWorkload(workloads: readonly Workload[], kind: string, name: string): Workload | undefined {
+  return workloads.find((w) => w.kind === kind && w.metadata.name === name);
+}
+
+function currentImage(w: Workload, container: string): string | undefined {
+  const pod = w.spec?.template?.spec;
+  return [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])].find((c) => c.name === container)
+    ?.image;
+}
+
+function isInit(w: Workload, container: string): boolean {
+  return (w.spec?.template?.spec?.initContainers ?? []).some((c) => c.name === container);
+}
+
+/** Applying: patch every planned container that is not on the new image yet; skip what others changed. */
+function planApply(
+  plan: UpdatePlan,
+  update: ImageUpdate,
+  wi: WatchedImage,
+  input: UpdateInput,
+  now: Date,
+): UpdatePlan {
+  const patches = new Map<string, WorkloadPatch>();
+  plan.status.workloads = (plan.status.workloads ?? []).map((r) => {
+    if (r.state !== 'Pending') return r;
+    const w = findWorkload(input.workloads, r.kind, r.name);
+    if (!w)
+      return { ...r, state: 'Skipped', message: `${r.kind} ${r.name} was deleted before it was patched` };
+    const image = currentImage(w, r.container);
+    if (image === r.newImage) return { ...r, state: 'Patched', message: 'on the new digest' };
+    if (!image || !sameImage(image, wi.spec.image)) {
+      return {
+        ...r,
+        state: 'Skipped',
+        message: `container ${r.container} now runs ${image ?? 'nothing'}: changed by someone else, left alone`,
+      };
+    }
+    const key = `${r.kind}/${r.name}`;
+    const patch = patches.get(key) ?? { kind: r.kind, name: r.name, containers: [], initContainers: [] };
+    (isInit(w, r.container) ? patch.initContainers : patch.containers).push({
+      name: r.container,
+      image: r.newImage!,
+    });
+    patches.set(key, patch);
+    plan.events.push({
+      on: { kind: r.kind, name: r.name },
+      type: 'Normal',
+      reason: 'ImagePinned',
+      message: `container ${r.container} set to ${r.newImage} by ImageUpdate ${update.metadata.name}`,
+    });
+    return { ...r, state: 'Patched', message: 'patched' };
+  });
+  plan.patches = [...patches.values()];
+  const patchedAny = plan.status.workloads.some((r) => r.state === 'Patched');
+  if (!patchedAny) return settle(plan, update, now);
+  return progress(
+    plan,
+    'RollingOut',
+    'RollingOut',
+    `waiting for ${countState(plan, 'Patched')} workload(s) to roll out`,
+    now,
+    5_000,
+  );
+}
+
+/** RollingOut: follow each patched workload to the end of its rollout. */
+function planRollout(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput, now: Date): UpdatePlan {
+  const applied = Date.parse(plan.status.appliedTime ?? now.toISOString());
+  const timedOut = now.getTime() - applied > input.rolloutTimeoutMs;
+  plan.status.workloads = (plan.status.workloads ?? []).map((r) => {
+    if (r.state !== 'Patched') return r;
+    const w = findWorkload(input.workloads, r.kind, r.name);
+    if (!w) return { ...r, state: 'Skipped', message: `${r.kind} ${r.name} was deleted during the rollout` };
+    const image = currentImage(w, r.container);
+    if (image !== r.newImage) {
+      return {
+        ...r,
+        state: 'Skipped',
+        message: `container ${r.container} now runs ${image ?? 'nothing'}: changed by someone else, left alone`,
+      };
+    }
+    const state = rolloutState(w);
+    if (state.done) {
+      plan.events.push({
+        on: { kind: r.kind, name: r.name },
+        type: 'Normal',
+        reason: 'RolloutSucceeded',
+        message: `rolled out ${r.newImage}: ${state.message}`,
+      });
+      return { ...r, state: 'RolledOut', message: state.message };
+    }
+    if (state.failed || timedOut) {
+      const message = state.failed
+        ? state.message
+        : `rollout not finished after ${Math.round(input.rolloutTimeoutMs / 1000)}s: ${state.message}`;
+      plan.events.push({
+        on: { kind: r.kind, name: r.name },
+        type: 'Warning',
+        reason: 'RolloutFailed',
+        message,
+      });
+      return { ...r, state: 'Failed', message };
+    }
+    return { ...r, message: state.message };
+  });
+  if (plan.status.workloads.some((r) => r.state === 'Patched')) {
+    return progress(
+      plan,
+      'RollingOut',
+      'RollingOut',
+      `waiting for ${countState(plan, 'Patched')} workload(s) to roll out`,
+      now,
+      5_000,
+    );
+  }
+  return settle(plan, update, now);
+}
+
+/** Every result has ended: the update succeeded unless one failed. */
+function settle(plan: UpdatePlan, update: ImageUpdate, now: Date): UpdatePlan {
+  const failed = (plan.status.workloads ?? []).filter((r) => r.state === 'Failed');
+  if (failed.length > 0) {
+    const first = failed[0]!;
+    return complete(
+      plan,
+      'Failed',
+      'RolloutFailed',
+      `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`,
+      now,
+    );
+  }
+  const rolled = countState(plan, 'RolledOut');
+  return complete(
+    plan,
+    'Succeeded',
+    'RolledOut',
+    `${describe(update)}: ${rolled} container(s) rolled out`,
+    now,
+  );
+}
+
+function countState(plan: UpdatePlan, state: WorkloadResult['state']): number {
+  return (plan.status.workloads ?? []).filter((r) => r.state === state).length;
+}
+
+function progress(
+  plan: UpdatePlan,
+  phase: Phase,
+  reason: string,
+  message: string,
+  now: Date,
+  requeueAfterMs?: number,
+): UpdatePlan {
+  plan.status.phase = phase;
+  plan.status.conditions = setCondition(
+    plan.status.conditions ?? [],
+    readyCondition(plan, 'Unknown', reason, message),
+    now,
+  );
+  if (requeueAfterMs !== undefined) plan.requeueAfterMs = requeueAfterMs;
+  return finish(plan, now);
+}
+
+function complete(plan: UpdatePlan, phase: Phase, reason: string, message: string, now: Date): UpdatePlan {
+  plan.status.phase = phase;
+  plan.status.completedTime = plan.status.completedTime ?? now.toISOString();
+  const ok = phase === 'Succeeded' || phase === 'Observed';
+  plan.status.conditions = setCondition(
+    plan.status.conditions ?? [],
+    readyCondition(plan, ok ? 'True' : 'False', reason, message),
+    now,
+  );
+  plan.events.push({ on: 'update', type: phase === 'Failed' ? 'Warning' : 'Normal', reason: phase, message });
+  return finish(plan, now);
+}
+
+function readyCondition(
+  plan: UpdatePlan,
+  status: Condition['status'],
+  reason: string,
+  message: string,
+): Omit<Condition, 'lastTransitionTime'> {
+  return { type: 'Ready', status, reason, message, observedGeneration: plan.status.observedGeneration ?? 0 };
+}
+
+/** The WORKLOADS column: containers rolled out of those the update applies to. */
+function finish(plan: UpdatePlan, _now: Date): UpdatePlan {
+  const results = plan.status.workloads ?? [];
+  const done = results.filter((r) => r.state === 'RolledOut').length;
+  const counted = results.filter((r) => r.state !== 'Skipped').length;
+  plan.status.progress = `${done}/${counted}`;
+  return plan;
+}
+
+function describe(update: ImageUpdate): string {
+  return `${update.spec.image} → ${shortDigest(update.spec.toDigest)}`;
+}
+
+function kindsOf(wi: WatchedImage): string {
+  return (wi.spec.kinds ?? ['Deployment']).join('/');
+}

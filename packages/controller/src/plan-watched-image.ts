@@ -1,0 +1,110 @@
+import {
+  type Condition,
+  type ImageUpdate,
+  matchWorkloads,
+  setCondition,
+  validateWatchedImage,
+  type WatchedImage,
+  type WatchedImageStatus,
+  type WorkloadLike,
+} from '@kubewatcher/shared';
+import { newerThan, TERMINAL_PHASES } from './plan-update.ts';
+
+/**
+ * The WatchedImage's controller-owned status as a pure function of the WatchedImage, the workloads
+ * in its namespace and its ImageUpdates: which workloads match, the newest update, the summary Ready
+ * condition, and which old updates fall outside `historyLimit`.
+ */
+
+/** The status fields the controller owns (the poller owns the rest, see DESIGN.md). */
+export type ControllerStatus = Pick<
+  WatchedImageStatus,
+  'observedGeneration' | 'workloads' | 'workloadCount' | 'latestUpdate'
+> & {
+  conditions: Condition[];
+};
+
+export interface WatchedImagePlan {
+  status: ControllerStatus;
+  /** ImageUpdates to delete: finished ones beyond historyLimit, oldest first. */
+  prune: string[];
+}
+
+export function planWatchedImage(
+  wi: WatchedImage,
+  workloads: readonly WorkloadLike[],
+  updates: readonly ImageUpdate[],
+  now: Date,
+): WatchedImagePlan {
+  const generation = wi.metadata.generation ?? 0;
+  const previous = (wi.status?.conditions ?? []).filter((c) => c.type === 'Ready');
+  const ready = (status: Condition['status'], reason: string, message: string) =>
+    setCondition(
+      previous,
+      { type: 'Ready', status, reason, message, observedGeneration: generation },
+      now,
+    ).filter((c) => c.type === 'Ready');
+
+  const newestFirst = [...updates].sort((a, b) => (newerThan(a, b) ? -1 : newerThan(b, a) ? 1 : 0));
+  const latest = newestFirst[0]?.metadata.name;
+  const limit = wi.spec.historyLimit ?? 10;
+  const prune = newestFirst
+    .slice(limit)
+    .filter((u) => TERMINAL_PHASES.includes(u.status?.phase ?? 'Pending'))
+    .map((u) => u.metadata.name)
+    .reverse();
+
+  const validation = validateWatchedImage(wi);
+  if (!validation.ok) {
+    return {
+      status: {
+        observedGeneration: generation,
+        workloads: [],
+        workloadCount: 0,
+        ...(latest ? { latestUpdate: latest } : {}),
+        conditions: ready('False', 'InvalidSpec', validation.errors.join('; ')),
+      },
+      prune,
+    };
+  }
+
+  const matches = matchWorkloads(wi.spec, workloads);
+  const base = {
+    observedGeneration: generation,
+    workloads: matches.map((m) => ({
+      kind: m.workload.kind,
+      name: m.workload.metadata.name,
+      containers: m.containers.map((c) => c.name),
+    })),
+    workloadCount: matches.length,
+    ...(latest ? { latestUpdate: latest } : {}),
+  };
+
+  const kinds = (wi.spec.kinds ?? ['Deployment']).join('/');
+  const resolved = wi.status?.conditions?.find((c) => c.type === 'Resolved');
+  let conditions: Condition[];
+  if (wi.spec.suspend) {
+    conditions = ready('False', 'Suspended', 'spec.suspend is true: no checks, no updates');
+  } else if (resolved?.status === 'False') {
+    // The poller's failure is the most useful thing to show in READY.
+    conditions = ready('False', resolved.reason, resolved.message);
+  } else if (matches.length === 0) {
+    conditions = ready(
+      'False',
+      'NoWorkloads',
+      `no ${kinds} in namespace ${wi.metadata.namespace} runs ${wi.spec.image}`,
+    );
+  } else if (!resolved) {
+    conditions = ready(
+      'Unknown',
+      'AwaitingFirstCheck',
+      `${matches.length} workload(s) found; waiting for the poller's first check`,
+    );
+  } else {
+    const names = matches.map((m) => `${m.workload.kind}/${m.workload.metadata.name}`);
+    const shown =
+      names.length > 5 ? `${names.slice(0, 5).join(', ')} and ${names.length - 5} more` : names.join(', ');
+    conditions = ready('True', 'WorkloadsFound', `watching ${matches.length} workload(s): ${shown}`);
+  }
+  return { status: { ...base, conditions }, prune };
+}

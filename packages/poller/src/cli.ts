@@ -1,0 +1,163 @@
+import { readFileSync } from 'node:fs';
+import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel, loadKubeConfig } from '@kubewatcher/shared';
+import { parse as parseYaml } from 'yaml';
+import yargs from 'yargs';
+import { KubePollerCluster } from './cluster.ts';
+import { RegistryClient, type RegistryHostOptions } from './registry/index.ts';
+import { runPoll } from './run.ts';
+
+/** Exit codes: 0 the run worked (even if some images failed), 1 it could not run, 2 bad flags. */
+export async function main(argv: string[]): Promise<number> {
+  const args = await yargs(argv)
+    .scriptName('kubewatcher-poller')
+    .usage(
+      '$0 [options]\n\nChecks the WatchedImages that are due, resolves the digest behind each tag and records changes as ImageUpdates. Runs once and exits (a Kubernetes CronJob runs it every minute).',
+    )
+    .option('kubeconfig', {
+      type: 'string',
+      describe: 'kubeconfig file; default $KUBECONFIG, ~/.kube/config, then the in-cluster service account',
+    })
+    .option('namespace', {
+      alias: 'n',
+      type: 'string',
+      array: true,
+      describe: 'namespace to check (repeatable); default all namespaces',
+    })
+    .option('dry-run', {
+      type: 'boolean',
+      default: false,
+      describe: 'resolve and print what would change; write nothing to the cluster',
+    })
+    .option('concurrency', {
+      type: 'number',
+      default: 8,
+      describe: 'registry lookups in flight at once across all registries',
+    })
+    .option('per-host-concurrency', {
+      type: 'number',
+      default: 4,
+      describe: 'registry requests in flight at once to one registry host',
+    })
+    .option('timeout', {
+      type: 'string',
+      default: '20s',
+      describe: 'timeout of one registry request (Go duration: 500ms, 20s, 1m)',
+    })
+    .option('registries-config', {
+      type: 'string',
+      describe:
+        'YAML or JSON file of per-registry options keyed by host: {"host:port": {plainHttp, insecureSkipVerify, caFile}}',
+    })
+    .option('plain-http', {
+      type: 'string',
+      array: true,
+      default: [],
+      describe: 'registry host (host:port) to reach over plain HTTP (repeatable); TLS is used for all others',
+    })
+    .option('log-level', {
+      choices: LOG_LEVELS,
+      default: 'info' as LogLevel,
+      describe: 'least severe level logged',
+    })
+    .option('log-format', {
+      choices: ['json', 'text'] as const,
+      describe: 'log format; default text on a terminal, JSON otherwise',
+    })
+    .strict()
+    .help()
+    .version(false)
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    })
+    .parseAsync()
+    .catch((err: Error) => {
+      process.stderr.write(`kubewatcher-poller: ${err.message}\n`);
+      return undefined;
+    });
+  if (!args) return 2;
+  if (args.help) return 0;
+
+  const logger = createLogger({
+    component: 'poller',
+    level: args['log-level'] as LogLevel,
+    ...(args['log-format'] ? { format: args['log-format'] as LogFormat } : {}),
+  });
+  let registries: Record<string, RegistryHostOptions>;
+  let timeoutMs: number;
+  try {
+    registries = loadRegistryOptions(args['registries-config'], args['plain-http']);
+    timeoutMs = parseTimeout(args.timeout);
+  } catch (err) {
+    logger.error((err as Error).message);
+    return 2;
+  }
+
+  try {
+    const kc = loadKubeConfig(args.kubeconfig);
+    const registry = new RegistryClient({
+      registries,
+      timeoutMs,
+      maxConcurrencyPerHost: args['per-host-concurrency'],
+      logger,
+    });
+    const summary = await runPoll({
+      cluster: new KubePollerCluster(kc),
+      registry,
+      logger,
+      ...(args.namespace ? { namespaces: args.namespace } : {}),
+      dryRun: args['dry-run'],
+      concurrency: args.concurrency,
+    });
+    logger.info('run complete', { ...summary, dryRun: args['dry-run'] });
+    return 0;
+  } catch (err) {
+    logger.error('run failed: the poller could not read WatchedImages from the cluster', {
+      error: (err as Error).message,
+    });
+    return 1;
+  }
+}
+
+class UsageError extends Error {}
+
+function parseTimeout(text: string): number {
+  const m = /^(\d+)(ms|s|m)$/.exec(text);
+  if (!m) throw new Error(`--timeout: invalid duration "${text}": use e.g. 500ms, 20s or 1m`);
+  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 } as const)[m[2] as 'ms' | 's' | 'm'];
+}
+
+function loadRegistryOptions(
+  file: string | undefined,
+  plainHttp: string[],
+): Record<string, RegistryHostOptions> {
+  const options: Record<string, RegistryHostOptions> = {};
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`--registries-config: cannot read ${file}: ${(err as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new Error(`--registries-config: ${file} must map registry hosts to options`);
+    }
+    for (const [host, value] of Object.entries(parsed as Record<string, unknown>)) {
+      const v = (value ?? {}) as Record<string, unknown>;
+      for (const k of Object.keys(v)) {
+        if (!['plainHttp', 'insecureSkipVerify', 'caFile'].includes(k)) {
+          throw new Error(
+            `--registries-config: ${host}.${k} is not an option (plainHttp, insecureSkipVerify, caFile)`,
+          );
+        }
+      }
+      options[host] = {
+        ...(v.plainHttp === true ? { plainHttp: true } : {}),
+        ...(v.insecureSkipVerify === true ? { insecureSkipVerify: true } : {}),
+        ...(typeof v.caFile === 'string' ? { caFile: v.caFile } : {}),
+      };
+    }
+  }
+  for (const host of plainHttp) options[host] = { ...options[host], plainHttp: true };
+  return options;
+}

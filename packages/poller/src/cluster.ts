@@ -1,0 +1,143 @@
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import {
+  FIELD_MANAGER,
+  GROUP,
+  IMAGE_UPDATE,
+  VERSION,
+  WATCHED_IMAGE,
+  type WatchedImage,
+  type WorkloadLike,
+} from '@kubewatcher/shared';
+import type { ImageUpdateDraft, PollerStatus } from './plan.ts';
+
+/** Everything the poller reads from and writes to the cluster, so a run can be exercised with --dry-run. */
+export interface PollerCluster {
+  listWatchedImages(namespace?: string): Promise<WatchedImage[]>;
+  listWorkloads(namespace: string, kinds: readonly string[]): Promise<WorkloadLike[]>;
+  /** undefined when the object does not exist. */
+  getServiceAccountPullSecrets(namespace: string, name: string): Promise<string[] | undefined>;
+  getSecret(
+    namespace: string,
+    name: string,
+  ): Promise<{ type?: string; data?: Record<string, string> } | undefined>;
+  applyStatus(wi: WatchedImage, status: PollerStatus): Promise<void>;
+  /** Creates the ImageUpdate; returns the existing object instead when the name is taken. */
+  createImageUpdate(
+    draft: ImageUpdateDraft,
+  ): Promise<{ created: true } | { created: false; existing: ExistingUpdate }>;
+}
+
+export interface ExistingUpdate {
+  metadata?: { creationTimestamp?: string | Date };
+  spec?: { fromDigest?: string; toDigest?: string };
+}
+
+function statusCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+async function orUndefinedOn404<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if (statusCode(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+export class KubePollerCluster implements PollerCluster {
+  readonly #custom: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+  readonly #apps: AppsV1Api;
+
+  constructor(kc: KubeConfig) {
+    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    this.#core = kc.makeApiClient(CoreV1Api);
+    this.#apps = kc.makeApiClient(AppsV1Api);
+  }
+
+  async listWatchedImages(namespace?: string): Promise<WatchedImage[]> {
+    const common = { group: GROUP, version: VERSION, plural: WATCHED_IMAGE.plural };
+    const list = (
+      namespace
+        ? await this.#custom.listNamespacedCustomObject({ ...common, namespace })
+        : await this.#custom.listClusterCustomObject(common)
+    ) as { items?: WatchedImage[] };
+    return list.items ?? [];
+  }
+
+  async listWorkloads(namespace: string, kinds: readonly string[]): Promise<WorkloadLike[]> {
+    const out: WorkloadLike[] = [];
+    const add = (kind: WorkloadLike['kind'], items: unknown[]) => {
+      for (const item of items) out.push({ ...(item as WorkloadLike), kind });
+    };
+    if (kinds.includes('Deployment'))
+      add('Deployment', (await this.#apps.listNamespacedDeployment({ namespace })).items);
+    if (kinds.includes('StatefulSet'))
+      add('StatefulSet', (await this.#apps.listNamespacedStatefulSet({ namespace })).items);
+    if (kinds.includes('DaemonSet'))
+      add('DaemonSet', (await this.#apps.listNamespacedDaemonSet({ namespace })).items);
+    return out;
+  }
+
+  async getServiceAccountPullSecrets(namespace: string, name: string): Promise<string[] | undefined> {
+    const sa = await orUndefinedOn404(this.#core.readNamespacedServiceAccount({ namespace, name }));
+    if (!sa) return undefined;
+    return (sa.imagePullSecrets ?? []).map((r) => r.name).filter((n): n is string => Boolean(n));
+  }
+
+  async getSecret(namespace: string, name: string) {
+    const secret = await orUndefinedOn404(this.#core.readNamespacedSecret({ namespace, name }));
+    if (!secret) return undefined;
+    return { ...(secret.type ? { type: secret.type } : {}), ...(secret.data ? { data: secret.data } : {}) };
+  }
+
+  async applyStatus(wi: WatchedImage, status: PollerStatus): Promise<void> {
+    await this.#custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: WATCHED_IMAGE.plural,
+        namespace: wi.metadata.namespace!,
+        name: wi.metadata.name!,
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: WATCHED_IMAGE.kind,
+          metadata: { name: wi.metadata.name, namespace: wi.metadata.namespace },
+          status,
+        },
+        fieldManager: FIELD_MANAGER.poller,
+        force: true,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+  }
+
+  async createImageUpdate(draft: ImageUpdateDraft) {
+    const common = {
+      group: GROUP,
+      version: VERSION,
+      plural: IMAGE_UPDATE.plural,
+      namespace: draft.body.metadata.namespace,
+    };
+    try {
+      await this.#custom.createNamespacedCustomObject({ ...common, body: draft.body });
+      return { created: true as const };
+    } catch (err) {
+      if (statusCode(err) !== 409) throw err;
+    }
+    const existing = (await this.#custom.getNamespacedCustomObject({
+      ...common,
+      name: draft.name,
+    })) as ExistingUpdate;
+    return { created: false as const, existing };
+  }
+}

@@ -1,0 +1,258 @@
+import { kubeTime, type WatchedImage } from '@kubewatcher/shared';
+import { describe, expect, it } from 'vitest';
+import { decide, dueTolerance, groupTargets, isSameChange, type PollTarget, selectDue } from './plan.ts';
+
+const A = `sha256:${'a'.repeat(64)}`;
+const B = `sha256:${'b'.repeat(64)}`;
+const NOW = new Date('2026-11-25T12:00:00Z');
+
+function wi(
+  name: string,
+  spec: Partial<WatchedImage['spec']> = {},
+  status?: WatchedImage['status'],
+): WatchedImage {
+  return {
+    apiVersion: 'kubewatcher.io/v1alpha1',
+    kind: 'WatchedImage',
+    metadata: { name, namespace: 'apps', uid: `uid-${name}`, generation: 3 },
+    spec: { image: 'nginx:1.27', interval: '5m', ...spec },
+    ...(status ? { status } : {}),
+  } as WatchedImage;
+}
+
+const checked = (ago: number, extra: Partial<NonNullable<WatchedImage['status']>> = {}) => ({
+  digest: A,
+  resolvedImage: 'docker.io/library/nginx:1.27',
+  lastCheckedTime: new Date(NOW.getTime() - ago).toISOString(),
+  ...extra,
+});
+
+describe('selectDue', () => {
+  const cases: [string, WatchedImage, 'due' | 'notDue' | 'suspended' | 'invalid'][] = [
+    ['never checked', wi('a'), 'due'],
+    ['checked 6m ago, interval 5m', wi('a', {}, checked(6 * 60_000)), 'due'],
+    ['checked 2m ago, interval 5m', wi('a', {}, checked(2 * 60_000)), 'notDue'],
+    ['checked 50s ago, interval 1m (within tolerance)', wi('a', { interval: '1m' }, checked(50_000)), 'due'],
+    ['checked 30s ago, interval 1m', wi('a', { interval: '1m' }, checked(30_000)), 'notDue'],
+    ['image changed since the baseline', wi('a', { image: 'nginx:1.28' }, checked(10_000)), 'due'],
+    ['no baseline digest yet', wi('a', {}, { lastCheckedTime: NOW.toISOString() }), 'due'],
+    ['suspended', wi('a', { suspend: true }), 'suspended'],
+    ['digest in image', wi('a', { image: `nginx@${A}` }), 'invalid'],
+    ['unparsable image', wi('a', { image: 'Nginx:1' }), 'invalid'],
+    ['bad interval', wi('a', { interval: 'soon' }), 'invalid'],
+  ];
+  it.each(cases)('%s', (_name, item, expected) => {
+    const s = selectDue([item], NOW);
+    const got = s.due.length
+      ? 'due'
+      : s.notDue
+        ? 'notDue'
+        : s.suspended
+          ? 'suspended'
+          : s.invalid.length
+            ? 'invalid'
+            : 'none';
+    expect(got).toBe(expected);
+  });
+
+  it('normalises the image it resolves', () => {
+    expect(selectDue([wi('a', { image: 'nginx' })], NOW).due[0]!.image).toBe(
+      'docker.io/library/nginx:latest',
+    );
+  });
+
+  it('checks a little early rather than a whole CronJob period late', () => {
+    expect(dueTolerance(60_000)).toBe(15_000);
+    expect(dueTolerance(3_600_000)).toBe(15_000);
+    expect(dueTolerance(20_000)).toBe(5_000);
+  });
+});
+
+describe('groupTargets', () => {
+  it('groups by image and credential', () => {
+    const t = (image: string, cred: string) => ({ image, cred });
+    const groups = groupTargets([t('x:1', 'a'), t('x:1', 'a'), t('x:1', 'b'), t('x:2', 'a')], (x) => x.cred);
+    expect([...groups.values()].map((g) => g.length)).toEqual([2, 1, 1]);
+  });
+});
+
+describe('decide', () => {
+  const target = (item: WatchedImage): PollTarget => ({
+    watchedImage: item,
+    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+    image: 'docker.io/library/nginx:1.27',
+  });
+
+  it('records the first digest as the baseline without an update', () => {
+    const d = decide(target(wi('a')), { ok: true, digest: A, method: 'HEAD' }, NOW);
+    expect(d.outcome).toBe('baseline');
+    expect(d.imageUpdate).toBeUndefined();
+    expect(d.status).toMatchObject({
+      digest: A,
+      shortDigest: 'a'.repeat(12),
+      resolvedImage: 'docker.io/library/nginx:1.27',
+    });
+    expect(d.status.conditions).toEqual([
+      expect.objectContaining({
+        type: 'Resolved',
+        status: 'True',
+        reason: 'Resolved',
+        observedGeneration: 3,
+      }),
+    ]);
+  });
+
+  it('gives a workload pinned to another digest an update to the baseline on first sight', () => {
+    const d = decide(target(wi('a')), { ok: true, digest: A, method: 'HEAD' }, NOW, B);
+    expect(d.imageUpdate?.body.spec).toEqual({
+      watchedImage: 'a',
+      image: 'nginx:1.27',
+      fromDigest: B,
+      toDigest: A,
+    });
+  });
+
+  it('does nothing when the digest is unchanged, and keeps lastChangedTime', () => {
+    const item = wi('a', {}, checked(600_000, { lastChangedTime: '2026-11-01T00:00:00.000Z' }));
+    const d = decide(target(item), { ok: true, digest: A, method: 'HEAD' }, NOW);
+    expect(d.outcome).toBe('unchanged');
+    expect(d.imageUpdate).toBeUndefined();
+    expect(d.status.lastChangedTime).toBe('2026-11-01T00:00:00.000Z');
+    expect(d.status.lastCheckedTime).toBe(NOW.toISOString());
+  });
+
+  it('creates an owned ImageUpdate with a deterministic name when the digest moves', () => {
+    const d = decide(target(wi('web', {}, checked(600_000))), { ok: true, digest: B, method: 'HEAD' }, NOW);
+    expect(d.outcome).toBe('changed');
+    expect(d.status.digest).toBe(B);
+    expect(d.status.lastChangedTime).toBe(NOW.toISOString());
+    expect(d.imageUpdate?.name).toBe(`web-${'b'.repeat(10)}`);
+    expect(d.imageUpdate?.body.spec).toEqual({
+      watchedImage: 'web',
+      image: 'nginx:1.27',
+      fromDigest: A,
+      toDigest: B,
+    });
+    expect(d.imageUpdate?.body.metadata.ownerReferences[0]).toMatchObject({
+      kind: 'WatchedImage',
+      name: 'web',
+      uid: 'uid-web',
+    });
+    expect(d.imageUpdate?.body.metadata.labels).toEqual({ 'kubewatcher.io/watched-image': 'web' });
+  });
+
+  it('keeps the baseline and reports the reason when resolution fails', () => {
+    const item = wi('a', {}, checked(600_000));
+    const d = decide(
+      target(item),
+      { ok: false, reason: 'Unauthorized', message: 'credentials rejected' },
+      NOW,
+    );
+    expect(d.outcome).toBe('failed');
+    expect(d.status.digest).toBe(A);
+    expect(d.status.conditions[0]).toMatchObject({
+      type: 'Resolved',
+      status: 'False',
+      reason: 'Unauthorized',
+      message: 'credentials rejected',
+    });
+  });
+
+  it('moves lastTransitionTime only when the Resolved status flips', () => {
+    const since = '2026-11-20T00:00:00.000Z';
+    const item = wi(
+      'a',
+      {},
+      checked(600_000, {
+        conditions: [
+          {
+            type: 'Resolved',
+            status: 'True',
+            reason: 'Resolved',
+            message: 'x',
+            lastTransitionTime: since,
+            observedGeneration: 3,
+          },
+        ],
+      }),
+    );
+    const same = decide(target(item), { ok: true, digest: A, method: 'HEAD' }, NOW);
+    expect(same.status.conditions[0]!.lastTransitionTime).toBe(since);
+    const flipped = decide(target(item), { ok: false, reason: 'NotFound', message: 'gone' }, NOW);
+    expect(flipped.status.conditions[0]!.lastTransitionTime).toBe(kubeTime(NOW));
+  });
+
+  it('records the registry rate limit it saw', () => {
+    const d = decide(
+      target(wi('a')),
+      { ok: true, digest: A, method: 'HEAD', rateLimit: { limit: 100, remaining: 76, windowSeconds: 21600 } },
+      NOW,
+    );
+    expect(d.status.rateLimit).toEqual({
+      limit: 100,
+      remaining: 76,
+      windowSeconds: 21600,
+      observedTime: NOW.toISOString(),
+    });
+  });
+
+  it("writes only its own condition, never the controller's", () => {
+    const item = wi(
+      'a',
+      {},
+      checked(1, {
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'WorkloadsFound',
+            message: 'x',
+            lastTransitionTime: NOW.toISOString(),
+          },
+        ],
+      }),
+    );
+    const d = decide(target(item), { ok: true, digest: A, method: 'HEAD' }, NOW);
+    expect(d.status.conditions.map((c) => c.type)).toEqual(['Resolved']);
+  });
+});
+
+describe('isSameChange', () => {
+  const draft = decide(
+    {
+      watchedImage: wi('web', {}, checked(1)),
+      reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+      image: 'docker.io/library/nginx:1.27',
+    },
+    { ok: true, digest: B, method: 'HEAD' },
+    NOW,
+  ).imageUpdate!;
+  const since = '2026-11-25T11:00:00.000Z';
+  it('recognises its own update after a crash', () => {
+    expect(
+      isSameChange(
+        { metadata: { creationTimestamp: '2026-11-25T11:30:00Z' }, spec: { fromDigest: A, toDigest: B } },
+        draft,
+        since,
+      ),
+    ).toBe(true);
+  });
+  it('treats an older record of the same digests as history (the tag moved back)', () => {
+    expect(
+      isSameChange(
+        { metadata: { creationTimestamp: '2026-11-24T00:00:00Z' }, spec: { fromDigest: A, toDigest: B } },
+        draft,
+        since,
+      ),
+    ).toBe(false);
+  });
+  it('treats other digests as a different change', () => {
+    expect(
+      isSameChange(
+        { metadata: { creationTimestamp: '2026-11-25T11:30:00Z' }, spec: { fromDigest: B, toDigest: B } },
+        draft,
+        since,
+      ),
+    ).toBe(false);
+  });
+});

@@ -1,0 +1,315 @@
+import {
+  API_VERSION,
+  type Condition,
+  IMAGE_UPDATE,
+  type ImageReference,
+  imageUpdateName,
+  LABEL,
+  normalizeReference,
+  parseDuration,
+  type RateLimit,
+  referenceString,
+  setCondition,
+  shortDigest,
+  WATCHED_IMAGE,
+  type WatchedImage,
+} from '@kubewatcher/shared';
+import type { RateLimitInfo, ResolveResult } from './registry/index.ts';
+
+/**
+ * The poller's pure decisions: which WatchedImages are due, how they group into registry requests,
+ * and what each resolution means for the WatchedImage's status and the ImageUpdates to create.
+ * No I/O here: gather.ts reads, apply.ts writes.
+ */
+
+/** A CronJob fires on the minute and runs take seconds: check a little early rather than a period late. */
+export function dueTolerance(intervalMs: number): number {
+  return Math.min(15_000, intervalMs / 4);
+}
+
+export interface PollTarget {
+  watchedImage: WatchedImage;
+  reference: ImageReference;
+  /** Canonical `registry/repository:tag` the digest belongs to. */
+  image: string;
+}
+
+export interface DueSelection {
+  due: PollTarget[];
+  notDue: number;
+  suspended: number;
+  invalid: { watchedImage: WatchedImage; message: string }[];
+}
+
+export function selectDue(items: readonly WatchedImage[], now: Date): DueSelection {
+  const selection: DueSelection = { due: [], notDue: 0, suspended: 0, invalid: [] };
+  for (const wi of items) {
+    if (wi.spec.suspend) {
+      selection.suspended++;
+      continue;
+    }
+    let reference: ImageReference;
+    let intervalMs: number;
+    try {
+      reference = normalizeReference(wi.spec.image);
+      if (reference.digest) throw new Error(`spec.image "${wi.spec.image}" must name a tag, not a digest`);
+      const parsed = parseDuration(wi.spec.interval ?? '5m');
+      if (parsed === undefined)
+        throw new Error(`spec.interval "${wi.spec.interval}" is not a duration such as 5m or 1h`);
+      intervalMs = parsed;
+    } catch (err) {
+      selection.invalid.push({ watchedImage: wi, message: (err as Error).message });
+      continue;
+    }
+    const image = referenceString(reference);
+    const status = wi.status;
+    const last = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
+    const rebaseline = !status?.digest || status.resolvedImage !== image;
+    if (rebaseline || Number.isNaN(last) || last + intervalMs - dueTolerance(intervalMs) <= now.getTime()) {
+      selection.due.push({ watchedImage: wi, reference, image });
+    } else {
+      selection.notDue++;
+    }
+  }
+  return selection;
+}
+
+/** Targets that share a registry, repository, tag and credential are resolved with one request. */
+export function groupTargets<T extends { image: string }>(
+  targets: readonly T[],
+  credentialId: (target: T) => string,
+): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const t of targets) {
+    const key = `${t.image}|${credentialId(t)}`;
+    const list = groups.get(key);
+    if (list) list.push(t);
+    else groups.set(key, [t]);
+  }
+  return groups;
+}
+
+/** The status fields the poller owns, always written whole (server-side apply drops what is left out). */
+export interface PollerStatus {
+  digest?: string;
+  shortDigest?: string;
+  resolvedImage?: string;
+  lastCheckedTime: string;
+  lastChangedTime?: string;
+  rateLimit?: RateLimit;
+  conditions: Condition[];
+}
+
+export interface ImageUpdateDraft {
+  name: string;
+  body: {
+    apiVersion: string;
+    kind: string;
+    metadata: {
+      name: string;
+      namespace: string;
+      labels: Record<string, string>;
+      ownerReferences: {
+        apiVersion: string;
+        kind: string;
+        name: string;
+        uid: string;
+        controller: boolean;
+        blockOwnerDeletion: boolean;
+      }[];
+    };
+    spec: { watchedImage: string; image: string; fromDigest?: string; toDigest: string };
+  };
+}
+
+export type Outcome = 'baseline' | 'unchanged' | 'changed' | 'failed';
+
+export interface Decision {
+  outcome: Outcome;
+  status: PollerStatus;
+  imageUpdate?: ImageUpdateDraft;
+  /** For the log: what happened, in words. */
+  message: string;
+}
+
+export const RESOLVED = 'Resolved';
+
+/**
+ * What one resolution means for one WatchedImage. `pinnedDigest` is the digest a matched workload
+ * already runs when this is the first sight (so it gets an update to the baseline).
+ */
+export function decide(
+  target: PollTarget,
+  result: ResolveResult,
+  now: Date,
+  pinnedDigest?: string,
+): Decision {
+  const wi = target.watchedImage;
+  const previous = wi.status ?? {};
+  const nowIso = now.toISOString();
+  const generation = wi.metadata.generation ?? 0;
+  const conditions = previous.conditions ?? [];
+  const rateLimit = rateLimitStatus(result.rateLimit, nowIso) ?? keepRateLimit(previous.rateLimit);
+  const kept: PollerStatus = {
+    ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
+    ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
+    ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
+    lastCheckedTime: nowIso,
+    conditions: [],
+  };
+
+  if (!result.ok) {
+    return {
+      outcome: 'failed',
+      status: {
+        ...kept,
+        conditions: resolvedCondition(conditions, 'False', result.reason, result.message, generation, now),
+      },
+      message: result.message,
+    };
+  }
+
+  const digest = result.digest;
+  const baseline = previous.resolvedImage === target.image ? previous.digest : undefined;
+  const ok = (message: string) => resolvedCondition(conditions, 'True', 'Resolved', message, generation, now);
+  const resolvedStatus = (changedTime: string | undefined, message: string): PollerStatus => ({
+    ...kept,
+    digest,
+    shortDigest: shortDigest(digest),
+    resolvedImage: target.image,
+    ...(changedTime ? { lastChangedTime: changedTime } : {}),
+    conditions: ok(message),
+  });
+
+  if (!baseline) {
+    const status = resolvedStatus(nowIso, `${wi.spec.image} resolves to ${digest}`);
+    const decision: Decision = { outcome: 'baseline', status, message: `baseline recorded: ${digest}` };
+    if (pinnedDigest && pinnedDigest !== digest) {
+      decision.imageUpdate = imageUpdateDraft(target, pinnedDigest, digest);
+      decision.message += `; a workload pins ${pinnedDigest}, so it gets an update to the baseline`;
+    }
+    return decision;
+  }
+  if (baseline === digest) {
+    return {
+      outcome: 'unchanged',
+      status: resolvedStatus(previous.lastChangedTime, `${wi.spec.image} resolves to ${digest}`),
+      message: 'unchanged',
+    };
+  }
+  return {
+    outcome: 'changed',
+    status: resolvedStatus(nowIso, `${wi.spec.image} moved from ${baseline} to ${digest}`),
+    imageUpdate: imageUpdateDraft(target, baseline, digest),
+    message: `digest changed from ${baseline} to ${digest}`,
+  };
+}
+
+/** The poller's status for a WatchedImage whose spec it cannot use (the controller reports InvalidSpec too). */
+export function invalidStatus(wi: WatchedImage, message: string, now: Date): PollerStatus {
+  const previous = wi.status ?? {};
+  const rateLimit = keepRateLimit(previous.rateLimit);
+  return {
+    ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
+    ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
+    ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
+    lastCheckedTime: now.toISOString(),
+    conditions: resolvedCondition(
+      previous.conditions ?? [],
+      'False',
+      'InvalidImage',
+      message,
+      wi.metadata.generation ?? 0,
+      now,
+    ),
+  };
+}
+
+function resolvedCondition(
+  conditions: readonly Condition[],
+  status: 'True' | 'False',
+  reason: string,
+  message: string,
+  observedGeneration: number,
+  now: Date,
+): Condition[] {
+  const next = setCondition(conditions, { type: RESOLVED, status, reason, message, observedGeneration }, now);
+  // Only our own condition goes into the apply: the controller owns the others.
+  return next.filter((c) => c.type === RESOLVED);
+}
+
+function rateLimitStatus(info: RateLimitInfo | undefined, observedTime: string): PollerStatus['rateLimit'] {
+  if (!info) return undefined;
+  return {
+    limit: info.limit,
+    remaining: info.remaining,
+    ...(info.windowSeconds !== undefined ? { windowSeconds: info.windowSeconds } : {}),
+    observedTime,
+  };
+}
+
+function keepRateLimit(previous: PollerStatus['rateLimit'] | undefined): PollerStatus['rateLimit'] {
+  return previous ? { ...previous } : undefined;
+}
+
+export function imageUpdateDraft(
+  target: PollTarget,
+  fromDigest: string | undefined,
+  toDigest: string,
+): ImageUpdateDraft {
+  const wi = target.watchedImage;
+  const wiName = wi.metadata.name!;
+  const name = imageUpdateName(wiName, toDigest);
+  return {
+    name,
+    body: {
+      apiVersion: API_VERSION,
+      kind: IMAGE_UPDATE.kind,
+      metadata: {
+        name,
+        namespace: wi.metadata.namespace!,
+        labels: { [LABEL.watchedImage]: wiName },
+        ownerReferences: [
+          {
+            apiVersion: API_VERSION,
+            kind: WATCHED_IMAGE.kind,
+            name: wiName,
+            uid: wi.metadata.uid!,
+            controller: true,
+            blockOwnerDeletion: false,
+          },
+        ],
+      },
+      spec: {
+        watchedImage: wiName,
+        image: wi.spec.image,
+        ...(fromDigest ? { fromDigest } : {}),
+        toDigest,
+      },
+    },
+  };
+}
+
+/**
+ * Whether an ImageUpdate found under the name we wanted is the one this change already created
+ * (a rerun after a crash), rather than an older record of the same target digest (a tag that moved
+ * back): same digests, and created no earlier than the baseline it moves away from.
+ */
+export function isSameChange(
+  existing: {
+    metadata?: { creationTimestamp?: string | Date };
+    spec?: { fromDigest?: string; toDigest?: string };
+  },
+  draft: ImageUpdateDraft,
+  baselineSince: string | undefined,
+): boolean {
+  if (existing.spec?.toDigest !== draft.body.spec.toDigest) return false;
+  if ((existing.spec?.fromDigest ?? '') !== (draft.body.spec.fromDigest ?? '')) return false;
+  if (!baselineSince) return true;
+  const created = existing.metadata?.creationTimestamp;
+  if (!created) return true;
+  // creationTimestamp has one-second resolution.
+  return new Date(created).getTime() >= Math.floor(Date.parse(baselineSince) / 1000) * 1000;
+}
