@@ -1,0 +1,254 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import {
+  API_VERSION,
+  IMAGE_UPDATE,
+  type ImageUpdate,
+  WATCHED_IMAGE,
+  type WatchedImage,
+} from '@kubewatcher/shared';
+import type { ControllerWriter } from './cluster.ts';
+import {
+  apiStatusCode,
+  type ControllerMetrics,
+  done,
+  type EventHandler,
+  errorFields,
+  type Informer,
+  type LeveledLogger,
+  type Outcome,
+  requeueAfter,
+  splitKey,
+} from './machinery/index.ts';
+import { type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
+import { planWatchedImage } from './plan-watched-image.ts';
+
+/**
+ * A typed read view of an informer. The informer holds the server's JSON; our API types describe
+ * that JSON (timestamps as strings), where client-node's KubernetesObject says Date.
+ */
+export interface Cache<T> {
+  get(key: string): T | undefined;
+  listByNamespace(namespace: string): T[];
+  byIndex(index: string, value: string): T[];
+  keys(): string[];
+  addEventHandler(handler: EventHandler<T>): () => void;
+}
+
+export function typedCache<T>(informer: Informer<KubernetesObject>): Cache<T> {
+  return informer as unknown as Cache<T>;
+}
+
+/** The informer caches the reconcilers read; every read in a reconcile comes from here. */
+export interface Caches {
+  watchedImages: Cache<WatchedImage>;
+  updates: Cache<ImageUpdate>;
+  workloads: Record<'Deployment' | 'StatefulSet' | 'DaemonSet', Cache<Workload>>;
+}
+
+/** Index of ImageUpdates by their WatchedImage's key (`namespace/name`). */
+export const BY_WATCHED_IMAGE = 'watchedImage';
+
+export function watchedImageKeyOf(update: ImageUpdate): string {
+  return `${update.metadata.namespace}/${update.spec.watchedImage}`;
+}
+
+export function workloadsIn(
+  caches: Caches,
+  namespace: string,
+  kinds: readonly string[] | undefined,
+): Workload[] {
+  const out: Workload[] = [];
+  for (const kind of kinds ?? ['Deployment']) {
+    const informer = caches.workloads[kind as keyof Caches['workloads']];
+    if (informer) for (const w of informer.listByNamespace(namespace)) out.push({ ...w, kind } as Workload);
+  }
+  return out;
+}
+
+interface ReconcilerDeps {
+  caches: Caches;
+  writer: ControllerWriter;
+  logger: LeveledLogger;
+  metrics: ControllerMetrics;
+  now?: () => Date;
+}
+
+/** WatchedImage: report matching workloads, the newest update and Ready; keep historyLimit updates. */
+export class WatchedImageReconciler {
+  readonly #d: ReconcilerDeps;
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  reconcile = async (key: string): Promise<Outcome> => {
+    const { caches, writer } = this.#d;
+    const wi = caches.watchedImages.get(key);
+    if (!wi) return done();
+    const now = (this.#d.now ?? (() => new Date()))();
+    const updates = caches.updates.byIndex(BY_WATCHED_IMAGE, key);
+    const plan = planWatchedImage(
+      wi,
+      workloadsIn(caches, splitKey(key).namespace!, wi.spec.kinds),
+      updates,
+      now,
+    );
+
+    const current = {
+      observedGeneration: wi.status?.observedGeneration,
+      workloads: wi.status?.workloads ?? [],
+      workloadCount: wi.status?.workloadCount,
+      latestUpdate: wi.status?.latestUpdate,
+      conditions: (wi.status?.conditions ?? []).filter((c) => c.type === 'Ready'),
+    };
+    const next = { latestUpdate: undefined, ...plan.status };
+    if (!isDeepStrictEqual(current, next)) {
+      await writer.applyWatchedImageStatus(wi, plan.status);
+      const before = current.conditions[0];
+      const after = plan.status.conditions[0]!;
+      if (before?.status !== after.status || before?.reason !== after.reason) {
+        await this.#event(
+          wi,
+          {
+            type: after.status === 'False' ? 'Warning' : 'Normal',
+            reason: after.reason,
+            message: after.message,
+          },
+          now,
+        );
+      }
+    }
+    for (const name of plan.prune) {
+      this.#d.logger.info('pruning ImageUpdate beyond historyLimit', {
+        watchedImage: key,
+        imageUpdate: name,
+      });
+      await writer.deleteUpdate(wi.metadata.namespace!, name);
+    }
+    return done();
+  };
+
+  async #event(wi: WatchedImage, e: Omit<PlannedEvent, 'on'>, now: Date) {
+    await recordEvent(
+      this.#d,
+      {
+        apiVersion: API_VERSION,
+        kind: WATCHED_IMAGE.kind,
+        name: wi.metadata.name,
+        namespace: wi.metadata.namespace!,
+        uid: wi.metadata.uid,
+      },
+      e,
+      now,
+    );
+  }
+}
+
+/** ImageUpdate: drive the state machine of plan-update.ts; patch workloads; follow rollouts. */
+export class ImageUpdateReconciler {
+  readonly #d: ReconcilerDeps & { rolloutTimeoutMs: number };
+  constructor(deps: ReconcilerDeps & { rolloutTimeoutMs: number }) {
+    this.#d = deps;
+  }
+
+  reconcile = async (key: string): Promise<Outcome> => {
+    const { caches, writer, metrics, logger } = this.#d;
+    const update = caches.updates.get(key);
+    if (!update) return done();
+    const now = (this.#d.now ?? (() => new Date()))();
+    const wiKey = watchedImageKeyOf(update);
+    const wi = caches.watchedImages.get(wiKey);
+    const siblings = caches.updates
+      .byIndex(BY_WATCHED_IMAGE, wiKey)
+      .filter((u) => u.metadata.name !== update.metadata.name);
+    const namespace = update.metadata.namespace!;
+    const plan = planUpdate({
+      update,
+      watchedImage: wi,
+      siblings,
+      workloads: workloadsIn(caches, namespace, wi?.spec.kinds),
+      now,
+      rolloutTimeoutMs: this.#d.rolloutTimeoutMs,
+    });
+
+    // Patches before the status that records them: a crash in between leaves the update in Applying,
+    // and the next reconcile finds the containers already on the new image and patches nothing twice.
+    for (const patch of plan.patches) {
+      try {
+        await writer.patchWorkload(namespace, patch, update.metadata.name);
+        metrics.updatesApplied.inc({ kind: patch.kind });
+        logger.info('workload patched', {
+          imageUpdate: key,
+          workload: `${patch.kind}/${patch.name}`,
+          containers: [...patch.containers, ...patch.initContainers].map((c) => c.name),
+        });
+      } catch (err) {
+        if (apiStatusCode(err) !== 404) throw err;
+        for (const r of plan.status.workloads ?? []) {
+          if (r.kind === patch.kind && r.name === patch.name)
+            Object.assign(r, {
+              state: 'Skipped',
+              message: `${r.kind} ${r.name} was deleted before it was patched`,
+            });
+        }
+        plan.events = plan.events.filter(
+          (e) => e.on === 'update' || e.on.kind !== patch.kind || e.on.name !== patch.name,
+        );
+      }
+    }
+
+    if (!isDeepStrictEqual(update.status ?? {}, plan.status)) {
+      await writer.applyUpdateStatus(update, plan.status);
+      this.#observeCompletion(update, plan.status);
+      for (const e of plan.events) {
+        const involved =
+          e.on === 'update'
+            ? {
+                apiVersion: API_VERSION,
+                kind: IMAGE_UPDATE.kind,
+                name: update.metadata.name,
+                namespace,
+                uid: update.metadata.uid,
+              }
+            : { apiVersion: 'apps/v1', kind: e.on.kind, name: e.on.name, namespace };
+        await recordEvent(this.#d, involved, e, now);
+      }
+    }
+    return plan.requeueAfterMs !== undefined
+      ? requeueAfter(plan.requeueAfterMs, `ImageUpdate ${plan.status.phase}`)
+      : done();
+  };
+
+  #observeCompletion(update: ImageUpdate, status: NonNullable<ImageUpdate['status']>) {
+    const was = update.status?.phase;
+    if (was === status.phase || (status.phase !== 'Succeeded' && status.phase !== 'Failed')) return;
+    if (!status.appliedTime) return;
+    const seconds = (Date.parse(status.completedTime ?? '') - Date.parse(status.appliedTime)) / 1000;
+    for (const kind of new Set((status.workloads ?? []).map((r) => r.kind))) {
+      if (Number.isFinite(seconds))
+        this.#d.metrics.rolloutDuration.observe(
+          { kind, result: status.phase === 'Succeeded' ? 'success' : 'failure' },
+          seconds,
+        );
+      if (status.phase === 'Failed') this.#d.metrics.updatesFailed.inc({ kind });
+    }
+  }
+}
+
+/** Events are best effort: failing to record one never fails the reconcile. */
+async function recordEvent(
+  d: ReconcilerDeps,
+  involved: Parameters<ControllerWriter['recordEvent']>[0],
+  e: Omit<PlannedEvent, 'on'>,
+  now: Date,
+): Promise<void> {
+  try {
+    await d.writer.recordEvent(involved, e, now);
+  } catch (err) {
+    d.logger.warn('could not record an Event', {
+      object: `${involved.kind}/${involved.name}`,
+      reason: e.reason,
+      ...errorFields(err),
+    });
+  }
+}
