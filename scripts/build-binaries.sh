@@ -18,6 +18,8 @@ if [[ "${1:-}" == "--print-dir" ]]; then echo "$bin"; exit 0; fi
 want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok crane registry)
 missing=()
 for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
+# kwok run on its own (not through kwokctl) has no built-in stages: it needs their manifests as config.
+[[ -f "$bin/kwok-stages.yaml" ]] || missing+=(kwok-stages.yaml)
 if [[ ${#missing[@]} -eq 0 ]]; then echo "$bin"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-binaries: Go is required (https://go.dev/dl) to build the control plane" >&2; exit 1; }
@@ -90,6 +92,17 @@ install_tool() { # name module@version
   mv "$gobin/$1" "$bin/$1"
 }
 has kwok && install_tool kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+if has kwok-stages.yaml; then
+  # The stages kwokctl uses by default (kustomize/stage/fast), from the same kwok version as the binary.
+  log "writing kwok-stages.yaml (kwok $KWOK_VERSION)"
+  kwok_dir=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"
+    cat "$kwok_dir/kustomize/stage/$f"
+  done >"$bin/kwok-stages.yaml.tmp"
+  mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
+fi
 has crane && install_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 has registry && install_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
 

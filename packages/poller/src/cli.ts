@@ -28,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
       default: false,
       describe: 'resolve and print what would change; write nothing to the cluster',
     })
+    .option('ignore-interval', { type: 'boolean', default: false, describe: 'check every WatchedImage now, whatever its spec.interval (for a manual run); suspended ones are still skipped' })
     .option('concurrency', {
       type: 'number',
       default: 8,
@@ -107,6 +108,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       ...(args.namespace ? { namespaces: args.namespace } : {}),
       dryRun: args['dry-run'],
+      ignoreInterval: args['ignore-interval'],
       concurrency: args.concurrency,
     });
     logger.info('run complete', { ...summary, dryRun: args['dry-run'] });

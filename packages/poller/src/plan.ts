@@ -41,7 +41,8 @@ export interface DueSelection {
   invalid: { watchedImage: WatchedImage; message: string }[];
 }
 
-export function selectDue(items: readonly WatchedImage[], now: Date): DueSelection {
+/** `ignoreInterval` checks every WatchedImage now (a manual run), still skipping suspended ones. */
+export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInterval = false): DueSelection {
   const selection: DueSelection = { due: [], notDue: 0, suspended: 0, invalid: [] };
   for (const wi of items) {
     if (wi.spec.suspend) {
@@ -65,7 +66,7 @@ export function selectDue(items: readonly WatchedImage[], now: Date): DueSelecti
     const status = wi.status;
     const last = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
     const rebaseline = !status?.digest || status.resolvedImage !== image;
-    if (rebaseline || Number.isNaN(last) || last + intervalMs - dueTolerance(intervalMs) <= now.getTime()) {
+    if (ignoreInterval || rebaseline || Number.isNaN(last) || last + intervalMs - dueTolerance(intervalMs) <= now.getTime()) {
       selection.due.push({ watchedImage: wi, reference, image });
     } else {
       selection.notDue++;

@@ -19,6 +19,8 @@ export interface RunOptions {
   namespaces?: readonly string[];
   /** Resolve and report, write nothing. */
   dryRun?: boolean;
+  /** Check every WatchedImage now, whatever its interval (a manual run). */
+  ignoreInterval?: boolean;
   /** Registry resolutions in flight at once (per-host caps live in the registry client). */
   concurrency?: number;
   now?: () => Date;
@@ -87,7 +89,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   for (const ns of namespaces) all.push(...(await cluster.listWatchedImages(ns)));
   summary.watchedImages = all.length;
 
-  const selection = selectDue(all, now());
+  const selection = selectDue(all, now(), opts.ignoreInterval);
   summary.notDue = selection.notDue;
   summary.suspended = selection.suspended;
   summary.invalid = selection.invalid.length;

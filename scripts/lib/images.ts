@@ -1,0 +1,200 @@
+/**
+ * Pushes small test images with random content to the local registries (or any registry), so every push
+ * moves the tag to a new digest. The image is written as an OCI image layout and pushed with one
+ * `crane push`: children by digest first, the tag last, so a watcher never sees a half-pushed
+ * multi-arch tag, and each platform is recorded exactly (os/architecture in config and index).
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import type { LocalClusterInfo, RegistryEndpoint } from './cluster-info.ts';
+
+const run = promisify(execFile);
+
+export type RegistryName = keyof LocalClusterInfo['registries'];
+
+export interface PushImageOptions {
+  /** A registry of `info` by name (default `open`), or any endpoint. */
+  registry?: RegistryName | RegistryEndpoint;
+  info?: LocalClusterInfo;
+  /** Repository path inside the registry, e.g. `team/web`. */
+  repository: string;
+  tag: string;
+  /** Push an index of linux/amd64 and linux/arm64 images instead of one linux/amd64 image. */
+  multiArch?: boolean;
+  /** Media types: `oci` (default) or `docker` (schema 2 manifest / manifest list). */
+  format?: 'oci' | 'docker';
+  /** Folder holding `crane` (default `info.binDir`). */
+  binDir?: string;
+}
+
+export interface PushedImage {
+  /** `host/repository:tag`. */
+  reference: string;
+  /** Digest the tag now points at (the index digest for a multi-arch push). */
+  digest: string;
+  mediaType: string;
+  /** The platform images: one for a single-arch push, one per platform for an index. */
+  platforms: { platform: string; digest: string }[];
+}
+
+const mediaTypes = {
+  oci: {
+    index: 'application/vnd.oci.image.index.v1+json',
+    manifest: 'application/vnd.oci.image.manifest.v1+json',
+    config: 'application/vnd.oci.image.config.v1+json',
+    layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  },
+  docker: {
+    index: 'application/vnd.docker.distribution.manifest.list.v2+json',
+    manifest: 'application/vnd.docker.distribution.manifest.v2+json',
+    config: 'application/vnd.docker.container.image.v1+json',
+    layer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  },
+} as const;
+
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os: string; architecture: string };
+}
+
+const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+/** A tar archive holding one regular file (ustar). */
+function tarWithFile(name: string, content: Buffer): Buffer {
+  const header = Buffer.alloc(512);
+  const octal = (value: number, width: number) => `${value.toString(8).padStart(width - 1, '0')}\0`;
+  header.write(name, 0, 100, 'utf8');
+  header.write(octal(0o644, 8), 100);
+  header.write(octal(0, 8), 108);
+  header.write(octal(0, 8), 116);
+  header.write(octal(content.length, 12), 124);
+  header.write(octal(0, 12), 136);
+  header.write(' '.repeat(8), 148); // the checksum counts its own field as spaces
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  const checksum = header.reduce((sum, byte) => sum + byte, 0);
+  header.write(`${checksum.toString(8).padStart(6, '0')}\0 `, 148);
+  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
+  return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
+}
+
+/** Writes an OCI image layout whose index.json names the image (or index) to push; returns it. */
+async function writeLayout(dir: string, tag: string, multiArch: boolean, format: 'oci' | 'docker') {
+  const types = mediaTypes[format];
+  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const blob = async (mediaType: string, data: Buffer): Promise<Descriptor> => {
+    const digest = sha256(data);
+    await writeFile(join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
+    return { mediaType, digest, size: data.length };
+  };
+  const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+  const image = async (architecture: string): Promise<Descriptor> => {
+    const tar = tarWithFile(
+      'kubewatcher-test-image',
+      Buffer.from(`linux/${architecture} ${randomBytes(32).toString('hex')}\n`),
+    );
+    const layer = await blob(types.layer, gzipSync(tar));
+    const created = new Date().toISOString();
+    const config = await blob(
+      types.config,
+      json({
+        architecture,
+        os: 'linux',
+        created,
+        config: { Labels: { 'io.kubewatcher.test-image': 'true' } },
+        rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+        history: [{ created, created_by: 'kubewatcher scripts/lib/images.ts' }],
+      }),
+    );
+    const manifest = await blob(
+      types.manifest,
+      json({ schemaVersion: 2, mediaType: types.manifest, config, layers: [layer] }),
+    );
+    return { ...manifest, platform: { os: 'linux', architecture } };
+  };
+
+  const platforms = await Promise.all((multiArch ? ['amd64', 'arm64'] : ['amd64']).map(image));
+  const top = multiArch
+    ? await blob(types.index, json({ schemaVersion: 2, mediaType: types.index, manifests: platforms }))
+    : (platforms[0] as Descriptor);
+  const entry = { mediaType: top.mediaType, digest: top.digest, size: top.size };
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: mediaTypes.oci.index,
+      manifests: [{ ...entry, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
+  );
+  return {
+    top,
+    platforms: platforms.map((p) => ({ platform: `linux/${p.platform?.architecture}`, digest: p.digest })),
+  };
+}
+
+function resolveEndpoint(options: PushImageOptions): RegistryEndpoint {
+  const registry = options.registry ?? 'open';
+  if (typeof registry !== 'string') return registry;
+  if (!options.info) throw new Error(`pushImage: registry '${registry}' given by name needs 'info'`);
+  return options.info.registries[registry];
+}
+
+/** Pushes a fresh random image to `registry/repository:tag` and returns what was pushed. */
+export async function pushTestImage(options: PushImageOptions): Promise<PushedImage> {
+  const endpoint = resolveEndpoint(options);
+  const binDir = options.binDir ?? options.info?.binDir;
+  if (!binDir) throw new Error("pushImage: pass 'binDir' or 'info' to find crane");
+  const reference = `${endpoint.host}/${options.repository}:${options.tag}`;
+  const work = await mkdtemp(join(tmpdir(), 'kubewatcher-push-'));
+  try {
+    const { top, platforms } = await writeLayout(
+      join(work, 'layout'),
+      options.tag,
+      options.multiArch ?? false,
+      options.format ?? 'oci',
+    );
+    // A private docker config: only these credentials, never the user's.
+    const auths: Record<string, { auth: string }> = {};
+    if (endpoint.username !== undefined) {
+      auths[endpoint.host] = {
+        auth: Buffer.from(`${endpoint.username}:${endpoint.password ?? ''}`).toString('base64'),
+      };
+    }
+    await writeFile(join(work, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
+    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: work };
+    if (endpoint.caFile) env.SSL_CERT_FILE = endpoint.caFile;
+    // --insecure also turns TLS verification off, so only plain-HTTP registries get it.
+    const insecure = endpoint.url.startsWith('http://') ? ['--insecure'] : [];
+    let stdout: string;
+    try {
+      ({ stdout } = await run(join(binDir, 'crane'), ['push', ...insecure, join(work, 'layout'), reference], {
+        env,
+      }));
+    } catch (err) {
+      const e = err as Error & { stderr?: string };
+      throw new Error(`crane push to ${reference} failed: ${e.stderr?.trim() || e.message}`);
+    }
+    const pushed = stdout.trim().split('@')[1];
+    if (pushed !== top.digest) {
+      throw new Error(`crane pushed ${reference} as ${pushed}, expected ${top.digest}`);
+    }
+    return { reference, digest: top.digest, mediaType: top.mediaType, platforms };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Pushes a fresh random image to `registry/repository:tag` and returns the digest the tag points at. */
+export async function pushImage(options: PushImageOptions): Promise<string> {
+  return (await pushTestImage(options)).digest;
+}
