@@ -1,0 +1,539 @@
+/**
+ * The shipping manifests: the bundle matches its renderer, RBAC is least privilege and explicit, every
+ * pod is hardened, the namespaced overlay has no cluster-wide grants, and the Helm chart renders the
+ * same objects as the kustomize base. Needs kubectl (scripts/build-binaries.sh) and builds helm
+ * (scripts/build-helm.sh) when missing; scripts/test has built both before the tests run.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type {
+  V1ClusterRoleBinding,
+  V1Container,
+  V1CronJob,
+  V1Deployment,
+  V1PodDisruptionBudget,
+  V1PodSpec,
+  V1PolicyRule,
+  V1Role,
+  V1Service,
+} from '@kubernetes/client-node';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { BUNDLE, driftedFiles, findKubectl, renderManifests, repoRoot } from './render-manifests.ts';
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  [field: string]: unknown;
+}
+
+const SYSTEM_NS = 'kubewatcher-system';
+const IMAGE_REPO = 'ghcr.io/kubewatcher/kubewatcher';
+const version = (
+  JSON.parse(readFileSync(join(repoRoot, 'packages/controller/package.json'), 'utf8')) as { version: string }
+).version;
+const image = `${IMAGE_REPO}:${version}`;
+
+/** What each service account may do, as `group/resource: verbs` (group '' is core). */
+const CONTROLLER_RULES = {
+  'kubewatcher.io/watchedimages': ['get', 'list', 'watch'],
+  'kubewatcher.io/watchedimages/status': ['patch'],
+  'kubewatcher.io/imageupdates': ['delete', 'get', 'list', 'watch'],
+  'kubewatcher.io/imageupdates/status': ['patch'],
+  'apps/deployments': ['get', 'list', 'patch', 'watch'],
+  'apps/statefulsets': ['get', 'list', 'patch', 'watch'],
+  'apps/daemonsets': ['get', 'list', 'patch', 'watch'],
+  '/events': ['create', 'patch'],
+};
+/** Create cannot be limited to a name; reads and renewals can. */
+const LEADER_ELECTION_RULES = {
+  'coordination.k8s.io/leases': ['create'],
+  'coordination.k8s.io/leases#kubewatcher-controller': ['get', 'update'],
+};
+const POLLER_RULES = {
+  'kubewatcher.io/watchedimages': ['list'],
+  'kubewatcher.io/watchedimages/status': ['patch'],
+  'kubewatcher.io/imageupdates': ['create', 'get'],
+  'apps/deployments': ['list'],
+  'apps/statefulsets': ['list'],
+  'apps/daemonsets': ['list'],
+  '/serviceaccounts': ['get'],
+  '/secrets': ['get'],
+};
+
+/** Labels only Helm adds; everything else must match the kustomize base. */
+const HELM_ONLY_KEYS = new Set([
+  'helm.sh/chart',
+  'app.kubernetes.io/managed-by',
+  'app.kubernetes.io/instance',
+  'helm.sh/resource-policy',
+]);
+
+function parseObjects(text: string): K8sObject[] {
+  return parseAllDocuments(text)
+    .map((doc) => {
+      if (doc.errors.length > 0) throw new Error(doc.errors.map((e) => e.message).join('\n'));
+      return doc.toJS() as K8sObject | null;
+    })
+    .filter((o): o is K8sObject => o !== null);
+}
+
+const idOf = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+const byKind = <T>(objects: K8sObject[], kind: string) =>
+  objects.filter((o) => o.kind === kind) as unknown as T[];
+const one = <T>(objects: K8sObject[], kind: string, name: string): T => {
+  const found = objects.filter((o) => o.kind === kind && o.metadata.name === name);
+  expect(found.map(idOf), `exactly one ${kind} ${name}`).toHaveLength(1);
+  return found[0] as unknown as T;
+};
+
+/**
+ * A Role's or ClusterRole's rules as `group/resource: sorted verbs` (`group/resource#name` for rules
+ * limited to names); fails on anything implicit.
+ */
+function grants(rules: V1PolicyRule[] | undefined): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const rule of rules ?? []) {
+    expect(rule.nonResourceURLs, 'no nonResourceURLs').toBeUndefined();
+    expect(rule.apiGroups?.length, 'apiGroups named').toBeGreaterThan(0);
+    expect(rule.resources?.length, 'resources named').toBeGreaterThan(0);
+    expect(rule.verbs.length, 'verbs named').toBeGreaterThan(0);
+    for (const list of [rule.apiGroups ?? [], rule.resources ?? [], rule.verbs, rule.resourceNames ?? []]) {
+      for (const item of list) expect(item, `no wildcard in ${JSON.stringify(rule)}`).not.toContain('*');
+    }
+    for (const group of rule.apiGroups ?? []) {
+      for (const resource of rule.resources ?? []) {
+        for (const name of rule.resourceNames?.length ? rule.resourceNames : ['']) {
+          const key = `${group}/${resource}${name ? `#${name}` : ''}`;
+          out[key] = [...new Set([...(out[key] ?? []), ...rule.verbs])].sort();
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Every pod spec in the objects, with where it came from. */
+function podSpecs(objects: K8sObject[]): { where: string; spec: V1PodSpec }[] {
+  const out: { where: string; spec: V1PodSpec }[] = [];
+  for (const o of objects) {
+    if (o.kind === 'Deployment')
+      out.push({ where: idOf(o), spec: (o as unknown as V1Deployment).spec!.template.spec! });
+    if (o.kind === 'CronJob') {
+      out.push({ where: idOf(o), spec: (o as unknown as V1CronJob).spec!.jobTemplate.spec!.template.spec! });
+    }
+    expect(['DaemonSet', 'StatefulSet', 'Job', 'Pod', 'ReplicaSet']).not.toContain(o.kind);
+  }
+  return out;
+}
+
+function expectHardened(where: string, spec: V1PodSpec): void {
+  expect(spec.automountServiceAccountToken, `${where}: automountServiceAccountToken`).toBe(true);
+  expect(spec.hostNetwork ?? false, where).toBe(false);
+  expect(spec.hostPID ?? false, where).toBe(false);
+  expect(spec.securityContext, `${where}: pod securityContext`).toMatchObject({
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    seccompProfile: { type: 'RuntimeDefault' },
+  });
+  const containers: V1Container[] = [...(spec.initContainers ?? []), ...spec.containers];
+  for (const c of containers) {
+    const at = `${where} container ${c.name}`;
+    expect(c.securityContext, `${at}: securityContext`).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    for (const kind of ['requests', 'limits'] as const) {
+      expect(c.resources?.[kind], `${at}: resources.${kind}`).toMatchObject({
+        cpu: expect.any(String),
+        memory: expect.any(String),
+      });
+    }
+    expect(c.image, `${at}: image`).toBe(image);
+    expect(c.command?.[0], `${at}: node is the entry point`).toBe('node');
+  }
+}
+
+/** Drops what only Helm adds (its labels, the keep policy), so the rest can be compared exactly. */
+function withoutHelmKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutHelmKeys);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (HELM_ONLY_KEYS.has(k)) continue;
+    const cleaned = withoutHelmKeys(v);
+    if (k === 'annotations' && Object.keys(cleaned as object).length === 0) continue;
+    out[k] = cleaned;
+  }
+  return out;
+}
+
+function sortedById(objects: K8sObject[]): Record<string, unknown> {
+  return Object.fromEntries(
+    objects.map((o) => [idOf(o), withoutHelmKeys(o)]).sort(([a], [b]) => String(a).localeCompare(String(b))),
+  );
+}
+
+let kubectl: string;
+let helm: string | undefined;
+let helmMissing = '';
+let base: K8sObject[];
+let namespaced: K8sObject[];
+
+const kustomize = (dir: string) =>
+  parseObjects(
+    execFileSync(kubectl, ['kustomize', join(repoRoot, dir)], { encoding: 'utf8', maxBuffer: 64 << 20 }),
+  );
+
+function helmTemplate(...args: string[]): K8sObject[] {
+  return helmTemplateAs('kubewatcher', ...args);
+}
+
+function helmTemplateAs(release: string, ...args: string[]): K8sObject[] {
+  const out = execFileSync(
+    helm!,
+    ['template', release, join(repoRoot, 'manifests/helm/kubewatcher'), '--namespace', SYSTEM_NS, ...args],
+    { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return parseObjects(out);
+}
+
+function needHelm(ctx: TestContext): void {
+  if (!helm) ctx.skip(helmMissing);
+}
+
+beforeAll(async () => {
+  kubectl = await findKubectl();
+  base = parseObjects(readFileSync(join(repoRoot, BUNDLE), 'utf8'));
+  namespaced = kustomize('manifests/overlays/namespaced');
+  try {
+    helm = execFileSync('bash', [join(repoRoot, 'scripts/build-helm.sh')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+      .trim()
+      .split('\n')
+      .at(-1);
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+    helmMissing = `helm could not be built (scripts/build-helm.sh needs Go): ${stderr.split('\n').at(-1) ?? ''}`;
+  }
+}, 15 * 60_000);
+
+describe('the release bundle', () => {
+  it('is what scripts/render-manifests.ts renders (run it after changing manifests/base or crds/)', () => {
+    expect(driftedFiles(renderManifests(kubectl))).toEqual([]);
+  });
+
+  it('equals `kubectl kustomize manifests/base`', () => {
+    expect(sortedById(base)).toEqual(sortedById(kustomize('manifests/base')));
+  });
+
+  it('holds the namespace, both CRDs, the service accounts, RBAC and the workloads', () => {
+    expect(base.map(idOf).sort()).toEqual(
+      [
+        `Namespace//${SYSTEM_NS}`,
+        'CustomResourceDefinition//imageupdates.kubewatcher.io',
+        'CustomResourceDefinition//watchedimages.kubewatcher.io',
+        `ServiceAccount/${SYSTEM_NS}/kubewatcher-controller`,
+        `ServiceAccount/${SYSTEM_NS}/kubewatcher-poller`,
+        'ClusterRole//kubewatcher-controller',
+        'ClusterRole//kubewatcher-poller',
+        'ClusterRoleBinding//kubewatcher-controller',
+        'ClusterRoleBinding//kubewatcher-poller',
+        `Role/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
+        `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
+        `Deployment/${SYSTEM_NS}/kubewatcher-controller`,
+        `Service/${SYSTEM_NS}/kubewatcher-controller-metrics`,
+        `PodDisruptionBudget/${SYSTEM_NS}/kubewatcher-controller`,
+        `CronJob/${SYSTEM_NS}/kubewatcher-poller`,
+      ].sort(),
+    );
+  });
+
+  it('carries the CRDs exactly as crds/ has them', () => {
+    for (const name of ['watchedimages', 'imageupdates']) {
+      const [source] = parseObjects(readFileSync(join(repoRoot, `crds/kubewatcher.io_${name}.yaml`), 'utf8'));
+      const bundled = one<K8sObject>(base, 'CustomResourceDefinition', `${name}.kubewatcher.io`);
+      expect(bundled.spec).toEqual(source!.spec);
+    }
+  });
+
+  it('labels every object as part of kubewatcher, at one version', () => {
+    for (const o of base) {
+      expect(o.metadata.labels, idOf(o)).toMatchObject({
+        'app.kubernetes.io/name': 'kubewatcher',
+        'app.kubernetes.io/part-of': 'kubewatcher',
+        'app.kubernetes.io/version': version,
+      });
+    }
+    const chart = parseYaml(
+      readFileSync(join(repoRoot, 'manifests/helm/kubewatcher/Chart.yaml'), 'utf8'),
+    ) as {
+      version: string;
+      appVersion: string;
+    };
+    expect({ version: chart.version, appVersion: chart.appVersion }).toEqual({
+      version,
+      appVersion: version,
+    });
+    for (const pkg of ['shared', 'poller']) {
+      const p = JSON.parse(readFileSync(join(repoRoot, `packages/${pkg}/package.json`), 'utf8')) as {
+        version: string;
+      };
+      expect(p.version, pkg).toBe(version);
+    }
+  });
+});
+
+describe('RBAC', () => {
+  it('grants the controller and the poller exactly what they use, cluster-wide', () => {
+    expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-controller').rules)).toEqual(
+      CONTROLLER_RULES,
+    );
+    expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-poller').rules)).toEqual(POLLER_RULES);
+  });
+
+  it('grants leases only in kubewatcher-system, with a Role', () => {
+    const role = one<V1Role>(base, 'Role', 'kubewatcher-controller-leader-election');
+    expect(role.metadata?.namespace).toBe(SYSTEM_NS);
+    expect(grants(role.rules)).toEqual(LEADER_ELECTION_RULES);
+  });
+
+  it('binds each role to its own service account in kubewatcher-system', () => {
+    for (const binding of [
+      ...byKind<V1ClusterRoleBinding>(base, 'ClusterRoleBinding'),
+      ...byKind<V1ClusterRoleBinding>(base, 'RoleBinding'),
+    ]) {
+      const sa = binding.metadata!.name!.replace(/-leader-election$/, '');
+      expect(binding.roleRef.name).toBe(binding.metadata!.name);
+      expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa, namespace: SYSTEM_NS }]);
+    }
+  });
+
+  it('names every verb, resource and group, and reads secrets only with get, in every rendering', (ctx) => {
+    const renderings: [string, K8sObject[]][] = [
+      ['base', base],
+      ['namespaced overlay', namespaced],
+    ];
+    if (helm)
+      renderings.push(
+        ['helm', helmTemplate()],
+        ['helm namespaced', helmTemplate('--set', 'watchNamespaces={apps,team-b}')],
+      );
+    else ctx.annotate(`helm renderings not checked: ${helmMissing}`);
+    for (const [what, objects] of renderings) {
+      const roles = [...byKind<V1Role>(objects, 'Role'), ...byKind<V1Role>(objects, 'ClusterRole')];
+      expect(roles.length, what).toBeGreaterThan(0);
+      for (const role of roles) {
+        for (const [key, verbs] of Object.entries(grants(role.rules))) {
+          if (key === '/secrets') expect(verbs, `${what} ${role.metadata?.name}`).toEqual(['get']);
+        }
+      }
+    }
+  });
+});
+
+describe('workloads', () => {
+  it('run hardened, as uid 65532, with requests and limits, from the release image', () => {
+    for (const objects of [base, namespaced]) {
+      const specs = podSpecs(objects);
+      expect(specs).toHaveLength(2);
+      for (const { where, spec } of specs) expectHardened(where, spec);
+    }
+  });
+
+  it('controller: two replicas, leader election, no unavailable replica during a rollout, probes', () => {
+    const d = one<V1Deployment>(base, 'Deployment', 'kubewatcher-controller');
+    const spec = d.spec!;
+    expect(spec.replicas).toBe(2);
+    expect(spec.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+    const pod = spec.template.spec!;
+    expect(pod.serviceAccountName).toBe('kubewatcher-controller');
+    const [c] = pod.containers;
+    expect(c!.command).toEqual(['node', '/app/packages/controller/dist/main.js']);
+    expect(c!.args).toEqual(['--leader-elect', '--log-format=json', '--metrics-addr=:8080']);
+    expect(c!.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c!.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(c!.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c!.resources).toEqual({
+      requests: { cpu: '50m', memory: '96Mi' },
+      limits: { cpu: '500m', memory: '256Mi' },
+    });
+    expect(pod.topologySpreadConstraints?.[0]).toMatchObject({
+      topologyKey: 'kubernetes.io/hostname',
+      whenUnsatisfiable: 'ScheduleAnyway',
+    });
+    const podLabels = spec.template.metadata!.labels!;
+    expect(podLabels).toMatchObject(spec.selector.matchLabels!);
+    expect(podLabels['app.kubernetes.io/component']).toBe('controller');
+
+    const pdb = one<V1PodDisruptionBudget>(base, 'PodDisruptionBudget', 'kubewatcher-controller');
+    expect(pdb.spec?.minAvailable).toBe(1);
+    expect(pdb.spec?.selector?.matchLabels).toEqual(spec.selector.matchLabels);
+    const svc = one<V1Service>(base, 'Service', 'kubewatcher-controller-metrics');
+    expect(svc.spec?.selector).toEqual(spec.selector.matchLabels);
+    expect(svc.spec?.ports).toEqual([
+      { name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' },
+    ]);
+  });
+
+  it('poller: every minute, never overlapping, no retries, bounded run time', () => {
+    const cj = one<V1CronJob>(base, 'CronJob', 'kubewatcher-poller');
+    const spec = cj.spec!;
+    expect(spec).toMatchObject({
+      schedule: '* * * * *',
+      concurrencyPolicy: 'Forbid',
+      startingDeadlineSeconds: 60,
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+    });
+    const job = spec.jobTemplate.spec!;
+    expect(job).toMatchObject({ backoffLimit: 0, activeDeadlineSeconds: 300 });
+    const pod = job.template.spec!;
+    expect(pod.restartPolicy).toBe('Never');
+    expect(pod.serviceAccountName).toBe('kubewatcher-poller');
+    expect(pod.containers[0]!.command).toEqual(['node', '/app/packages/poller/dist/main.js']);
+    expect(pod.containers[0]!.args).toEqual(['--log-format=json']);
+  });
+});
+
+describe('the namespaced overlay', () => {
+  it('has no cluster-wide grants; Roles in the watched namespace grant what the ClusterRoles did', () => {
+    expect(namespaced.filter((o) => o.kind.startsWith('Cluster')).map(idOf)).toEqual([]);
+    const roles = byKind<V1Role>(namespaced, 'Role').filter((r) => r.metadata?.namespace === 'apps');
+    expect(Object.fromEntries(roles.map((r) => [r.metadata!.name, grants(r.rules)]))).toEqual({
+      'kubewatcher-controller': CONTROLLER_RULES,
+      'kubewatcher-poller': POLLER_RULES,
+    });
+    for (const b of byKind<V1ClusterRoleBinding>(namespaced, 'RoleBinding')) {
+      expect(b.subjects?.[0]?.namespace, `${b.metadata?.name}: subject in ${SYSTEM_NS}`).toBe(SYSTEM_NS);
+    }
+    const lease = one<V1Role>(namespaced, 'Role', 'kubewatcher-controller-leader-election');
+    expect(lease.metadata?.namespace).toBe(SYSTEM_NS);
+  });
+
+  it('passes --namespace=apps to the controller and the poller', () => {
+    for (const { where, spec } of podSpecs(namespaced)) {
+      expect(spec.containers[0]!.args, where).toContain('--namespace=apps');
+    }
+  });
+
+  it('changes nothing else of the base', () => {
+    const strip = (objects: K8sObject[]) =>
+      sortedById(
+        objects.filter(
+          (o) => !['ClusterRole', 'ClusterRoleBinding'].includes(o.kind) && o.metadata.namespace !== 'apps',
+        ),
+      );
+    const withoutNamespaceArgs = JSON.parse(
+      JSON.stringify(strip(namespaced)).replaceAll(',"--namespace=apps"', ''),
+    );
+    expect(withoutNamespaceArgs).toEqual(strip(base));
+  });
+});
+
+describe('the Helm chart', () => {
+  it('passes helm lint --strict', (ctx) => {
+    needHelm(ctx);
+    execFileSync(helm!, ['lint', '--strict', join(repoRoot, 'manifests/helm/kubewatcher')], {
+      stdio: 'pipe',
+    });
+  });
+
+  it('renders the objects of the kustomize base with default values (the release namespace is not its to create)', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate();
+    expect(sortedById(rendered)).toEqual(sortedById(base.filter((o) => o.kind !== 'Namespace')));
+  });
+
+  it('renders the objects of the namespaced overlay with watchNamespaces', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate('--set', 'watchNamespaces={apps}');
+    expect(sortedById(rendered)).toEqual(sortedById(namespaced.filter((o) => o.kind !== 'Namespace')));
+  });
+
+  it('drops leader election, its Role and the budget for a single replica', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate('--set', 'leaderElection.enabled=false', '--set', 'controller.replicas=1');
+    const d = one<V1Deployment>(rendered, 'Deployment', 'kubewatcher-controller');
+    expect(d.spec?.template.spec?.containers[0]?.args).not.toContain('--leader-elect');
+    expect(
+      rendered.filter((o) => o.metadata.name.endsWith('leader-election') || o.kind === 'PodDisruptionBudget'),
+    ).toEqual([]);
+    for (const { where, spec } of podSpecs(rendered)) expectHardened(where, spec);
+  });
+
+  it('names objects and the leader Lease after another release, and grants that Lease', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplateAs('edge');
+    const lease = 'edge-kubewatcher-controller';
+    const d = one<V1Deployment>(rendered, 'Deployment', lease);
+    expect(d.spec?.template.spec?.containers[0]?.args).toContain(`--leader-election-id=${lease}`);
+    const role = one<V1Role>(rendered, 'Role', `${lease}-leader-election`);
+    expect(grants(role.rules)).toEqual({
+      'coordination.k8s.io/leases': ['create'],
+      [`coordination.k8s.io/leases#${lease}`]: ['get', 'update'],
+    });
+    for (const b of byKind<V1ClusterRoleBinding>(rendered, 'ClusterRoleBinding')) {
+      expect(b.subjects?.[0]?.name).toBe(b.metadata?.name);
+    }
+  });
+
+  it('rejects values its schema does not know (typos, bad log levels, bad digests)', (ctx) => {
+    needHelm(ctx);
+    expect(() => helmTemplate('--set', 'controler.replicas=3')).toThrow(/additional properties 'controler'/);
+    expect(() => helmTemplate('--set', 'logLevel=verbose')).toThrow(/logLevel/);
+    expect(() => helmTemplate('--set', 'image.digest=latest')).toThrow(/digest/);
+  });
+
+  it('refuses several replicas without leader election', (ctx) => {
+    needHelm(ctx);
+    expect(() => helmTemplate('--set', 'leaderElection.enabled=false')).toThrow(
+      /needs leaderElection.enabled/,
+    );
+  });
+
+  it('leaves the CRDs out with crds.install=false and passes image, log level and extra flags through', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate(
+      '--set',
+      'crds.install=false',
+      '--set',
+      'image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+      '--set',
+      'logLevel=debug',
+      '--set',
+      'poller.extraArgs={--plain-http=registry.local:5000}',
+    );
+    expect(rendered.filter((o) => o.kind === 'CustomResourceDefinition')).toEqual([]);
+    const controller = one<V1Deployment>(rendered, 'Deployment', 'kubewatcher-controller').spec?.template.spec
+      ?.containers[0];
+    const poller = one<V1CronJob>(rendered, 'CronJob', 'kubewatcher-poller').spec?.jobTemplate.spec?.template
+      .spec?.containers[0];
+    expect(controller!.image).toBe(
+      `${IMAGE_REPO}@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef`,
+    );
+    expect(controller!.args).toContain('--log-level=debug');
+    expect(poller!.args).toEqual([
+      '--log-format=json',
+      '--log-level=debug',
+      '--plain-http=registry.local:5000',
+    ]);
+  });
+});
