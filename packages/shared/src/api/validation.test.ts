@@ -116,7 +116,7 @@ describe('validateWatchedImage', () => {
     {
       case: 'uppercase',
       spec: { image: 'Nginx' },
-      contains: 'spec.image: Invalid value: "Nginx": should match',
+      contains: 'spec.image: must be an image reference',
     },
     {
       case: 'a name over 255 characters',

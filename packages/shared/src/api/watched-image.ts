@@ -56,17 +56,25 @@ function referenceName(reference: string): string {
 }
 
 /** An image reference with an optional tag and no digest, e.g. `nginx:1.27` or `ghcr.io/acme/web`. */
+const referencePattern = new RegExp(REFERENCE_PATTERN);
+
 export function TagReference(description: string, rules: readonly CelRule[] = []) {
   return Type.String({
     description,
     minLength: 1,
     maxLength: REFERENCE_MAX_LENGTH,
-    pattern: REFERENCE_PATTERN,
+    // The grammar is a CEL rule rather than a schema `pattern`: a failed pattern hides every CEL
+    // message and prints the whole regular expression, which tells a user nothing.
     'x-kubernetes-validations': [
       celRule<string>(
         "!self.contains('@')",
         'must not contain a digest: watch a tag, e.g. nginx:1.27',
         (self) => !self.includes('@'),
+      ),
+      celRule<string>(
+        `self.contains('@') || self.matches(${celString(REFERENCE_PATTERN)})`,
+        'must be an image reference with an optional registry host and tag, e.g. nginx:1.27 or ghcr.io/acme/web:stable (repository names are lowercase)',
+        (self) => self.includes('@') || referencePattern.test(self),
       ),
       celRule<string>(
         "(self.lastIndexOf(':') > self.lastIndexOf('/') ? self.substring(0, self.lastIndexOf(':')) : self).size() <= 255",
