@@ -5,7 +5,9 @@ import { main } from './cli.ts';
 // exit at once on SIGTERM (the Job's deadline) instead of waiting out the grace period.
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
-    process.stderr.write(`kubewatcher-poller: ${signal}: stopping; the next run picks up where this one stopped\n`);
+    process.stderr.write(
+      `kubewatcher-poller: ${signal}: stopping; the next run picks up where this one stopped\n`,
+    );
     process.exit(signal === 'SIGTERM' ? 143 : 130);
   });
 }
