@@ -66,7 +66,12 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
     const status = wi.status;
     const last = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
     const rebaseline = !status?.digest || status.resolvedImage !== image;
-    if (ignoreInterval || rebaseline || Number.isNaN(last) || last + intervalMs - dueTolerance(intervalMs) <= now.getTime()) {
+    if (
+      ignoreInterval ||
+      rebaseline ||
+      Number.isNaN(last) ||
+      last + intervalMs - dueTolerance(intervalMs) <= now.getTime()
+    ) {
       selection.due.push({ watchedImage: wi, reference, image });
     } else {
       selection.notDue++;
