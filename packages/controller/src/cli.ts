@@ -7,71 +7,90 @@ import {
   parseDuration,
 } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';
-import yargs from 'yargs';
+import yargs, { type Options } from 'yargs';
 import { Controller } from './controller.ts';
 
-/** Exit codes: 0 stopped on a signal, 1 could not start or lost leadership (the pod restarts as a standby), 2 bad flags. */
-export async function main(argv: string[]): Promise<number> {
-  const args = await yargs(argv)
-    .scriptName('kubewatcher-controller')
-    .usage(
-      '$0 [options]\n\nReconciles WatchedImages and ImageUpdates: rolls the matching Deployments, StatefulSets and DaemonSets onto each approved digest and follows the rollout.',
-    )
-    .option('kubeconfig', {
+/** What `kubewatcher-controller --help` says above the options. */
+export const CONTROLLER_USAGE =
+  '$0 [options]\n\nReconciles WatchedImages and ImageUpdates: rolls the matching Deployments, StatefulSets and DaemonSets onto each approved digest and follows the rollout.';
+
+/** The exit codes `main` returns, and what each means (docs/cli.md lists them). */
+export const CONTROLLER_EXIT_CODES = {
+  0: 'stopped on SIGTERM or SIGINT (workers drained, Lease released), or printed --help',
+  1: 'could not start (no cluster configured, the metrics address invalid or in use), failed while running, or lost leadership (the pod restarts as a standby)',
+  2: 'bad flags: an unknown flag or choice, or --rollout-timeout / --lease-duration not a Go duration (the lease at least 3s)',
+} as const;
+
+/**
+ * The controller's flags as yargs options. Exported so scripts/generate-docs.ts documents exactly
+ * these; `env` gives the default of --leader-election-namespace.
+ */
+export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    kubeconfig: {
       type: 'string',
       describe: 'kubeconfig file; default $KUBECONFIG, ~/.kube/config, then the in-cluster service account',
-    })
-    .option('namespace', {
+    },
+    namespace: {
       alias: 'n',
       type: 'string',
       array: true,
       describe: 'namespace to watch (repeatable); default all namespaces',
-    })
-    .option('leader-elect', {
+    },
+    'leader-elect': {
       type: 'boolean',
       default: false,
       describe: 'take a coordination.k8s.io Lease before acting, so only one replica acts',
-    })
-    .option('leader-election-namespace', {
+    },
+    'leader-election-namespace': {
       type: 'string',
-      default: process.env.POD_NAMESPACE ?? 'kubewatcher-system',
+      default: env.POD_NAMESPACE ?? 'kubewatcher-system',
       describe: 'namespace of the leader Lease (default $POD_NAMESPACE)',
-    })
-    .option('leader-election-id', {
+    },
+    'leader-election-id': {
       type: 'string',
       default: 'kubewatcher-controller',
       describe: 'name of the leader Lease',
-    })
-    .option('lease-duration', {
+    },
+    'lease-duration': {
       type: 'string',
       default: '15s',
       describe: 'how long a standby waits after the last renewal before taking over',
-    })
-    .option('metrics-addr', {
+    },
+    'metrics-addr': {
       type: 'string',
       default: ':8080',
       describe: 'address of /metrics, /healthz and /readyz (host:port, :port; :0 picks a free port)',
-    })
-    .option('concurrency', {
+    },
+    concurrency: {
       type: 'number',
       default: 2,
       describe: 'workers per queue (WatchedImages, ImageUpdates)',
-    })
-    .option('rollout-timeout', {
+    },
+    'rollout-timeout': {
       type: 'string',
       default: '10m',
       describe:
         'an update whose rollout has not finished this long after it was applied fails (Deployments also fail on their progressDeadlineSeconds)',
-    })
-    .option('log-level', {
+    },
+    'log-level': {
       choices: LOG_LEVELS,
       default: 'info' as LogLevel,
       describe: 'least severe level logged',
-    })
-    .option('log-format', {
+    },
+    'log-format': {
       choices: ['json', 'text'] as const,
       describe: 'log format; default text on a terminal, JSON otherwise',
-    })
+    },
+  } satisfies Record<string, Options>;
+}
+
+/** Runs the controller; resolves to one of CONTROLLER_EXIT_CODES. */
+export async function main(argv: string[]): Promise<number> {
+  const args = await yargs(argv)
+    .scriptName('kubewatcher-controller')
+    .usage(CONTROLLER_USAGE)
+    .options(controllerOptions())
     .strict()
     .help()
     .version(false)

@@ -1,69 +1,92 @@
 import { readFileSync } from 'node:fs';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel, loadKubeConfig } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
-import yargs from 'yargs';
+import yargs, { type Options } from 'yargs';
 import { KubePollerCluster } from './cluster.ts';
 import { RegistryClient, type RegistryHostOptions } from './registry/index.ts';
 import { runPoll } from './run.ts';
 
-/** Exit codes: 0 the run worked (even if some images failed), 1 it could not run, 2 bad flags. */
-export async function main(argv: string[]): Promise<number> {
-  const args = await yargs(argv)
-    .scriptName('kubewatcher-poller')
-    .usage(
-      '$0 [options]\n\nChecks the WatchedImages that are due, resolves the digest behind each tag and records changes as ImageUpdates. Runs once and exits (a Kubernetes CronJob runs it every minute).',
-    )
-    .option('kubeconfig', {
+/** What `kubewatcher-poller --help` says above the options. */
+export const POLLER_USAGE =
+  '$0 [options]\n\nChecks the WatchedImages that are due, resolves the digest behind each tag and records changes as ImageUpdates. Runs once and exits (a Kubernetes CronJob runs it every minute).';
+
+/** The exit codes `main` returns, and what each means (docs/cli.md lists them). */
+export const POLLER_EXIT_CODES = {
+  0: 'the run worked, even if some images could not be resolved (their Resolved condition says why), or printed --help',
+  1: 'the run could not work: no cluster configured, or WatchedImages could not be listed',
+  2: 'bad flags: an unknown flag or choice, a --timeout that is not a duration, or an unreadable or invalid --registries-config',
+  130: 'stopped by SIGINT; nothing is lost, the next run picks up where this one stopped',
+  143: "stopped by SIGTERM, e.g. at the Job's activeDeadlineSeconds; nothing is lost, the next run picks up where this one stopped",
+} as const;
+
+/** The poller's flags as yargs options. Exported so scripts/generate-docs.ts documents exactly these. */
+export function pollerOptions() {
+  return {
+    kubeconfig: {
       type: 'string',
       describe: 'kubeconfig file; default $KUBECONFIG, ~/.kube/config, then the in-cluster service account',
-    })
-    .option('namespace', {
+    },
+    namespace: {
       alias: 'n',
       type: 'string',
       array: true,
       describe: 'namespace to check (repeatable); default all namespaces',
-    })
-    .option('dry-run', {
+    },
+    'dry-run': {
       type: 'boolean',
       default: false,
       describe: 'resolve and print what would change; write nothing to the cluster',
-    })
-    .option('ignore-interval', { type: 'boolean', default: false, describe: 'check every WatchedImage now, whatever its spec.interval (for a manual run); suspended ones are still skipped' })
-    .option('concurrency', {
+    },
+    'ignore-interval': {
+      type: 'boolean',
+      default: false,
+      describe:
+        'check every WatchedImage now, whatever its spec.interval (for a manual run); suspended ones are still skipped',
+    },
+    concurrency: {
       type: 'number',
       default: 8,
       describe: 'registry lookups in flight at once across all registries',
-    })
-    .option('per-host-concurrency', {
+    },
+    'per-host-concurrency': {
       type: 'number',
       default: 4,
       describe: 'registry requests in flight at once to one registry host',
-    })
-    .option('timeout', {
+    },
+    timeout: {
       type: 'string',
       default: '20s',
       describe: 'timeout of one registry request (Go duration: 500ms, 20s, 1m)',
-    })
-    .option('registries-config', {
+    },
+    'registries-config': {
       type: 'string',
       describe:
         'YAML or JSON file of per-registry options keyed by host: {"host:port": {plainHttp, insecureSkipVerify, caFile}}',
-    })
-    .option('plain-http', {
+    },
+    'plain-http': {
       type: 'string',
       array: true,
-      default: [],
+      default: [] as string[],
       describe: 'registry host (host:port) to reach over plain HTTP (repeatable); TLS is used for all others',
-    })
-    .option('log-level', {
+    },
+    'log-level': {
       choices: LOG_LEVELS,
       default: 'info' as LogLevel,
       describe: 'least severe level logged',
-    })
-    .option('log-format', {
+    },
+    'log-format': {
       choices: ['json', 'text'] as const,
       describe: 'log format; default text on a terminal, JSON otherwise',
-    })
+    },
+  } satisfies Record<string, Options>;
+}
+
+/** Runs the poller once; resolves to one of POLLER_EXIT_CODES. */
+export async function main(argv: string[]): Promise<number> {
+  const args = await yargs(argv)
+    .scriptName('kubewatcher-poller')
+    .usage(POLLER_USAGE)
+    .options(pollerOptions())
     .strict()
     .help()
     .version(false)
