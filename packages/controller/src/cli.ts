@@ -60,7 +60,8 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
     'metrics-addr': {
       type: 'string',
       default: ':8080',
-      describe: 'address of /metrics, /healthz and /readyz (host:port, :port; :0 picks a free port)',
+      describe:
+        'address of /metrics, /healthz (alias /livez) and /readyz (host:port, :port; :0 picks a free port)',
     },
     concurrency: {
       type: 'number',
@@ -87,18 +88,23 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
 
 /** Runs the controller; resolves to one of CONTROLLER_EXIT_CODES. */
 export async function main(argv: string[]): Promise<number> {
-  const args = await yargs(argv)
-    .scriptName('kubewatcher-controller')
-    .usage(CONTROLLER_USAGE)
-    .options(controllerOptions())
-    .strict()
-    .help()
-    .version(false)
-    .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new Error(msg);
-    })
-    .parseAsync()
+  // yargs reports some usage errors by throwing synchronously from parseAsync: run it inside a
+  // promise so every usage error reaches the catch below and exits 2.
+  const args = await Promise.resolve()
+    .then(() =>
+      yargs(argv)
+        .scriptName('kubewatcher-controller')
+        .usage(CONTROLLER_USAGE)
+        .options(controllerOptions())
+        .strict()
+        .help()
+        .version(false)
+        .exitProcess(false)
+        .fail((msg, err) => {
+          throw err ?? new Error(msg);
+        })
+        .parseAsync(),
+    )
     .catch((err: Error) => {
       process.stderr.write(`kubewatcher-controller: ${err.message}\n`);
       return undefined;

@@ -1,6 +1,6 @@
 import type { ImageUpdate, WatchedImage } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
-import { pinImage, planUpdate, type UpdateInput, type Workload } from './plan-update.ts';
+import { PATCH_REFUSED, pinImage, planUpdate, type UpdateInput, type Workload } from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
 
 const A = `sha256:${'a'.repeat(64)}`;
@@ -237,7 +237,14 @@ describe('planUpdate', () => {
   it('no matching workload: Succeeded at once with the reason', () => {
     const plan = planUpdate(input(update('web-b', B), { workloads: [] }));
     expect(plan.status.phase).toBe('Succeeded');
-    expect(plan.status.conditions?.[0]).toMatchObject({ reason: 'NoWorkloads' });
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'NoWorkloads',
+    });
+    expect(plan.status.conditions?.find((c) => c.type === 'Approved')).toMatchObject({
+      status: 'True',
+      reason: 'AutoApproved',
+    });
   });
 
   it('the WatchedImage is gone: Failed', () => {
@@ -325,5 +332,38 @@ describe('planWatchedImage', () => {
   it('no workload: Ready False NoWorkloads', () => {
     const plan = planWatchedImage(watched(), [], [], NOW);
     expect(plan.status.conditions[0]).toMatchObject({ status: 'False', reason: 'NoWorkloads' });
+  });
+});
+
+describe('Approved condition', () => {
+  it.each([
+    ['Auto', false, 'True', 'AutoApproved'],
+    ['Manual', false, 'False', 'AwaitingApproval'],
+    ['Manual', true, 'True', 'ManuallyApproved'],
+    ['Observe', false, 'False', 'ObserveOnly'],
+  ] as const)('%s, approved=%s → %s %s', (policy, approved, status, reason) => {
+    const plan = planUpdate(
+      input(update('web-b', B, undefined, { approved }), { watchedImage: watched({ updatePolicy: policy }) }),
+    );
+    expect(plan.status.conditions?.find((c) => c.type === 'Approved')).toMatchObject({ status, reason });
+  });
+
+  it('a refused patch fails the update with PatchFailed', () => {
+    const applying = planUpdate(input(update('web-b', B))).status;
+    const rolling = planUpdate(input(update('web-b', B, applying))).status;
+    const refused = {
+      ...rolling,
+      workloads: rolling.workloads?.map((r) => ({
+        ...r,
+        state: 'Failed' as const,
+        message: `${PATCH_REFUSED} admission webhook denied`,
+      })),
+    };
+    const plan = planUpdate(input(update('web-b', B, refused)));
+    expect(plan.status.phase).toBe('Failed');
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'PatchFailed',
+    });
   });
 });

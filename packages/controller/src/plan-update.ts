@@ -1,8 +1,10 @@
 import {
+  APPROVED_REASON,
   type Condition,
   type ImageUpdate,
   type ImageUpdateStatus,
   matchWorkloads,
+  UPDATE_READY_REASON as REASON,
   sameImage,
   setCondition,
   shortDigest,
@@ -67,6 +69,9 @@ export interface UpdatePlan {
   requeueAfterMs?: number;
 }
 
+/** How a result's message starts when the API server refused the workload patch. */
+export const PATCH_REFUSED = 'patch refused:';
+
 /** The container image pinned to a digest, in the spelling the workload already uses. */
 export function pinImage(current: string, digest: string): string {
   const at = current.indexOf('@');
@@ -100,7 +105,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
     return complete(
       plan,
       'Failed',
-      'WatchedImageNotFound',
+      REASON.WatchedImageNotFound,
       `WatchedImage ${update.spec.watchedImage} no longer exists`,
       now,
     );
@@ -113,7 +118,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
     return complete(
       plan,
       'Superseded',
-      'Superseded',
+      REASON.Superseded,
       `superseded by the newer ImageUpdate ${newest.metadata.name}`,
       now,
     );
@@ -121,9 +126,16 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
 
   if (NOT_STARTED.includes(phase)) {
     if (wi.spec.suspend) {
-      return progress(plan, 'Pending', 'Suspended', `WatchedImage ${wi.metadata.name} is suspended`, now);
+      return progress(
+        plan,
+        'Pending',
+        REASON.Suspended,
+        `WatchedImage ${wi.metadata.name} is suspended`,
+        now,
+      );
     }
     const policy = wi.spec.updatePolicy ?? 'Auto';
+    setApproved(plan, policy, update.spec.approved === true, now);
     if (policy === 'Observe') {
       plan.status.workloads = planResults(update, wi, input.workloads).map((r) => ({
         ...r,
@@ -133,7 +145,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
       return complete(
         plan,
         'Observed',
-        'Observed',
+        REASON.Observed,
         `${describe(update)} observed; updatePolicy Observe applies nothing`,
         now,
       );
@@ -150,7 +162,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
       return progress(
         plan,
         'AwaitingApproval',
-        'AwaitingApproval',
+        REASON.AwaitingApproval,
         'waiting for spec.approved to be true',
         now,
       );
@@ -162,7 +174,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
       return complete(
         plan,
         'Succeeded',
-        'NoWorkloads',
+        REASON.NoWorkloads,
         `no ${kindsOf(wi)} in the namespace runs ${wi.spec.image}`,
         now,
       );
@@ -173,11 +185,32 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
       reason: 'Applying',
       message: `applying ${describe(update)} to ${results.length} container(s)`,
     });
-    return progress(plan, 'Applying', 'Applying', `patching ${results.length} container(s)`, now);
+    return progress(plan, 'Applying', REASON.Applying, `patching ${results.length} container(s)`, now);
   }
 
   if (phase === 'Applying') return planApply(plan, update, wi, input, now);
   return planRollout(plan, update, input, now);
+}
+
+/** The Approved condition: what the WatchedImage's policy (and spec.approved) allow. */
+function setApproved(plan: UpdatePlan, policy: string, approved: boolean, now: Date): void {
+  const [status, reason, message] =
+    policy === 'Observe'
+      ? (['False', APPROVED_REASON.ObserveOnly, 'updatePolicy Observe: recorded, never applied'] as const)
+      : policy === 'Manual' && !approved
+        ? ([
+            'False',
+            APPROVED_REASON.AwaitingApproval,
+            'updatePolicy Manual: set spec.approved to true to apply',
+          ] as const)
+        : policy === 'Manual'
+          ? (['True', APPROVED_REASON.ManuallyApproved, 'spec.approved is true'] as const)
+          : (['True', APPROVED_REASON.AutoApproved, 'updatePolicy Auto'] as const);
+  plan.status.conditions = setCondition(
+    plan.status.conditions ?? [],
+    { type: 'Approved', status, reason, message, observedGeneration: plan.status.observedGeneration ?? 0 },
+    now,
+  );
 }
 
 function startedPhase(u: ImageUpdate): boolean {
@@ -266,7 +299,7 @@ function planApply(
   return progress(
     plan,
     'RollingOut',
-    'RollingOut',
+    REASON.RollingOut,
     `waiting for ${countState(plan, 'Patched')} workload(s) to roll out`,
     now,
     5_000,
@@ -317,7 +350,7 @@ function planRollout(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput, 
     return progress(
       plan,
       'RollingOut',
-      'RollingOut',
+      REASON.RollingOut,
       `waiting for ${countState(plan, 'Patched')} workload(s) to roll out`,
       now,
       5_000,
@@ -331,10 +364,11 @@ function settle(plan: UpdatePlan, update: ImageUpdate, now: Date): UpdatePlan {
   const failed = (plan.status.workloads ?? []).filter((r) => r.state === 'Failed');
   if (failed.length > 0) {
     const first = failed[0]!;
+    const refused = failed.some((r) => r.message?.startsWith(PATCH_REFUSED));
     return complete(
       plan,
       'Failed',
-      'RolloutFailed',
+      refused ? REASON.PatchFailed : REASON.RolloutFailed,
       `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`,
       now,
     );
@@ -343,7 +377,7 @@ function settle(plan: UpdatePlan, update: ImageUpdate, now: Date): UpdatePlan {
   return complete(
     plan,
     'Succeeded',
-    'RolledOut',
+    REASON.RolledOut,
     `${describe(update)}: ${rolled} container(s) rolled out`,
     now,
   );

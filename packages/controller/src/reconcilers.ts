@@ -20,7 +20,7 @@ import {
   requeueAfter,
   splitKey,
 } from './machinery/index.ts';
-import { type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
+import { PATCH_REFUSED, type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
 
 /**
@@ -183,17 +183,37 @@ export class ImageUpdateReconciler {
           containers: [...patch.containers, ...patch.initContainers].map((c) => c.name),
         });
       } catch (err) {
-        if (apiStatusCode(err) !== 404) throw err;
+        const code = apiStatusCode(err);
+        // Deleted: reported, not fought over. Refused (forbidden, invalid, denied by a webhook): a
+        // retry would meet the same answer, so it is recorded on the update. Anything else is
+        // transient: the reconcile fails and is retried with backoff.
+        const refused = code === 400 || code === 403 || code === 422;
+        if (code !== 404 && !refused) throw err;
+        const message =
+          code === 404
+            ? `${patch.kind} ${patch.name} was deleted before it was patched`
+            : `${PATCH_REFUSED} ${String(errorFields(err).error)}`;
         for (const r of plan.status.workloads ?? []) {
-          if (r.kind === patch.kind && r.name === patch.name)
-            Object.assign(r, {
-              state: 'Skipped',
-              message: `${r.kind} ${r.name} was deleted before it was patched`,
-            });
+          if (r.kind === patch.kind && r.name === patch.name) {
+            Object.assign(r, { state: code === 404 ? 'Skipped' : 'Failed', message });
+          }
         }
         plan.events = plan.events.filter(
           (e) => e.on === 'update' || e.on.kind !== patch.kind || e.on.name !== patch.name,
         );
+        if (refused) {
+          plan.events.push({
+            on: { kind: patch.kind, name: patch.name },
+            type: 'Warning',
+            reason: 'PatchFailed',
+            message,
+          });
+          logger.warn('workload patch refused', {
+            imageUpdate: key,
+            workload: `${patch.kind}/${patch.name}`,
+            ...errorFields(err),
+          });
+        }
       }
     }
 

@@ -1,5 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel, loadKubeConfig } from '@kubewatcher/shared';
+import {
+  createLogger,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  loadKubeConfig,
+  parseDuration,
+} from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 import yargs, { type Options } from 'yargs';
 import { KubePollerCluster } from './cluster.ts';
@@ -56,7 +63,7 @@ export function pollerOptions() {
     timeout: {
       type: 'string',
       default: '20s',
-      describe: 'timeout of one registry request (Go duration: 500ms, 20s, 1m)',
+      describe: 'timeout of one registry request (Go duration: 500ms, 20s, 1m30s)',
     },
     'registries-config': {
       type: 'string',
@@ -83,18 +90,23 @@ export function pollerOptions() {
 
 /** Runs the poller once; resolves to one of POLLER_EXIT_CODES. */
 export async function main(argv: string[]): Promise<number> {
-  const args = await yargs(argv)
-    .scriptName('kubewatcher-poller')
-    .usage(POLLER_USAGE)
-    .options(pollerOptions())
-    .strict()
-    .help()
-    .version(false)
-    .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
-    })
-    .parseAsync()
+  // yargs reports some usage errors by throwing synchronously from parseAsync: run it inside a
+  // promise so every usage error reaches the catch below and exits 2.
+  const args = await Promise.resolve()
+    .then(() =>
+      yargs(argv)
+        .scriptName('kubewatcher-poller')
+        .usage(POLLER_USAGE)
+        .options(pollerOptions())
+        .strict()
+        .help()
+        .version(false)
+        .exitProcess(false)
+        .fail((msg, err) => {
+          throw err ?? new UsageError(msg);
+        })
+        .parseAsync(),
+    )
     .catch((err: Error) => {
       process.stderr.write(`kubewatcher-poller: ${err.message}\n`);
       return undefined;
@@ -147,9 +159,10 @@ export async function main(argv: string[]): Promise<number> {
 class UsageError extends Error {}
 
 function parseTimeout(text: string): number {
-  const m = /^(\d+)(ms|s|m)$/.exec(text);
-  if (!m) throw new Error(`--timeout: invalid duration "${text}": use e.g. 500ms, 20s or 1m`);
-  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 } as const)[m[2] as 'ms' | 's' | 'm'];
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0)
+    throw new Error(`--timeout: invalid duration "${text}": use e.g. 500ms, 20s or 1m30s`);
+  return ms;
 }
 
 function loadRegistryOptions(

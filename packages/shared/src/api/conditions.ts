@@ -19,27 +19,36 @@ export type ConditionType = (typeof CONDITION_TYPE)[keyof typeof CONDITION_TYPE]
 export const RESOLVED_REASON = {
   /** True: the registry answered with a digest. */
   Resolved: 'Resolved',
-  /** False: network error, timeout or 5xx from the registry. */
+  /** False: connection refused, DNS, TLS or timeout: the registry could not be reached. */
   RegistryUnreachable: 'RegistryUnreachable',
-  /** False: 401/403, or the named pull secret is missing or unusable. */
+  /** False: the registry kept answering 5xx (after retries with backoff) or something unexpected. */
+  RegistryError: 'RegistryError',
+  /** False: 401/403: anonymous access refused or the credentials were rejected. */
   Unauthorized: 'Unauthorized',
   /** False: the repository or tag does not exist. */
   NotFound: 'NotFound',
-  /** False: 429 from the registry; the next check waits for the window. */
+  /** False: 429 from the registry; it is not asked again in this run and the next check waits for spec.interval. */
   RateLimited: 'RateLimited',
+  /** False: a secret named in spec.pullSecrets does not exist. */
+  SecretNotFound: 'SecretNotFound',
+  /** False: a pull secret could not be read as a docker config. */
+  InvalidCredentials: 'InvalidCredentials',
   /** False: the reference cannot be resolved as written. */
   InvalidImage: 'InvalidImage',
-  /** Unknown: spec.suspend is true, nothing is checked. */
-  Suspended: 'Suspended',
 } as const;
 export type ResolvedReason = (typeof RESOLVED_REASON)[keyof typeof RESOLVED_REASON];
 
-/** Reasons of the WatchedImage `Ready` condition (controller). */
+/**
+ * Reasons of the WatchedImage `Ready` condition (controller). When the poller's `Resolved` is False,
+ * Ready is False with Resolved's reason and message, the most useful thing to show in READY.
+ */
 export const READY_REASON = {
-  /** True: the spec is valid and at least one workload matches. */
+  /** True: the spec is valid, the last check worked and at least one workload matches. */
   WorkloadsFound: 'WorkloadsFound',
   /** False: the spec is valid but no workload runs the image and matches the selector. */
   NoWorkloads: 'NoWorkloads',
+  /** Unknown: workloads match, the poller has not checked the registry yet. */
+  AwaitingFirstCheck: 'AwaitingFirstCheck',
   /** False: something the schema cannot check is wrong (reported, not retried). */
   InvalidSpec: 'InvalidSpec',
   /** False: spec.suspend is true. */
@@ -47,7 +56,7 @@ export const READY_REASON = {
 } as const;
 export type ReadyReason = (typeof READY_REASON)[keyof typeof READY_REASON];
 
-/** Reasons of the ImageUpdate `Approved` condition. */
+/** Reasons of the ImageUpdate `Approved` condition (controller). */
 export const APPROVED_REASON = {
   /** True: the WatchedImage's policy is Auto. */
   AutoApproved: 'AutoApproved',
@@ -62,23 +71,27 @@ export type ApprovedReason = (typeof APPROVED_REASON)[keyof typeof APPROVED_REAS
 
 /** Reasons of the ImageUpdate `Ready` condition (True only when every workload rolled out). */
 export const UPDATE_READY_REASON = {
-  /** Unknown: not applied yet (pending or awaiting approval). */
-  NotApplied: 'NotApplied',
+  /** Unknown: policy Manual, waiting for spec.approved. */
+  AwaitingApproval: 'AwaitingApproval',
+  /** Unknown: the WatchedImage is suspended; the update waits. */
+  Suspended: 'Suspended',
   /** Unknown: patching workloads. */
   Applying: 'Applying',
   /** Unknown: workloads patched, rollouts in progress. */
   RollingOut: 'RollingOut',
   /** True: every workload rolled out onto the new digest. */
   RolledOut: 'RolledOut',
-  /** False: a workload could not be patched. */
-  PatchFailed: 'PatchFailed',
-  /** False: a rollout failed or exceeded its progress deadline. */
-  RolloutFailed: 'RolloutFailed',
-  /** False: no workload matched when the update was applied. */
+  /** True: no workload matched when the update was applied: nothing to do. */
   NoWorkloads: 'NoWorkloads',
-  /** False: a newer ImageUpdate replaced this one before it was applied. */
+  /** False: the API server refused a workload patch (forbidden, invalid, denied by a webhook). */
+  PatchFailed: 'PatchFailed',
+  /** False: a rollout failed, exceeded its progress deadline or the controller's rollout timeout. */
+  RolloutFailed: 'RolloutFailed',
+  /** False: the WatchedImage was deleted. */
+  WatchedImageNotFound: 'WatchedImageNotFound',
+  /** False: a newer ImageUpdate of the same WatchedImage replaced this one before it finished. */
   Superseded: 'Superseded',
-  /** False: policy Observe; recorded, never applied. */
+  /** True: policy Observe; recorded, never applied. */
   Observed: 'Observed',
 } as const;
 export type UpdateReadyReason = (typeof UPDATE_READY_REASON)[keyof typeof UPDATE_READY_REASON];
