@@ -1,13 +1,12 @@
 import {
-  createLogger,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
+  commandLogger,
+  LOG_OPTIONS,
   loadKubeConfig,
+  parseCommandLine,
   parseDuration,
 } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';
-import yargs, { type Options } from 'yargs';
+import type { Options } from 'yargs';
 import { Controller } from './controller.ts';
 
 /** What `kubewatcher-controller --help` says above the options. */
@@ -74,49 +73,17 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
       describe:
         'an update whose rollout has not finished this long after it was applied fails (Deployments also fail on their progressDeadlineSeconds)',
     },
-    'log-level': {
-      choices: LOG_LEVELS,
-      default: 'info' as LogLevel,
-      describe: 'least severe level logged',
-    },
-    'log-format': {
-      choices: ['json', 'text'] as const,
-      describe: 'log format; default text on a terminal, JSON otherwise',
-    },
+    ...LOG_OPTIONS,
   } satisfies Record<string, Options>;
 }
 
 /** Runs the controller; resolves to one of CONTROLLER_EXIT_CODES. */
 export async function main(argv: string[]): Promise<number> {
-  // yargs reports some usage errors by throwing synchronously from parseAsync: run it inside a
-  // promise so every usage error reaches the catch below and exits 2.
-  const args = await Promise.resolve()
-    .then(() =>
-      yargs(argv)
-        .scriptName('kubewatcher-controller')
-        .usage(CONTROLLER_USAGE)
-        .options(controllerOptions())
-        .strict()
-        .help()
-        .version(false)
-        .exitProcess(false)
-        .fail((msg, err) => {
-          throw err ?? new Error(msg);
-        })
-        .parseAsync(),
-    )
-    .catch((err: Error) => {
-      process.stderr.write(`kubewatcher-controller: ${err.message}\n`);
-      return undefined;
-    });
+  const args = await parseCommandLine('kubewatcher-controller', CONTROLLER_USAGE, controllerOptions(), argv);
   if (!args) return 2;
   if (args.help) return 0;
 
-  const logger = createLogger({
-    component: 'controller',
-    level: args['log-level'] as LogLevel,
-    ...(args['log-format'] ? { format: args['log-format'] as LogFormat } : {}),
-  });
+  const logger = commandLogger('controller', args);
   const rolloutTimeoutMs = parseDuration(args['rollout-timeout']);
   const leaseMs = parseDuration(args['lease-duration']);
   if (rolloutTimeoutMs === undefined || leaseMs === undefined || leaseMs < 3000) {

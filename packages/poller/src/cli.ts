@@ -1,14 +1,13 @@
 import { readFileSync } from 'node:fs';
 import {
-  createLogger,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
+  commandLogger,
+  LOG_OPTIONS,
   loadKubeConfig,
+  parseCommandLine,
   parseDuration,
 } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
-import yargs, { type Options } from 'yargs';
+import type { Options } from 'yargs';
 import { KubePollerCluster } from './cluster.ts';
 import { RegistryClient, type RegistryHostOptions } from './registry/index.ts';
 import { runPoll } from './run.ts';
@@ -76,49 +75,17 @@ export function pollerOptions() {
       default: [] as string[],
       describe: 'registry host (host:port) to reach over plain HTTP (repeatable); TLS is used for all others',
     },
-    'log-level': {
-      choices: LOG_LEVELS,
-      default: 'info' as LogLevel,
-      describe: 'least severe level logged',
-    },
-    'log-format': {
-      choices: ['json', 'text'] as const,
-      describe: 'log format; default text on a terminal, JSON otherwise',
-    },
+    ...LOG_OPTIONS,
   } satisfies Record<string, Options>;
 }
 
 /** Runs the poller once; resolves to one of POLLER_EXIT_CODES. */
 export async function main(argv: string[]): Promise<number> {
-  // yargs reports some usage errors by throwing synchronously from parseAsync: run it inside a
-  // promise so every usage error reaches the catch below and exits 2.
-  const args = await Promise.resolve()
-    .then(() =>
-      yargs(argv)
-        .scriptName('kubewatcher-poller')
-        .usage(POLLER_USAGE)
-        .options(pollerOptions())
-        .strict()
-        .help()
-        .version(false)
-        .exitProcess(false)
-        .fail((msg, err) => {
-          throw err ?? new UsageError(msg);
-        })
-        .parseAsync(),
-    )
-    .catch((err: Error) => {
-      process.stderr.write(`kubewatcher-poller: ${err.message}\n`);
-      return undefined;
-    });
+  const args = await parseCommandLine('kubewatcher-poller', POLLER_USAGE, pollerOptions(), argv);
   if (!args) return 2;
   if (args.help) return 0;
 
-  const logger = createLogger({
-    component: 'poller',
-    level: args['log-level'] as LogLevel,
-    ...(args['log-format'] ? { format: args['log-format'] as LogFormat } : {}),
-  });
+  const logger = commandLogger('poller', args);
   let registries: Record<string, RegistryHostOptions>;
   let timeoutMs: number;
   try {
@@ -155,8 +122,6 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-class UsageError extends Error {}
 
 function parseTimeout(text: string): number {
   const ms = parseDuration(text);
