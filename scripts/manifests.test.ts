@@ -408,7 +408,12 @@ describe('workloads', () => {
     const pod = job.template.spec!;
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.serviceAccountName).toBe('kubewatcher-poller');
-    expect(pod.containers[0]!.command).toEqual(['node', '/app/packages/poller/dist/main.js']);
+    expect(pod.containers[0]!.command).toEqual([
+      'node',
+      '--max-semi-space-size=2',
+      '--max-old-space-size=128',
+      '/app/packages/poller/dist/main.js',
+    ]);
     expect(pod.containers[0]!.args).toEqual(['--log-format=json']);
   });
 });
