@@ -27,6 +27,26 @@ const checked = (ago: number, extra: Partial<NonNullable<WatchedImage['status']>
   ...extra,
 });
 
+/** The Resolved condition of a check of `generation`. */
+const resolvedAt = (generation: number, status: 'True' | 'False' = 'True') => ({
+  conditions: [
+    {
+      type: 'Resolved',
+      status,
+      reason: status === 'True' ? 'Resolved' : 'Unauthorized',
+      message: '',
+      lastTransitionTime: kubeTime(NOW),
+      observedGeneration: generation,
+    },
+  ],
+});
+
+/** A check of `generation` that failed before any baseline was recorded. */
+const failedAt = (ago: number, generation: number) => ({
+  lastCheckedTime: new Date(NOW.getTime() - ago).toISOString(),
+  ...resolvedAt(generation, 'False'),
+});
+
 describe('selectDue', () => {
   const cases: [string, WatchedImage, 'due' | 'notDue' | 'suspended' | 'invalid'][] = [
     ['never checked', wi('a'), 'due'],
@@ -35,7 +55,17 @@ describe('selectDue', () => {
     ['checked 50s ago, interval 1m (within tolerance)', wi('a', { interval: '1m' }, checked(50_000)), 'due'],
     ['checked 30s ago, interval 1m', wi('a', { interval: '1m' }, checked(30_000)), 'notDue'],
     ['image changed since the baseline', wi('a', { image: 'nginx:1.28' }, checked(10_000)), 'due'],
-    ['no baseline digest yet', wi('a', {}, { lastCheckedTime: NOW.toISOString() }), 'due'],
+    ['no baseline digest yet', wi('a', {}, { lastCheckedTime: NOW.toISOString() }), 'notDue'],
+    ['failed before any baseline, 2m ago', wi('a', {}, failedAt(2 * 60_000, 3)), 'notDue'],
+    ['failed before any baseline, 6m ago', wi('a', {}, failedAt(6 * 60_000, 3)), 'due'],
+    ['failed before any baseline, spec edited since', wi('a', {}, failedAt(10_000, 2)), 'due'],
+    ['checked this generation 2m ago', wi('a', {}, checked(2 * 60_000, resolvedAt(3))), 'notDue'],
+    ['spec edited since the last check', wi('a', {}, checked(10_000, resolvedAt(2))), 'due'],
+    [
+      'image edited, checked since',
+      wi('a', { image: 'nginx:1.28' }, checked(10_000, resolvedAt(3))),
+      'notDue',
+    ],
     ['suspended', wi('a', { suspend: true }), 'suspended'],
     ['digest in image', wi('a', { image: `nginx@${A}` }), 'invalid'],
     ['unparsable image', wi('a', { image: 'Nginx:1' }), 'invalid'],

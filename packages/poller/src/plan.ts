@@ -65,7 +65,14 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
     const image = referenceString(reference);
     const status = wi.status;
     const last = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
-    const rebaseline = !status?.digest || status.resolvedImage !== image;
+    // An edited spec (a new image, other pullSecrets) is checked at once: the Resolved condition
+    // records the generation it checked. Anything else waits for the interval, a check that failed
+    // before any baseline too: a 401, 404 or 429 every CronJob run is what burns rate limits.
+    const checkedGeneration = status?.conditions?.find((c) => c.type === RESOLVED)?.observedGeneration;
+    const rebaseline =
+      checkedGeneration !== undefined && wi.metadata.generation !== undefined
+        ? checkedGeneration !== wi.metadata.generation
+        : status?.digest !== undefined && status.resolvedImage !== image;
     if (
       ignoreInterval ||
       rebaseline ||

@@ -68,6 +68,8 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   const now = opts.now ?? (() => new Date());
   const started = Date.now();
   const { cluster, logger } = opts;
+  // The client may outlive one run (its stats are cumulative): report this run's requests only.
+  const statsBefore = opts.registry.stats();
   const summary: RunSummary = {
     watchedImages: 0,
     checked: 0,
@@ -107,8 +109,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     try {
       prepared.push(await gatherer.prepare(target));
     } catch (err) {
-      summary.checked++;
-      summary.failed++;
+      summary.checked++; // record() counts it as failed
       const reason = err instanceof GatherError ? err.reason : 'RegistryError';
       const result: ResolveResult = {
         ok: false,
@@ -131,7 +132,12 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   });
 
   const stats = opts.registry.stats();
-  summary.requests = { head: stats.head, get: stats.get, token: stats.token, total: stats.total };
+  summary.requests = {
+    head: stats.head - statsBefore.head,
+    get: stats.get - statsBefore.get,
+    token: stats.token - statsBefore.token,
+    total: stats.total - statsBefore.total,
+  };
   summary.durationMs = Date.now() - started;
   return summary;
 

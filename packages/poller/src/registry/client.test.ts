@@ -314,6 +314,24 @@ describe('RegistryClient (scripted fetch)', () => {
     for (const line of lines) expect(line).not.toMatch(/SECRET|Basic |Bearer /);
   });
 
+  it('lets the first request to a host learn its challenge while concurrent resolves wait', async () => {
+    const { calls, fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/')) return { status: 200, body: '{"token":"t"}' };
+      return call.headers.Authorization
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    const registry = client(fetch);
+    const repos = ['a', 'b', 'c', 'd'];
+    const results = await Promise.all(
+      repos.map((r) => registry.resolveDigest(normalizeReference(`reg.example/acme/${r}:1`))),
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    // One 401 in all, then one token and one HEAD per repository.
+    expect(calls.filter((c) => c.method === 'HEAD' && !c.headers.Authorization)).toHaveLength(1);
+    expect(registry.stats()).toMatchObject({ head: 5, token: 4, total: 9 });
+  });
+
   it('counts requests in a prom-client counter by host and kind', async () => {
     const register = new Registry();
     const requestCounter = createRegistryRequestCounter(register);

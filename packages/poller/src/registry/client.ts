@@ -200,6 +200,11 @@ export class RegistryClient {
   readonly #challenges = new Map<string, AuthChallenge>();
   /** Token fetches in flight, so concurrent resolves of one repository share one. */
   readonly #tokenFlights = new Map<string, Promise<string>>();
+  /**
+   * The first manifest exchange with each host, which learns whether and how it wants authentication.
+   * Concurrent resolves wait for it rather than each collecting its own 401.
+   */
+  readonly #firstContacts = new Map<string, Promise<void>>();
 
   constructor(opts: RegistryClientOptions = {}) {
     this.#fetch = opts.fetch ?? (fetch as unknown as RegistryFetch);
@@ -373,16 +378,31 @@ export class RegistryClient {
 
   /** Sends a manifest request, answering 401 challenges until it is authorised or cannot be. */
   async #authorized(ctx: ResolveContext, kind: 'head' | 'get', url: URL): Promise<HttpResponse> {
-    let auth = await this.#upfrontAuth(ctx);
-    // At most: anonymous → fresh token → (cached token refused) another fresh token.
-    for (let round = 0; round < 3; round++) {
-      const headers: Record<string, string> = { Accept: MANIFEST_ACCEPT };
-      if (auth.kind !== 'none') headers.Authorization = auth.header;
-      const res = await this.#request(ctx, kind, kind === 'head' ? 'HEAD' : 'GET', url, headers);
-      if (res.status !== 401) return res;
-      auth = await this.#answerChallenge(ctx, res, auth);
+    let endFirstContact: (() => void) | undefined;
+    const firstContact = this.#firstContacts.get(ctx.apiHost);
+    if (firstContact) await firstContact;
+    else if (!this.#challenges.has(ctx.apiHost)) {
+      this.#firstContacts.set(
+        ctx.apiHost,
+        new Promise<void>((done) => {
+          endFirstContact = done;
+        }),
+      );
     }
-    throw fail('Unauthorized', `registry ${ctx.domain} kept answering 401 for ${ctx.ref.path}`);
+    try {
+      let auth = await this.#upfrontAuth(ctx);
+      // At most: anonymous → fresh token → (cached token refused) another fresh token.
+      for (let round = 0; round < 3; round++) {
+        const headers: Record<string, string> = { Accept: MANIFEST_ACCEPT };
+        if (auth.kind !== 'none') headers.Authorization = auth.header;
+        const res = await this.#request(ctx, kind, kind === 'head' ? 'HEAD' : 'GET', url, headers);
+        if (res.status !== 401) return res;
+        auth = await this.#answerChallenge(ctx, res, auth);
+      }
+      throw fail('Unauthorized', `registry ${ctx.domain} kept answering 401 for ${ctx.ref.path}`);
+    } finally {
+      endFirstContact?.();
+    }
   }
 
   /** Authorisation to send before any 401, from what this registry asked for earlier in the run. */

@@ -1,0 +1,1075 @@
+/**
+ * The poller run against the real local control plane and registries: WatchedImages, workloads and
+ * secrets are created through the API, `runPoll` runs in-process with a real KubePollerCluster and
+ * RegistryClient (and once as the CLI, a child process), and every outcome is read back from the API.
+ * Faults come from the fault proxy in front of a real registry. Each test has its own namespace and its
+ * own repositories. Time is an injected clock (a run "10 minutes later" is `at: T + 10 min`), never a
+ * wait, and nothing asserts a duration.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ManagedFieldsEntry,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import {
+  API_VERSION,
+  type Condition,
+  createLogger,
+  FIELD_MANAGER,
+  GROUP,
+  IMAGE_UPDATE,
+  type ImageUpdate,
+  imageUpdateName,
+  kubeTime,
+  LABEL,
+  loadKubeConfig,
+  shortDigest,
+  VERSION,
+  WATCHED_IMAGE,
+  type WatchedImage,
+} from '@kubewatcher/shared';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
+import { pushImage, pushTestImage } from '../../../scripts/lib/images.ts';
+import { installCrds } from '../../../test/support/crds.ts';
+import { KubePollerCluster, type PollerCluster } from '../src/cluster.ts';
+import { RegistryClient, type RegistryHostOptions } from '../src/registry/index.ts';
+import { type RunSummary, runPoll } from '../src/run.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
+
+declare module 'vitest' {
+  interface ProvidedContext {
+    localCluster: LocalClusterInfo;
+  }
+}
+
+const exec = promisify(execFile);
+const info = inject('localCluster');
+const { open, basic, token } = info.registries;
+const kc = loadKubeConfig(info.kubeconfig);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const core = kc.makeApiClient(CoreV1Api);
+const apps = kc.makeApiClient(AppsV1Api);
+const cluster = new KubePollerCluster(kc);
+
+const MINUTE = 60_000;
+/** Repositories of this file, so a rerun against a reused environment never meets old tags. */
+const repoPrefix = `poller-run-${randomBytes(3).toString('hex')}`;
+const wiApi = { group: GROUP, version: VERSION, plural: WATCHED_IMAGE.plural };
+const iuApi = { group: GROUP, version: VERSION, plural: IMAGE_UPDATE.plural };
+const serverSideApply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+
+beforeAll(async () => {
+  await installCrds(info);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers: namespaces, objects, images, runs
+
+async function namespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await core.createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+function repo(name: string): string {
+  return `${repoPrefix}/${name}`;
+}
+
+async function createWatchedImage(
+  ns: string,
+  name: string,
+  spec: Partial<WatchedImage['spec']> & { image: string },
+): Promise<WatchedImage> {
+  return (await custom.createNamespacedCustomObject({
+    ...wiApi,
+    namespace: ns,
+    body: { apiVersion: API_VERSION, kind: WATCHED_IMAGE.kind, metadata: { name }, spec },
+  })) as WatchedImage;
+}
+
+async function getWatchedImage(ns: string, name: string): Promise<WatchedImage> {
+  return (await custom.getNamespacedCustomObject({ ...wiApi, namespace: ns, name })) as WatchedImage;
+}
+
+async function listUpdates(ns: string): Promise<ImageUpdate[]> {
+  const list = (await custom.listNamespacedCustomObject({ ...iuApi, namespace: ns })) as {
+    items: ImageUpdate[];
+  };
+  return list.items.sort(byName);
+}
+
+function condition(wi: WatchedImage, type: string): Condition | undefined {
+  return wi.status?.conditions?.find((c) => c.type === type);
+}
+
+async function createDeployment(
+  ns: string,
+  name: string,
+  image: string,
+  pod: { imagePullSecrets?: { name: string }[]; serviceAccountName?: string } = {},
+): Promise<void> {
+  const labels = { app: name };
+  await apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name, labels },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: labels },
+        template: { metadata: { labels }, spec: { ...pod, containers: [{ name: 'main', image }] } },
+      },
+    },
+  });
+}
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** A kubernetes.io/dockerconfigjson Secret for one registry key. */
+function dockerConfigJsonSecret(name: string, server: string, username: string, password: string): V1Secret {
+  const auths = { [server]: { auth: b64(`${username}:${password}`) } };
+  return {
+    metadata: { name },
+    type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': b64(JSON.stringify({ auths })) },
+  };
+}
+
+/** A legacy kubernetes.io/dockercfg Secret: the registries map without the `auths` wrapper. */
+function dockerCfgSecret(name: string, server: string, username: string, password: string): V1Secret {
+  const cfg = { [server]: { username, password, email: 'ci@example.com' } };
+  return {
+    metadata: { name },
+    type: 'kubernetes.io/dockercfg',
+    data: { '.dockercfg': b64(JSON.stringify(cfg)) },
+  };
+}
+
+/** Transport settings of every local registry: plain HTTP where it is HTTP, the CA where it is HTTPS. */
+function hostOptions(extra: Record<string, RegistryHostOptions> = {}): Record<string, RegistryHostOptions> {
+  return {
+    [open.host]: { plainHttp: true },
+    [token.host]: { plainHttp: true },
+    [basic.host]: { caFile: basic.caFile! },
+    ...extra,
+  };
+}
+
+interface PollOptions {
+  /** The run's clock (ms since the epoch); default the real time. */
+  at?: number;
+  /** A registry client to use (and leave open); default a fresh one per run. */
+  registry?: RegistryClient;
+  cluster?: PollerCluster;
+  registries?: Record<string, RegistryHostOptions>;
+  dryRun?: boolean;
+}
+
+interface PollResult {
+  summary: RunSummary;
+  stats: ReturnType<RegistryClient['stats']>;
+  /** JSON log lines of the run. */
+  logs: string[];
+}
+
+/** One poller run over `ns` with a fresh registry client, as each CronJob run has. */
+async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
+  const logs: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const logger = createLogger({ component: 'poller', level: 'debug', format: 'json', stream });
+  const registry =
+    opts.registry ??
+    new RegistryClient({
+      registries: opts.registries ?? hostOptions(),
+      timeoutMs: 10_000,
+      // Backoff between retries of a 5xx would only slow the tests down.
+      sleep: async () => {},
+      logger,
+    });
+  const at = opts.at;
+  try {
+    const summary = await runPoll({
+      cluster: opts.cluster ?? cluster,
+      registry,
+      logger,
+      namespaces: [ns],
+      ...(opts.dryRun ? { dryRun: true } : {}),
+      ...(at === undefined ? {} : { now: () => new Date(at) }),
+    });
+    return { summary, stats: registry.stats(), logs };
+  } finally {
+    if (!opts.registry) registry.close();
+    logger.close();
+  }
+}
+
+/** Points `host/repository:tag` at a digest already in the repository (crane tag: no new content). */
+async function retag(host: string, repository: string, digest: string, tag: string): Promise<void> {
+  await exec(join(info.binDir, 'crane'), ['tag', '--insecure', `${host}/${repository}@${digest}`, tag]);
+}
+
+/** A PollerCluster that does what the real one does, except for the calls given. */
+function clusterWith(overrides: Partial<PollerCluster>): PollerCluster {
+  return {
+    listWatchedImages: (ns) => cluster.listWatchedImages(ns),
+    listWorkloads: (ns, kinds) => cluster.listWorkloads(ns, kinds),
+    getServiceAccountPullSecrets: (ns, name) => cluster.getServiceAccountPullSecrets(ns, name),
+    getSecret: (ns, name) => cluster.getSecret(ns, name),
+    createImageUpdate: (draft) => cluster.createImageUpdate(draft),
+    applyStatus: (wi, status) => cluster.applyStatus(wi, status),
+    ...overrides,
+  };
+}
+
+const byName = <T extends { metadata?: { name?: string } }>(a: T, b: T) =>
+  a.metadata!.name!.localeCompare(b.metadata!.name!);
+
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const proxies: FaultProxy[] = [];
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('baselines and changes', () => {
+  it('first sight records the baseline and creates no ImageUpdate', async () => {
+    const ns = await namespace('first-sight');
+    const digest = await pushImage({ info, repository: repo('first'), tag: 'stable' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('first')}:stable` });
+    const at = Date.now();
+
+    const { summary, stats } = await poll(ns, { at });
+    expect(summary).toMatchObject({
+      watchedImages: 1,
+      checked: 1,
+      baselined: 1,
+      changed: 0,
+      failed: 0,
+      imageUpdatesCreated: 0,
+      resolutions: 1,
+    });
+    expect(stats).toMatchObject({ head: 1, get: 0, token: 0 });
+
+    const wi = await getWatchedImage(ns, 'web');
+    expect(wi.status).toMatchObject({
+      digest,
+      shortDigest: shortDigest(digest),
+      resolvedImage: `${open.host}/${repo('first')}:stable`,
+    });
+    expect(Date.parse(wi.status!.lastCheckedTime!)).toBe(at);
+    expect(Date.parse(wi.status!.lastChangedTime!)).toBe(at);
+    expect(condition(wi, 'Resolved')).toMatchObject({
+      status: 'True',
+      reason: 'Resolved',
+      observedGeneration: wi.metadata.generation,
+    });
+    expect(condition(wi, 'Resolved')!.message).toContain(digest);
+    expect(await listUpdates(ns)).toEqual([]);
+  });
+
+  it('a re-pushed tag gives exactly one ImageUpdate and moves the baseline; an unchanged tag gives none', async () => {
+    const ns = await namespace('repush');
+    const first = await pushImage({ info, repository: repo('repush'), tag: 'v1' });
+    const steady = await pushImage({ info, repository: repo('steady'), tag: 'v1' });
+    const created = await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('repush')}:v1` });
+    await createWatchedImage(ns, 'steady', { image: `${open.host}/${repo('steady')}:v1` });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ baselined: 2, imageUpdatesCreated: 0 });
+
+    const second = await pushImage({ info, repository: repo('repush'), tag: 'v1' });
+    expect(second).not.toBe(first);
+    const t1 = t0 + 6 * MINUTE;
+    const changed = await poll(ns, { at: t1 });
+    expect(changed.summary).toMatchObject({ checked: 2, changed: 1, unchanged: 1, imageUpdatesCreated: 1 });
+
+    const updates = await listUpdates(ns);
+    expect(updates).toHaveLength(1);
+    const update = updates[0]!;
+    expect(update.metadata!.name).toBe(imageUpdateName('web', second));
+    expect(update.metadata!.labels).toMatchObject({ [LABEL.watchedImage]: 'web' });
+    expect(update.metadata!.ownerReferences).toEqual([
+      expect.objectContaining({
+        apiVersion: API_VERSION,
+        kind: 'WatchedImage',
+        name: 'web',
+        uid: created.metadata.uid,
+        controller: true,
+      }),
+    ]);
+    expect(update.spec).toMatchObject({
+      watchedImage: 'web',
+      image: `${open.host}/${repo('repush')}:v1`,
+      fromDigest: first,
+      toDigest: second,
+    });
+
+    const web = await getWatchedImage(ns, 'web');
+    expect(web.status).toMatchObject({ digest: second, shortDigest: shortDigest(second) });
+    expect(Date.parse(web.status!.lastChangedTime!)).toBe(t1);
+    expect(condition(web, 'Resolved')!.message).toBe(
+      `${open.host}/${repo('repush')}:v1 moved from ${first} to ${second}`,
+    );
+    const unchanged = await getWatchedImage(ns, 'steady');
+    expect(unchanged.status).toMatchObject({ digest: steady });
+    expect(Date.parse(unchanged.status!.lastChangedTime!)).toBe(t0);
+    expect(Date.parse(unchanged.status!.lastCheckedTime!)).toBe(t1);
+
+    // Right after: not due. A period later: checked, unchanged. Neither adds an ImageUpdate.
+    const again = await poll(ns, { at: t1 });
+    expect(again.summary).toMatchObject({ notDue: 2, checked: 0, imageUpdatesCreated: 0 });
+    const later = await poll(ns, { at: t1 + 6 * MINUTE });
+    expect(later.summary).toMatchObject({ checked: 2, unchanged: 2, changed: 0, imageUpdatesCreated: 0 });
+    expect((await listUpdates(ns)).map((u) => u.metadata!.name)).toEqual([update.metadata!.name]);
+  });
+
+  it('respects spec.interval: not due right after a check, checked once the interval has passed', async () => {
+    const ns = await namespace('interval');
+    const digest = await pushImage({ info, repository: repo('interval'), tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('interval')}:v1`, interval: '10m' });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ checked: 1, baselined: 1 });
+
+    const soon = await poll(ns, { at: t0 + 1000 });
+    expect(soon.summary).toMatchObject({ watchedImages: 1, notDue: 1, checked: 0, resolutions: 0 });
+    expect(soon.stats.total).toBe(0);
+    const early = await poll(ns, { at: t0 + 9 * MINUTE });
+    expect(early.summary).toMatchObject({ notDue: 1, checked: 0 });
+    expect(Date.parse((await getWatchedImage(ns, 'web')).status!.lastCheckedTime!)).toBe(t0);
+
+    const due = await poll(ns, { at: t0 + 10 * MINUTE });
+    expect(due.summary).toMatchObject({ notDue: 0, checked: 1, unchanged: 1 });
+    expect(due.stats.head).toBe(1);
+    const wi = await getWatchedImage(ns, 'web');
+    expect(Date.parse(wi.status!.lastCheckedTime!)).toBe(t0 + 10 * MINUTE);
+    expect(wi.status!.digest).toBe(digest);
+  });
+
+  it('tracks a multi-arch tag by its index digest, the one crane reports', async () => {
+    const ns = await namespace('multi-arch');
+    const pushed = await pushTestImage({ info, repository: repo('multi'), tag: 'v1', multiArch: true });
+    await createWatchedImage(ns, 'multi', { image: `${open.host}/${repo('multi')}:v1` });
+    await poll(ns);
+    const { stdout } = await exec(join(info.binDir, 'crane'), [
+      'digest',
+      '--insecure',
+      `${open.host}/${repo('multi')}:v1`,
+    ]);
+    const wi = await getWatchedImage(ns, 'multi');
+    expect(wi.status!.digest).toBe(stdout.trim());
+    expect(wi.status!.digest).toBe(pushed.digest);
+    expect(pushed.platforms.map((p) => p.digest)).not.toContain(wi.status!.digest);
+  });
+
+  it('takes a new baseline, not a change, when spec.image names another tag', async () => {
+    const ns = await namespace('retarget');
+    await pushImage({ info, repository: repo('retarget'), tag: 'v1' });
+    const v2 = await pushImage({ info, repository: repo('retarget'), tag: 'v2' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('retarget')}:v1` });
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    await custom.patchNamespacedCustomObject(
+      {
+        ...wiApi,
+        namespace: ns,
+        name: 'web',
+        body: { spec: { image: `${open.host}/${repo('retarget')}:v2` } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    // Not an interval later: a new image is checked at once.
+    const { summary } = await poll(ns, { at: t0 + 1000 });
+    expect(summary).toMatchObject({ baselined: 1, changed: 0, imageUpdatesCreated: 0 });
+    const wi = await getWatchedImage(ns, 'web');
+    expect(wi.status).toMatchObject({ digest: v2, resolvedImage: `${open.host}/${repo('retarget')}:v2` });
+    expect(await listUpdates(ns)).toEqual([]);
+  });
+
+  it('gives each move of a tag that goes A → B → A → B its own ImageUpdate, with distinct names', async () => {
+    const ns = await namespace('flip-flop');
+    const repository = repo('flip');
+    const a = await pushImage({ info, repository, tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repository}:v1` });
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    const b = await pushImage({ info, repository, tag: 'v1' });
+    expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary.imageUpdatesCreated).toBe(1);
+    await retag(open.host, repository, a, 'v1');
+    expect((await poll(ns, { at: t0 + 12 * MINUTE })).summary.imageUpdatesCreated).toBe(1);
+    await retag(open.host, repository, b, 'v1');
+    expect((await poll(ns, { at: t0 + 18 * MINUTE })).summary.imageUpdatesCreated).toBe(1);
+    // A rerun (a retried CronJob) finds the same change and its own record: nothing new.
+    expect((await poll(ns, { at: t0 + 24 * MINUTE })).summary).toMatchObject({
+      unchanged: 1,
+      imageUpdatesCreated: 0,
+    });
+
+    const updates = await listUpdates(ns);
+    const expected = [
+      [imageUpdateName('web', b), a, b],
+      [imageUpdateName('web', a), b, a],
+      [`${imageUpdateName('web', b)}-2`, a, b],
+    ].sort((x, y) => x[0]!.localeCompare(y[0]!));
+    expect(updates.map((u) => [u.metadata!.name, u.spec.fromDigest, u.spec.toDigest])).toEqual(expected);
+    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(b);
+  });
+
+  it('on first sight, gives a Deployment pinned to another digest an ImageUpdate to the baseline', async () => {
+    const ns = await namespace('pinned');
+    const repository = repo('pinned');
+    const old = await pushImage({ info, repository, tag: 'v1' });
+    const current = await pushImage({ info, repository, tag: 'v1' });
+    const same = await pushImage({ info, repository: repo('pinned-same'), tag: 'v1' });
+    await createDeployment(ns, 'web', `${open.host}/${repository}:v1@${old}`);
+    await createDeployment(ns, 'api', `${open.host}/${repo('pinned-same')}:v1@${same}`);
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repository}:v1` });
+    await createWatchedImage(ns, 'api', { image: `${open.host}/${repo('pinned-same')}:v1` });
+    const t0 = Date.now();
+
+    const { summary } = await poll(ns, { at: t0 });
+    expect(summary).toMatchObject({ baselined: 2, imageUpdatesCreated: 1 });
+    const updates = await listUpdates(ns);
+    expect(updates).toHaveLength(1);
+    expect(updates[0]!.metadata!.name).toBe(imageUpdateName('web', current));
+    expect(updates[0]!.spec).toMatchObject({ watchedImage: 'web', fromDigest: old, toDigest: current });
+    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(current);
+    expect((await getWatchedImage(ns, 'api')).status!.digest).toBe(same);
+
+    expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary).toMatchObject({
+      unchanged: 2,
+      imageUpdatesCreated: 0,
+    });
+    expect(await listUpdates(ns)).toHaveLength(1);
+  });
+
+  it('--dry-run resolves and reports but writes nothing', async () => {
+    const ns = await namespace('dry-run');
+    await pushImage({ info, repository: repo('dry'), tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('dry')}:v1` });
+    const { summary } = await poll(ns, { dryRun: true });
+    expect(summary).toMatchObject({ checked: 1, baselined: 1 });
+    expect((await getWatchedImage(ns, 'web')).status).toBeUndefined();
+  });
+});
+
+describe('credentials', () => {
+  const registries = { basic, token } as const;
+  const sources = [
+    'spec.pullSecrets (dockerconfigjson)',
+    "a Deployment's imagePullSecrets",
+    "the Deployment's ServiceAccount's imagePullSecrets",
+    'a legacy kubernetes.io/dockercfg secret',
+  ] as const;
+  const digests: Record<string, string> = {};
+
+  beforeAll(async () => {
+    for (const name of ['basic', 'token'] as const) {
+      digests[name] = await pushImage({
+        info,
+        registry: name,
+        repository: repo(`private-${name}`),
+        tag: 'v1',
+      });
+    }
+  });
+
+  describe.each(['basic', 'token'] as const)('%s-auth registry', (name) => {
+    const endpoint = registries[name];
+    const image = () => `${endpoint.host}/${repo(`private-${name}`)}:v1`;
+
+    it.each(sources)('resolves with credentials from %s', async (source) => {
+      const ns = await namespace(`creds-${name}`);
+      const { username, password } = endpoint as { username: string; password: string };
+      const spec: Parameters<typeof createWatchedImage>[2] = { image: image() };
+      if (source === 'spec.pullSecrets (dockerconfigjson)') {
+        await core.createNamespacedSecret({
+          namespace: ns,
+          body: dockerConfigJsonSecret('registry', endpoint.host, username, password),
+        });
+        spec.pullSecrets = [{ name: 'registry' }];
+      } else if (source === "a Deployment's imagePullSecrets") {
+        // A URL-shaped key, as `docker login` writes for some registries: the scheme is ignored.
+        await core.createNamespacedSecret({
+          namespace: ns,
+          body: dockerConfigJsonSecret('registry', `https://${endpoint.host}`, username, password),
+        });
+        await createDeployment(ns, 'app', image(), { imagePullSecrets: [{ name: 'registry' }] });
+      } else if (source === "the Deployment's ServiceAccount's imagePullSecrets") {
+        await core.createNamespacedSecret({
+          namespace: ns,
+          body: dockerConfigJsonSecret('registry', endpoint.host, username, password),
+        });
+        await core.createNamespacedServiceAccount({
+          namespace: ns,
+          body: { metadata: { name: 'puller' }, imagePullSecrets: [{ name: 'registry' }] },
+        });
+        await createDeployment(ns, 'app', image(), { serviceAccountName: 'puller' });
+      } else {
+        await core.createNamespacedSecret({
+          namespace: ns,
+          body: dockerCfgSecret('legacy', `${endpoint.host}/v2/`, username, password),
+        });
+        spec.pullSecrets = [{ name: 'legacy' }];
+      }
+      await createWatchedImage(ns, 'private', spec);
+
+      const { summary, stats, logs } = await poll(ns);
+      expect(summary).toMatchObject({ checked: 1, baselined: 1, failed: 0 });
+      const wi = await getWatchedImage(ns, 'private');
+      expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True', reason: 'Resolved' });
+      expect(wi.status!.digest).toBe(digests[name]);
+      if (name === 'token') expect(stats).toMatchObject({ token: 1, head: 2, get: 0 });
+      else expect(stats).toMatchObject({ token: 0, head: 2, get: 0 });
+      expect(logs.length).toBeGreaterThan(0);
+      expect(logs.join('\n')).not.toContain(password);
+      expect(logs.join('\n')).not.toContain(b64(`${username}:${password}`));
+    });
+
+    it('without credentials: Resolved False, Unauthorized, saying to add a pullSecret', async () => {
+      const ns = await namespace(`anon-${name}`);
+      await createDeployment(ns, 'app', image());
+      await createWatchedImage(ns, 'private', { image: image() });
+      const { summary } = await poll(ns);
+      expect(summary).toMatchObject({ checked: 1, failed: 1, baselined: 0 });
+      const wi = await getWatchedImage(ns, 'private');
+      expect(wi.status!.digest).toBeUndefined();
+      expect(wi.status!.lastCheckedTime).toBeDefined();
+      const resolved = condition(wi, 'Resolved')!;
+      expect(resolved).toMatchObject({ status: 'False', reason: 'Unauthorized' });
+      expect(resolved.message).toContain(`refused anonymous access to ${repo(`private-${name}`)}`);
+      expect(resolved.message).toContain(
+        `add a pullSecret (kubernetes.io/dockerconfigjson) with credentials for ${endpoint.host}`,
+      );
+    });
+
+    it('with a wrong password: Unauthorized, saying the credentials were rejected, never quoting them', async () => {
+      const ns = await namespace(`wrong-${name}`);
+      await core.createNamespacedSecret({
+        namespace: ns,
+        body: dockerConfigJsonSecret('registry', endpoint.host, endpoint.username!, 'not-the-password-42'),
+      });
+      await createWatchedImage(ns, 'private', { image: image(), pullSecrets: [{ name: 'registry' }] });
+      const { logs } = await poll(ns);
+      const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+      expect(resolved).toMatchObject({ status: 'False', reason: 'Unauthorized' });
+      expect(resolved.message).toContain(`credentials for ${endpoint.host} were rejected`);
+      expect(resolved.message).not.toContain('not-the-password-42');
+      expect(logs.join('\n')).not.toContain('not-the-password-42');
+    });
+  });
+
+  it('a failed first check waits for the interval like any other, unless the spec is edited', async () => {
+    const ns = await namespace('retry-failed');
+    const image = `${token.host}/${repo('private-token')}:v1`;
+    await createWatchedImage(ns, 'private', { image });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ failed: 1 });
+    // No baseline yet, but asking again a minute later would only burn the registry's rate limit.
+    const again = await poll(ns, { at: t0 + MINUTE });
+    expect(again.summary).toMatchObject({ notDue: 1, checked: 0 });
+    expect(again.stats.total).toBe(0);
+
+    // Naming a pull secret edits the spec: checked at once.
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: dockerConfigJsonSecret('registry', token.host, token.username!, token.password!),
+    });
+    await custom.patchNamespacedCustomObject(
+      { ...wiApi, namespace: ns, name: 'private', body: { spec: { pullSecrets: [{ name: 'registry' }] } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const fixed = await poll(ns, { at: t0 + MINUTE + 1000 });
+    expect(fixed.summary).toMatchObject({ checked: 1, baselined: 1, failed: 0 });
+    const wi = await getWatchedImage(ns, 'private');
+    expect(wi.status!.digest).toBe(digests.token);
+    expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True', observedGeneration: 2 });
+  });
+
+  it('a spec.pullSecrets entry naming a missing Secret fails clearly, without asking the registry', async () => {
+    const ns = await namespace('missing-secret');
+    await createWatchedImage(ns, 'private', {
+      image: `${basic.host}/${repo('private-basic')}:v1`,
+      pullSecrets: [{ name: 'nope' }],
+    });
+    const { summary, stats } = await poll(ns);
+    expect(summary).toMatchObject({ watchedImages: 1, checked: 1, failed: 1, resolutions: 0 });
+    expect(stats.total).toBe(0);
+    const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+    expect(resolved).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
+    expect(resolved.message).toBe(
+      `pull secret "nope" named in spec.pullSecrets does not exist in namespace ${ns}`,
+    );
+  });
+
+  it('a pull secret of the wrong type fails clearly, naming the secret', async () => {
+    const ns = await namespace('bad-secret');
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'opaque' }, type: 'Opaque', data: { password: b64('x') } },
+    });
+    await createWatchedImage(ns, 'private', {
+      image: `${basic.host}/${repo('private-basic')}:v1`,
+      pullSecrets: [{ name: 'opaque' }],
+    });
+    await poll(ns);
+    const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+    expect(resolved).toMatchObject({ status: 'False', reason: 'InvalidCredentials' });
+    expect(resolved.message).toContain(`pull secret ${ns}/opaque: type is Opaque`);
+  });
+});
+
+describe('registry failures', () => {
+  it('a missing tag: NotFound', async () => {
+    const ns = await namespace('not-found');
+    await pushImage({ info, repository: repo('exists'), tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('exists')}:no-such-tag` });
+    expect((await poll(ns)).summary).toMatchObject({ checked: 1, failed: 1 });
+    const resolved = condition(await getWatchedImage(ns, 'web'), 'Resolved')!;
+    expect(resolved).toMatchObject({ status: 'False', reason: 'NotFound' });
+    expect(resolved.message).toContain(
+      `${open.host}/${repo('exists')}:no-such-tag not found on ${open.host}`,
+    );
+  });
+
+  it('an unreachable registry (closed port): RegistryUnreachable', async () => {
+    const ns = await namespace('unreachable');
+    const host = `127.0.0.1:${await closedPort()}`;
+    await createWatchedImage(ns, 'web', { image: `${host}/acme/web:v1` });
+    const { summary } = await poll(ns, { registries: hostOptions({ [host]: { plainHttp: true } }) });
+    expect(summary).toMatchObject({ checked: 1, failed: 1 });
+    const resolved = condition(await getWatchedImage(ns, 'web'), 'Resolved')!;
+    expect(resolved).toMatchObject({ status: 'False', reason: 'RegistryUnreachable' });
+    expect(resolved.message).toContain(`connection to ${host} refused`);
+  });
+
+  it('5xx, 429 with Retry-After and a missing Docker-Content-Digest: conditions written, other images unaffected', async () => {
+    const ns = await namespace('faults');
+    const [p503, p429, pNoDigest] = await Promise.all(
+      [0, 1, 2].map(() => startFaultProxy({ target: open.url })),
+    );
+    proxies.push(p503!, p429!, pNoDigest!);
+    const images = {
+      unavailable: `${p503!.host}/${repo('f-503')}:v1`,
+      limited: `${p429!.host}/${repo('f-429')}:v1`,
+      limited2: `${p429!.host}/${repo('f-429b')}:v1`,
+      nodigest: `${pNoDigest!.host}/${repo('f-nodigest')}:v1`,
+      healthy: `${open.host}/${repo('f-healthy')}:v1`,
+    };
+    const baseline: Record<string, string> = {};
+    for (const [name, image] of Object.entries(images)) {
+      const repository = image.slice(image.indexOf('/') + 1, image.lastIndexOf(':'));
+      baseline[name] = await pushImage({ info, repository, tag: 'v1' });
+      await createWatchedImage(ns, name, { image });
+    }
+    const registries = hostOptions(
+      Object.fromEntries([p503!, p429!, pNoDigest!].map((p) => [p.host, { plainHttp: true }])),
+    );
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0, registries })).summary).toMatchObject({ baselined: 5, failed: 0 });
+
+    p503!.mode = { kind: 'status', status: 503, times: 1000 };
+    p429!.mode = { kind: 'rateLimit', retryAfter: '120' };
+    pNoDigest!.mode = { kind: 'stripDigest' };
+    for (const p of [p503!, p429!, pNoDigest!]) p.requests.length = 0;
+    const moved = await pushImage({ info, repository: repo('f-healthy'), tag: 'v1' });
+
+    const t1 = t0 + 6 * MINUTE;
+    const { summary, stats } = await poll(ns, { at: t1, registries });
+    expect(summary).toMatchObject({
+      checked: 5,
+      failed: 3,
+      unchanged: 1,
+      changed: 1,
+      imageUpdatesCreated: 1,
+    });
+    expect(stats.get).toBe(1); // the GET fallback of the image without Docker-Content-Digest
+
+    const read = async (name: string) => {
+      const wi = await getWatchedImage(ns, name);
+      expect(wi.status!.digest, `${name} keeps its baseline`).toBe(
+        name === 'healthy' ? moved : baseline[name],
+      );
+      expect(Date.parse(wi.status!.lastCheckedTime!)).toBe(t1);
+      return condition(wi, 'Resolved')!;
+    };
+    const unavailable = await read('unavailable');
+    expect(unavailable).toMatchObject({ status: 'False', reason: 'RegistryError' });
+    expect(unavailable.message).toContain(`registry ${p503!.host} answered 503`);
+    expect(p503!.requests.map((r) => r.method)).toEqual(['HEAD', 'HEAD', 'HEAD']);
+
+    const limited = await read('limited');
+    expect(limited).toMatchObject({ status: 'False', reason: 'RateLimited' });
+    expect(limited.message).toContain(`registry ${p429!.host} answered 429 Too Many Requests`);
+    expect(limited.message).toContain('retry after 2 min');
+    // The registry is paused after its 429: the other image there is RateLimited too, and at most the
+    // request already in flight (concurrency) reaches it.
+    expect((await read('limited2')).reason).toBe('RateLimited');
+    expect(p429!.requests.length).toBeLessThanOrEqual(2);
+
+    const nodigest = await read('nodigest');
+    expect(nodigest).toMatchObject({ status: 'True', reason: 'Resolved' });
+    expect(pNoDigest!.requests.map((r) => r.method)).toEqual(['HEAD', 'GET']);
+
+    expect(await read('healthy')).toMatchObject({ status: 'True', reason: 'Resolved' });
+    const updates = await listUpdates(ns);
+    expect(updates.map((u) => u.spec.watchedImage)).toEqual(['healthy']);
+
+    // Once the registries recover, Resolved flips back to True, with a new lastTransitionTime.
+    for (const p of [p503!, p429!, pNoDigest!]) p.mode = { kind: 'pass' };
+    const t2 = t1 + 6 * MINUTE;
+    expect((await poll(ns, { at: t2, registries })).summary).toMatchObject({ failed: 0, unchanged: 5 });
+    const recovered = condition(await getWatchedImage(ns, 'unavailable'), 'Resolved')!;
+    expect(recovered).toMatchObject({ status: 'True', lastTransitionTime: kubeTime(new Date(t2)) });
+  });
+});
+
+describe('status ownership', () => {
+  it("leaves the controller's status fields alone (server-side apply, own field manager)", async () => {
+    const ns = await namespace('ownership');
+    await pushImage({ info, repository: repo('owned'), tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('owned')}:v1` });
+    const ready: Condition = {
+      type: 'Ready',
+      status: 'True',
+      reason: 'WorkloadsFound',
+      message: 'watching 3 workload(s)',
+      lastTransitionTime: kubeTime(new Date(Date.now() - 3_600_000)),
+      observedGeneration: 1,
+    };
+    const controllerApply = (status: Record<string, unknown>) =>
+      custom.patchNamespacedCustomObjectStatus(
+        {
+          ...wiApi,
+          namespace: ns,
+          name: 'web',
+          body: {
+            apiVersion: API_VERSION,
+            kind: WATCHED_IMAGE.kind,
+            metadata: { name: 'web', namespace: ns },
+            status,
+          },
+          fieldManager: FIELD_MANAGER.controller,
+          force: true,
+        },
+        serverSideApply,
+      );
+    await controllerApply({ workloadCount: 3, latestUpdate: 'web-0123456789', conditions: [ready] });
+
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    await pushImage({ info, repository: repo('owned'), tag: 'v1' });
+    await poll(ns, { at: t0 + 6 * MINUTE }); // a change: the poller writes every one of its fields
+
+    const wi = await getWatchedImage(ns, 'web');
+    expect(wi.status).toMatchObject({ workloadCount: 3, latestUpdate: 'web-0123456789' });
+    expect(condition(wi, 'Ready')).toEqual(ready);
+    expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True' });
+    const managers = Object.fromEntries(
+      ((wi.metadata as { managedFields?: V1ManagedFieldsEntry[] }).managedFields ?? [])
+        .filter((m) => m.subresource === 'status')
+        .map((m) => [m.manager, JSON.stringify(m.fieldsV1)]),
+    );
+    expect(managers[FIELD_MANAGER.poller]).toContain('f:digest');
+    expect(managers[FIELD_MANAGER.poller]).not.toContain('f:workloadCount');
+    expect(managers[FIELD_MANAGER.poller]).toContain('k:{\\"type\\":\\"Resolved\\"}');
+    expect(managers[FIELD_MANAGER.poller]).not.toContain('k:{\\"type\\":\\"Ready\\"}');
+    expect(managers[FIELD_MANAGER.controller]).toContain('f:workloadCount');
+
+    // And the other way round: the controller's next apply leaves the poller's baseline alone.
+    await controllerApply({
+      workloadCount: 2,
+      conditions: [{ ...ready, message: 'watching 2 workload(s)' }],
+    });
+    const after = await getWatchedImage(ns, 'web');
+    expect(after.status!.digest).toBe(wi.status!.digest);
+    expect(condition(after, 'Resolved')).toEqual(condition(wi, 'Resolved'));
+  });
+});
+
+describe('idempotence', () => {
+  it('two runs at once create exactly one ImageUpdate per change', async () => {
+    const ns = await namespace('concurrent');
+    const names = ['a', 'b', 'c'];
+    for (const name of names) {
+      await pushImage({ info, repository: repo(`concurrent-${name}`), tag: 'v1' });
+      await createWatchedImage(ns, name, { image: `${open.host}/${repo(`concurrent-${name}`)}:v1` });
+    }
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    const moved: Record<string, string> = {};
+    for (const name of names)
+      moved[name] = await pushImage({ info, repository: repo(`concurrent-${name}`), tag: 'v1' });
+
+    // Both runs read the WatchedImages before either writes anything: both see every change.
+    let listed = 0;
+    let release = () => {};
+    const bothListed = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const racing = clusterWith({
+      listWatchedImages: async (n) => {
+        const items = await cluster.listWatchedImages(n);
+        if (++listed === 2) release();
+        await bothListed;
+        return items;
+      },
+    });
+    const at = t0 + 6 * MINUTE;
+    const runs = await Promise.all([poll(ns, { at, cluster: racing }), poll(ns, { at, cluster: racing })]);
+    expect(runs.map((r) => r.summary.changed)).toEqual([3, 3]);
+    expect(runs[0]!.summary.imageUpdatesCreated + runs[1]!.summary.imageUpdatesCreated).toBe(3);
+    const updates = await listUpdates(ns);
+    expect(updates.map((u) => u.metadata!.name)).toEqual(
+      names.map((n) => imageUpdateName(n, moved[n]!)).sort((x, y) => x.localeCompare(y)),
+    );
+    for (const name of names) expect((await getWatchedImage(ns, name)).status!.digest).toBe(moved[name]);
+  });
+
+  it('a run killed between the ImageUpdate and the status write: the next run adds nothing and moves the baseline', async () => {
+    const ns = await namespace('killed');
+    const first = await pushImage({ info, repository: repo('killed'), tag: 'v1' });
+    await pushImage({ info, repository: repo('killed-other'), tag: 'v1' });
+    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('killed')}:v1` });
+    await createWatchedImage(ns, 'other', { image: `${open.host}/${repo('killed-other')}:v1` });
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    const second = await pushImage({ info, repository: repo('killed'), tag: 'v1' });
+
+    // The process "dies" right after creating web's ImageUpdate: its status write never happens.
+    const dying = clusterWith({
+      applyStatus: async (wi, status) => {
+        if (wi.metadata.name === 'web') throw new Error('killed');
+        await cluster.applyStatus(wi, status);
+      },
+    });
+    const killed = await poll(ns, { at: t0 + 6 * MINUTE, cluster: dying });
+    expect(killed.summary).toMatchObject({ changed: 1, imageUpdatesCreated: 1 });
+    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(first);
+    expect(Date.parse((await getWatchedImage(ns, 'other')).status!.lastCheckedTime!)).toBe(t0 + 6 * MINUTE);
+    expect(killed.logs.some((l) => l.includes('could not record the result') && l.includes('killed'))).toBe(
+      true,
+    );
+
+    // web was never marked checked, so the next run takes it at once.
+    const next = await poll(ns, { at: t0 + 6 * MINUTE + 1000 });
+    expect(next.summary).toMatchObject({ checked: 1, notDue: 1, changed: 1, imageUpdatesCreated: 0 });
+    const updates = await listUpdates(ns);
+    expect(updates.map((u) => [u.metadata!.name, u.spec.fromDigest, u.spec.toDigest])).toEqual([
+      [imageUpdateName('web', second), first, second],
+    ]);
+    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(second);
+  });
+});
+
+describe('request budget', () => {
+  it('steady state sends no GET: one HEAD per distinct reference, one token per repository', async () => {
+    const ns = await namespace('steady');
+    await pushImage({ info, repository: repo('steady-a'), tag: 'v1' });
+    await pushImage({ info, repository: repo('steady-b'), tag: 'v1' });
+    await pushImage({ info, registry: 'token', repository: repo('steady-t'), tag: 'v1' });
+    await pushImage({ info, registry: 'basic', repository: repo('steady-s'), tag: 'v1' });
+    const secret = {
+      metadata: { name: 'registries' },
+      type: 'kubernetes.io/dockerconfigjson',
+      data: {
+        '.dockerconfigjson': b64(
+          JSON.stringify({
+            auths: {
+              [token.host]: { auth: b64(`${token.username}:${token.password}`) },
+              [basic.host]: { auth: b64(`${basic.username}:${basic.password}`) },
+            },
+          }),
+        ),
+      },
+    };
+    await core.createNamespacedSecret({ namespace: ns, body: secret });
+    const pullSecrets = [{ name: 'registries' }];
+    await createWatchedImage(ns, 'a', { image: `${open.host}/${repo('steady-a')}:v1` });
+    // Two WatchedImages of one reference: one lookup.
+    await createWatchedImage(ns, 'a2', { image: `${open.host}/${repo('steady-a')}:v1` });
+    await createWatchedImage(ns, 'b', { image: `${open.host}/${repo('steady-b')}:v1` });
+    await createWatchedImage(ns, 't', { image: `${token.host}/${repo('steady-t')}:v1`, pullSecrets });
+    await createWatchedImage(ns, 's', { image: `${basic.host}/${repo('steady-s')}:v1`, pullSecrets });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ baselined: 5, resolutions: 4 });
+
+    for (let run = 1; run <= 3; run++) {
+      const { summary, stats } = await poll(ns, { at: t0 + run * 6 * MINUTE });
+      expect(summary).toMatchObject({ checked: 5, unchanged: 5, failed: 0, resolutions: 4 });
+      expect(summary.requests).toEqual({ head: 6, get: 0, token: 1, total: 7 });
+      // 4 references: 4 HEADs, plus one anonymous HEAD each to learn the basic and token challenges.
+      expect(stats).toMatchObject({ head: 6, get: 0, token: 1 });
+    }
+    expect(await listUpdates(ns)).toEqual([]);
+
+    // A client kept across runs (a long-lived caller) knows the challenges and holds the token: each
+    // run's summary counts only its own requests, here one HEAD per reference.
+    const shared = new RegistryClient({ registries: hostOptions() });
+    try {
+      const first = await poll(ns, { at: t0 + 30 * MINUTE, registry: shared });
+      expect(first.summary.requests).toEqual({ head: 6, get: 0, token: 1, total: 7 });
+      const second = await poll(ns, { at: t0 + 36 * MINUTE, registry: shared });
+      expect(second.summary.requests).toEqual({ head: 4, get: 0, token: 0, total: 4 });
+      expect(shared.stats()).toMatchObject({ head: 10, get: 0, token: 1 });
+    } finally {
+      shared.close();
+    }
+  });
+});
+
+describe('request budget, many references', () => {
+  it('one anonymous HEAD per registry, not per lookup in flight: M HEADs + 1, one token per repository', async () => {
+    const ns = await namespace('budget');
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: dockerConfigJsonSecret('registry', token.host, token.username!, token.password!),
+    });
+    // 12 references in 3 repositories: more lookups than the run has in flight (8).
+    for (let r = 0; r < 3; r++) {
+      for (let t = 0; t < 4; t++) {
+        await pushImage({ info, registry: 'token', repository: repo(`budget-${r}`), tag: `t${t}` });
+        await createWatchedImage(ns, `wi-${r}-${t}`, {
+          image: `${token.host}/${repo(`budget-${r}`)}:t${t}`,
+          pullSecrets: [{ name: 'registry' }],
+        });
+      }
+    }
+    const { summary } = await poll(ns);
+    expect(summary).toMatchObject({ baselined: 12, failed: 0, resolutions: 12 });
+    // The first lookup learns the registry's challenge; the other eleven send their token up front.
+    expect(summary.requests).toEqual({ head: 13, get: 0, token: 3, total: 16 });
+  });
+});
+
+describe('the CLI', () => {
+  const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+  let work: string;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'poller-cli-'));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  async function cli(args: string[]): Promise<{ code: number | null; lines: string[] }> {
+    const child = spawn(process.execPath, ['--conditions=@kubewatcher/source', main, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    return { code, lines: out.split('\n').filter(Boolean) };
+  }
+
+  it('runs once, exits 0 and ends with a summary line', async () => {
+    const ns = await namespace('cli');
+    const openDigest = await pushImage({ info, repository: repo('cli-open'), tag: 'v1' });
+    const basicDigest = await pushImage({
+      info,
+      registry: 'basic',
+      repository: repo('cli-basic'),
+      tag: 'v1',
+    });
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: dockerConfigJsonSecret('registry', basic.host, basic.username!, basic.password!),
+    });
+    await createWatchedImage(ns, 'open', { image: `${open.host}/${repo('cli-open')}:v1` });
+    await createWatchedImage(ns, 'basic', {
+      image: `${basic.host}/${repo('cli-basic')}:v1`,
+      pullSecrets: [{ name: 'registry' }],
+    });
+    const config = join(work, 'registries.yaml');
+    await writeFile(config, `"${basic.host}":\n  caFile: ${JSON.stringify(basic.caFile)}\n`);
+    const args = [
+      '--kubeconfig',
+      info.kubeconfig,
+      '--namespace',
+      ns,
+      '--plain-http',
+      open.host,
+      '--registries-config',
+      config,
+      '--log-format',
+      'json',
+    ];
+
+    const first = await cli(args);
+    expect(first.code).toBe(0);
+    const summary = JSON.parse(first.lines.at(-1)!);
+    expect(summary).toMatchObject({
+      level: 'info',
+      message: 'run complete',
+      component: 'poller',
+      dryRun: false,
+      watchedImages: 2,
+      checked: 2,
+      baselined: 2,
+      failed: 0,
+      resolutions: 2,
+      requests: { head: 3, get: 0, token: 0, total: 3 },
+    });
+    expect((await getWatchedImage(ns, 'open')).status!.digest).toBe(openDigest);
+    expect((await getWatchedImage(ns, 'basic')).status!.digest).toBe(basicDigest);
+    expect(first.lines.join('\n')).not.toContain(basic.password!);
+
+    const second = await cli(args);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.lines.at(-1)!)).toMatchObject({
+      message: 'run complete',
+      notDue: 2,
+      checked: 0,
+    });
+  });
+
+  it('exits 1 when it cannot reach the API server, 2 on bad flags', async () => {
+    const kubeconfig = join(work, 'unreachable.kubeconfig');
+    const original = await readFile(info.kubeconfig, 'utf8');
+    await writeFile(kubeconfig, original.replace(info.apiServer, `https://127.0.0.1:${await closedPort()}`));
+    const down = await cli(['--kubeconfig', kubeconfig, '--log-format', 'json']);
+    expect(down.code).toBe(1);
+    expect(JSON.parse(down.lines.at(-1)!)).toMatchObject({
+      level: 'error',
+      message: 'run failed: the poller could not read WatchedImages from the cluster',
+    });
+
+    const bad = await cli(['--kubeconfig', info.kubeconfig, '--log-format', 'json', '--timeout', 'soon']);
+    expect(bad.code).toBe(2);
+    expect(JSON.parse(bad.lines.at(-1)!).message).toContain('--timeout: invalid duration "soon"');
+  });
+});

@@ -1,0 +1,60 @@
+/**
+ * Installs Kubewatcher's CRDs (`crds/*.yaml`) into a local environment the way an admin would
+ * (`kubectl apply --server-side`) and waits until both kinds are served, so integration tests can
+ * create WatchedImages and ImageUpdates in their `beforeAll`. Applying is idempotent: every test file
+ * may call it.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import {
+  GROUP,
+  IMAGE_UPDATE,
+  loadKubeConfig,
+  VERSION,
+  WATCHED_IMAGE,
+} from '../../packages/shared/src/index.ts';
+import type { LocalClusterInfo } from '../../scripts/lib/cluster-info.ts';
+
+const run = promisify(execFile);
+export const CRDS_DIR = fileURLToPath(new URL('../../crds/', import.meta.url));
+
+export async function installCrds(
+  info: Pick<LocalClusterInfo, 'binDir' | 'kubeconfig'>,
+  fieldManager = 'kubewatcher-tests',
+): Promise<void> {
+  const kubectl = (...args: string[]) =>
+    run(join(info.binDir, 'kubectl'), ['--kubeconfig', info.kubeconfig, ...args]);
+  await kubectl(
+    'apply',
+    '--server-side',
+    '--force-conflicts',
+    `--field-manager=${fieldManager}`,
+    '-f',
+    CRDS_DIR,
+  );
+  await kubectl(
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    `crd/${WATCHED_IMAGE.plural}.${GROUP}`,
+    `crd/${IMAGE_UPDATE.plural}.${GROUP}`,
+  );
+  // Established can come a moment before the new endpoints serve: wait until both kinds list.
+  const custom = loadKubeConfig(info.kubeconfig).makeApiClient(CustomObjectsApi);
+  const deadline = Date.now() + 30_000;
+  for (const plural of [WATCHED_IMAGE.plural, IMAGE_UPDATE.plural]) {
+    for (;;) {
+      try {
+        await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, limit: 1 });
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await delay(200);
+      }
+    }
+  }
+}
