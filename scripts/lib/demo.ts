@@ -253,7 +253,7 @@ export async function stopDemoController(workDir: string): Promise<boolean> {
   return true;
 }
 
-async function serviceAccountKubeconfig(
+export async function serviceAccountKubeconfig(
   kubectl: (args: string[]) => Promise<string>,
   info: LocalClusterInfo,
   dir: string,
@@ -319,11 +319,16 @@ spec:
 `;
 }
 
-function nodeArgs(repoRoot: string, script: string, args: string[]): string[] {
+export function nodeArgs(repoRoot: string, script: string, args: string[]): string[] {
   return ['--conditions=@kubewatcher/source', join(repoRoot, script), ...args];
 }
 
-function startNodeProcess(repoRoot: string, script: string, args: string[], logFile: string): ChildProcess {
+export function startNodeProcess(
+  repoRoot: string,
+  script: string,
+  args: string[],
+  logFile: string,
+): ChildProcess {
   const fd = openSync(logFile, 'a');
   const child = spawn(process.execPath, nodeArgs(repoRoot, script, args), {
     cwd: repoRoot,
@@ -347,7 +352,7 @@ async function runNodeProcess(repoRoot: string, script: string, args: string[]):
   }
 }
 
-async function waitFor(
+export async function waitFor(
   check: () => Promise<boolean>,
   timeoutMs: number,
   describe: () => string,

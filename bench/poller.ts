@@ -1,0 +1,490 @@
+/**
+ * Poller benchmark: registry requests, run time and peak memory of one poller run over N WatchedImages.
+ *
+ *   node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3]
+ *        [--repositories 10] [--env DIR] [--dist] [--node-options="--max-semi-space-size=2 ..."]
+ *
+ * `--dist` runs the built program (packages/poller/dist/main.js, after `pnpm build`), as the image does;
+ * by default the sources run through Node's type stripping (slower start, ~20 MB more). `--node-options`
+ * are passed to the poller's node (V8 heap flags, to see what the CronJob's container args would do).
+ * Starts its own local environment (control plane + registries, scripts/lib/local-cluster.ts) in a temp
+ * folder and stops it at the end; `--env DIR` uses one already running there (`scripts/local-cluster up
+ * --dir DIR`) instead. For each size N it pushes M = N/5 distinct references (tags spread over
+ * `--repositories` repositories) to the token-auth registry, creates N WatchedImages (each reference
+ * watched five times) in a fresh namespace with one pull secret, and runs the poller CLI as a child
+ * process twice: the first run (every WatchedImage takes its baseline) and a steady-state run
+ * (`--ignore-interval`: every WatchedImage checked again, nothing changed). Per run it reports:
+ *
+ * - registry requests by kind from the poller's own count (RegistryClient.stats(), in the run summary)
+ *   and, as a cross-check, from the registry's access log (HEAD/GET of manifests with the poller's
+ *   User-Agent) and the token server's log (pull-scope token requests);
+ * - the run's own duration (summary.durationMs) and the wall time of the whole process (Node start,
+ *   module loading and exit included);
+ * - the peak RSS and CPU seconds of the poller process (`/usr/bin/time -v`, else bench/process-usage.ts
+ *   loaded into it), and the CPU seconds kube-apiserver spent meanwhile (its /proc figures): on a shared
+ *   machine the CPU seconds say more than the wall time.
+ *
+ * Each size is repeated `--repeats` times in fresh namespaces; the table shows medians. It prints
+ * numbers and asserts nothing (see bench/README.md for the targets and the last results).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '../packages/shared/src/index.ts';
+import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
+import { pushTestImage } from '../scripts/lib/images.ts';
+import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
+import { installCrds } from '../test/support/crds.ts';
+import { type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const USER_AGENT = 'kubewatcher-poller';
+const PULL_SECRET = 'bench-registry';
+const CREATE_CONCURRENCY = 16;
+const TARGET = { seconds: 15, rssMb: 150 };
+
+const { values: flags } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '100,1000,5000' },
+    repeats: { type: 'string', default: '3' },
+    repositories: { type: 'string', default: '10' },
+    env: { type: 'string' },
+    'node-options': { type: 'string', default: '' },
+    dist: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (flags.help) {
+  console.log(
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist]',
+  );
+  process.exit(0);
+}
+const sizes = flags.sizes.split(',').map((s) => Number(s.trim()));
+const repeats = Number(flags.repeats);
+const repositoryCount = Number(flags.repositories);
+if (sizes.some((n) => !Number.isInteger(n) || n < 5) || !(repeats >= 1) || !(repositoryCount >= 1)) {
+  console.error('bench/poller.ts: --sizes takes integers ≥ 5; --repeats and --repositories integers ≥ 1');
+  process.exit(2);
+}
+
+const say = (line: string) => console.error(`[bench] ${line}`);
+// The shipped program (packages/poller/dist, after `pnpm build`) or the sources (type stripping).
+const pollerMain = join(
+  repoRoot,
+  flags.dist ? 'packages/poller/dist/main.js' : 'packages/poller/src/main.ts',
+);
+const extraNodeOptions = flags['node-options'].split(/\s+/).filter(Boolean);
+
+// ---------------------------------------------------------------------------------------------------
+// Images: one image per repository pushed with crane, then each further tag as a manifest PUT with
+// its own annotation (a distinct digest over the same blobs): a thousand tags in seconds.
+
+interface Reference {
+  repository: string;
+  tag: string;
+}
+
+function references(m: number): Reference[] {
+  return Array.from({ length: m }, (_, j) => ({
+    repository: `bench/app-${j % repositoryCount}`,
+    tag: `t${Math.floor(j / repositoryCount)}`,
+  }));
+}
+
+async function registryToken(info: LocalClusterInfo, repository: string): Promise<string> {
+  const { token } = info.registries;
+  const url = new URL(token.tokenRealm);
+  url.searchParams.set('service', token.tokenService);
+  url.searchParams.set('scope', `repository:${repository}:pull,push`);
+  const res = await fetch(url, {
+    headers: {
+      authorization: `Basic ${Buffer.from(`${token.username}:${token.password}`).toString('base64')}`,
+    },
+  });
+  if (!res.ok) throw new Error(`token for ${repository}: ${res.status}`);
+  return ((await res.json()) as { token: string }).token;
+}
+
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Makes every reference exist in the token registry (tags already pushed are left as they are). */
+async function pushReferences(info: LocalClusterInfo, refs: readonly Reference[], pushed: Set<string>) {
+  const { token } = info.registries;
+  const byRepository = new Map<string, string[]>();
+  for (const r of refs) {
+    if (pushed.has(`${r.repository}:${r.tag}`)) continue;
+    byRepository.set(r.repository, [...(byRepository.get(r.repository) ?? []), r.tag]);
+  }
+  for (const [repository, tags] of byRepository) {
+    const base = await pushTestImage({ info, registry: 'token', repository, tag: 'base' });
+    const bearer = `Bearer ${await registryToken(info, repository)}`;
+    const manifestUrl = (ref: string) => `${token.url}/v2/${repository}/manifests/${ref}`;
+    const got = await fetch(manifestUrl(base.digest), {
+      headers: { authorization: bearer, accept: base.mediaType },
+    });
+    if (!got.ok) throw new Error(`GET ${repository}@${base.digest}: ${got.status}`);
+    const manifest = (await got.json()) as Record<string, unknown>;
+    await forEachLimit(tags, CREATE_CONCURRENCY, async (tag) => {
+      const body = JSON.stringify({ ...manifest, annotations: { 'io.kubewatcher.bench/tag': tag } });
+      const res = await fetch(manifestUrl(tag), {
+        method: 'PUT',
+        headers: { authorization: bearer, 'content-type': base.mediaType },
+        body,
+      });
+      if (res.status !== 201) throw new Error(`PUT ${repository}:${tag}: ${res.status} ${await res.text()}`);
+      pushed.add(`${repository}:${tag}`);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Cluster side
+
+async function createNamespaceWithWatchedImages(
+  info: LocalClusterInfo,
+  namespace: string,
+  n: number,
+  refs: readonly Reference[],
+): Promise<number> {
+  const kc = loadKubeConfig(info.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const { token } = info.registries;
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  const auth = Buffer.from(`${token.username}:${token.password}`).toString('base64');
+  await core.createNamespacedSecret({
+    namespace,
+    body: {
+      metadata: { name: PULL_SECRET },
+      type: 'kubernetes.io/dockerconfigjson',
+      data: {
+        '.dockerconfigjson': Buffer.from(JSON.stringify({ auths: { [token.host]: { auth } } })).toString(
+          'base64',
+        ),
+      },
+    },
+  });
+  const started = performance.now();
+  await forEachLimit(
+    Array.from({ length: n }, (_, i) => i),
+    CREATE_CONCURRENCY,
+    async (i) => {
+      const ref = refs[i % refs.length]!;
+      await custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: WATCHED_IMAGE.plural,
+        namespace,
+        body: {
+          apiVersion: API_VERSION,
+          kind: WATCHED_IMAGE.kind,
+          metadata: { name: `wi-${i}` },
+          spec: {
+            image: `${token.host}/${ref.repository}:${ref.tag}`,
+            pullSecrets: [{ name: PULL_SECRET }],
+          },
+        },
+      });
+    },
+  );
+  return (performance.now() - started) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One poller run as a child process, measured
+
+interface RunMeasure {
+  summary: {
+    watchedImages: number;
+    checked: number;
+    baselined: number;
+    unchanged: number;
+    failed: number;
+    resolutions: number;
+    requests: { head: number; get: number; token: number; total: number };
+    durationMs: number;
+  };
+  /** The same requests as the registry and the token server saw them. */
+  observed: { head: number; get: number; token: number };
+  wallSeconds: number;
+  peakRssMb: number;
+  /** CPU seconds of the poller process, and of kube-apiserver and etcd while it ran. */
+  pollerCpu: number;
+  apiserverCpu: number;
+  etcdCpu: number;
+}
+
+const GNU_TIME = '/usr/bin/time';
+
+/** pid of a component of the local environment, from its `pids` record. */
+async function componentPid(info: LocalClusterInfo, name: string): Promise<number | undefined> {
+  try {
+    const line = (await readFile(join(info.dir, 'pids'), 'utf8'))
+      .split('\n')
+      .find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(/\s+/)[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function fileSize(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function readFrom(file: string, offset: number): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const buffer = Buffer.alloc(Math.max(0, size - offset));
+    await handle.read(buffer, 0, buffer.length, offset);
+    return buffer.toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+async function runPoller(info: LocalClusterInfo, namespace: string, extra: string[]): Promise<RunMeasure> {
+  const accessLog = join(info.dir, 'logs', 'registry-token.log');
+  const tokenLog = join(info.dir, 'logs', 'token-server.log');
+  const [accessStart, tokenStart] = await Promise.all([fileSize(accessLog), fileSize(tokenLog)]);
+
+  const nodeArgs = [...(flags.dist ? [] : ['--conditions=@kubewatcher/source']), ...extraNodeOptions];
+  const useTime = existsSync(GNU_TIME);
+  const work = await mkdtemp(join(tmpdir(), 'bench-poller-'));
+  const usageFile = join(work, 'usage.jsonl');
+  // Without GNU time, the process reports its own CPU and peak RSS as it exits.
+  if (!useTime) nodeArgs.push(`--import=${join(repoRoot, 'bench/process-usage.ts')}`);
+  const [apiserverPid, etcdPid] = await Promise.all([
+    componentPid(info, 'kube-apiserver'),
+    componentPid(info, 'etcd'),
+  ]);
+  const serverCpu = () => ({
+    apiserver: apiserverPid ? (readProcessUsage(apiserverPid)?.cpuSeconds ?? Number.NaN) : Number.NaN,
+    etcd: etcdPid ? (readProcessUsage(etcdPid)?.cpuSeconds ?? Number.NaN) : Number.NaN,
+  });
+  const serverBefore = serverCpu();
+  const pollerArgs = [
+    pollerMain,
+    '--kubeconfig',
+    info.kubeconfig,
+    '--namespace',
+    namespace,
+    '--plain-http',
+    info.registries.token.host,
+    '--log-format',
+    'json',
+    ...extra,
+  ];
+  const [command, args] = useTime
+    ? [GNU_TIME, ['-v', process.execPath, ...nodeArgs, ...pollerArgs]]
+    : [process.execPath, [...nodeArgs, ...pollerArgs]];
+  const started = performance.now();
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, [USAGE_FILE_ENV]: usageFile },
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  const code = await new Promise<number | null>((done, fail) => {
+    child.once('error', fail);
+    child.once('close', done);
+  });
+  const wallSeconds = (performance.now() - started) / 1000;
+  const serverAfter = serverCpu();
+  if (code !== 0) throw new Error(`poller exited with ${code}:\n${output.slice(-4000)}`);
+
+  let summary: RunMeasure['summary'] | undefined;
+  let rssKb = Number.NaN;
+  let cpu = 0;
+  for (const line of output.split('\n')) {
+    if (line.startsWith('{')) {
+      const entry = JSON.parse(line) as { message?: string };
+      if (entry.message === 'run complete') summary = entry as unknown as RunMeasure['summary'];
+    }
+    const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(line);
+    if (rss) rssKb = Number(rss[1]);
+    const time = /(User|System) time \(seconds\): ([\d.]+)/.exec(line);
+    if (time) cpu += Number(time[2]);
+  }
+  if (!useTime) {
+    const usage = JSON.parse((await readFile(usageFile, 'utf8')).trim().split('\n').at(-1)!) as ProcessUsage;
+    rssKb = usage.peakRssBytes / 1024;
+    cpu = usage.cpuSeconds;
+  }
+  await rm(work, { recursive: true, force: true });
+  if (!summary) throw new Error(`no 'run complete' line in the poller's output:\n${output.slice(-4000)}`);
+
+  // The token server appends its log asynchronously: give it a moment.
+  await delay(300);
+  const observed = { head: 0, get: 0, token: 0 };
+  for (const line of (await readFrom(accessLog, accessStart)).split('\n')) {
+    // Combined log format: 127.0.0.1 - - [date] "HEAD /v2/x/manifests/t HTTP/1.1" 200 0 "" "kubewatcher-poller"
+    const m = /"(HEAD|GET) (\S+) HTTP\/[\d.]+" \d+ .*"([^"]*)"$/.exec(line);
+    if (!m || m[3] !== USER_AGENT || !m[2]!.includes('/manifests/')) continue;
+    if (m[1] === 'HEAD') observed.head++;
+    else observed.get++;
+  }
+  for (const line of (await readFrom(tokenLog, tokenStart)).split('\n')) {
+    // Only pull scopes: the bench's own pushes ask for push,pull.
+    if (/ GET \/token .*scope=repository:\S+:pull granted=/.test(line)) observed.token++;
+  }
+  return {
+    summary,
+    observed,
+    wallSeconds,
+    peakRssMb: rssKb / 1024,
+    pollerCpu: cpu,
+    apiserverCpu: serverAfter.apiserver - serverBefore.apiserver,
+    etcdCpu: serverAfter.etcd - serverBefore.etcd,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+interface Row {
+  n: number;
+  m: number;
+  run: 'first' | 'steady';
+  measures: RunMeasure[];
+}
+
+function table(rows: Row[]): string {
+  const header = [
+    'N',
+    'M',
+    'run',
+    'HEAD',
+    'GET',
+    'token',
+    'log HEAD/GET/token',
+    'target requests',
+    'run s',
+    'process s',
+    'poller CPU s',
+    'apiserver CPU s',
+    'peak RSS MB',
+  ];
+  const lines = rows.map((r) => {
+    const med = (f: (m: RunMeasure) => number) => median(r.measures.map(f));
+    const reposUsed = Math.min(repositoryCount, r.m);
+    return [
+      String(r.n),
+      String(r.m),
+      r.run,
+      String(med((x) => x.summary.requests.head)),
+      String(med((x) => x.summary.requests.get)),
+      String(med((x) => x.summary.requests.token)),
+      `${med((x) => x.observed.head)}/${med((x) => x.observed.get)}/${med((x) => x.observed.token)}`,
+      `${r.m} HEAD + ≤${reposUsed} token`,
+      (med((x) => x.summary.durationMs) / 1000).toFixed(2),
+      med((x) => x.wallSeconds).toFixed(2),
+      med((x) => x.pollerCpu).toFixed(1),
+      med((x) => x.apiserverCpu).toFixed(1),
+      med((x) => x.peakRssMb).toFixed(0),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
+}
+
+async function main(): Promise<void> {
+  let info: LocalClusterInfo;
+  let stop = async () => {};
+  if (flags.env) {
+    const running = await findRunningLocalCluster(flags.env);
+    if (!running) throw new Error(`no local environment runs in ${flags.env}`);
+    info = running;
+    say(`using the environment in ${flags.env}`);
+  } else {
+    const dir = await mkdtemp(join(tmpdir(), 'kubewatcher-bench-'));
+    say(`starting a local environment in ${dir}`);
+    const cluster = await startLocalCluster({ dir, log: (l) => say(l) });
+    info = cluster.info;
+    stop = async () => {
+      await cluster.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
+  }
+
+  const rows: Row[] = [];
+  try {
+    await installCrds(info, 'kubewatcher-bench');
+    const pushed = new Set<string>();
+    const tag = Date.now().toString(36);
+    for (const n of sizes) {
+      const m = Math.max(1, Math.floor(n / 5));
+      const refs = references(m);
+      say(`N=${n}: pushing ${m} references over ${Math.min(repositoryCount, m)} repositories`);
+      await pushReferences(info, refs, pushed);
+      const first: Row = { n, m, run: 'first', measures: [] };
+      const steady: Row = { n, m, run: 'steady', measures: [] };
+      for (let r = 1; r <= repeats; r++) {
+        const namespace = `bench-${tag}-${n}-${r}`;
+        const createSeconds = await createNamespaceWithWatchedImages(info, namespace, n, refs);
+        say(`N=${n} #${r}: created ${n} WatchedImages in ${createSeconds.toFixed(1)} s`);
+        const a = await runPoller(info, namespace, []);
+        say(
+          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(1)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
+        );
+        const b = await runPoller(info, namespace, ['--ignore-interval']);
+        say(
+          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(1)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
+        );
+        first.measures.push(a);
+        steady.measures.push(b);
+      }
+      rows.push(first, steady);
+    }
+  } finally {
+    await stop();
+  }
+
+  const out = [
+    `Poller benchmark: medians of ${repeats} run(s) per row; ${repositoryCount} repositories on the token-auth registry; one pull secret.`,
+    'HEAD/GET/token: the poller\'s count (RegistryClient.stats()); "log": the registry access log and the token server log.',
+    'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
+    'CPU s: the poller process (user + system), and kube-apiserver during the run (every WatchedImage checked is one status write).',
+    `Poller: ${flags.dist ? 'packages/poller/dist (built)' : 'sources (type stripping)'}${extraNodeOptions.length ? `, node ${extraNodeOptions.join(' ')}` : ', default V8 flags'}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
+    `Targets: requests = M HEAD + at most one token per repository; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
+    '',
+    table(rows),
+  ].join('\n');
+  console.log(out);
+  if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, `${out}\n`);
+  const problems = rows
+    .filter((r) => r.measures.some((x) => x.summary.failed > 0))
+    .map((r) => `N=${r.n} ${r.run}: some WatchedImages failed`);
+  for (const p of problems) say(p);
+}
+
+await main();

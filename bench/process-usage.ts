@@ -1,0 +1,40 @@
+/**
+ * CPU seconds and peak resident memory of a process, read from /proc/PID/stat (utime + stime) and
+ * /proc/PID/status (VmHWM): the same figures for a Go binary and a Node.js process.
+ *
+ * Loaded with `node --import` into a short-lived process (a poller run), it appends that process's own
+ * figures, read as it exits, to the file named by $KUBEWATCHER_BENCH_USAGE_FILE (one JSON line per process).
+ */
+import { appendFileSync, readFileSync } from 'node:fs';
+
+export interface ProcessUsage {
+  cpuSeconds: number;
+  peakRssBytes: number;
+}
+
+/** Clock ticks per second of /proc/PID/stat: USER_HZ, 100 on every Linux architecture Node.js runs on. */
+const USER_HZ = 100;
+export const USAGE_FILE_ENV = 'KUBEWATCHER_BENCH_USAGE_FILE';
+
+/** The figures of a running process, or undefined when it is gone. */
+export function readProcessUsage(pid: number | 'self'): ProcessUsage | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields restart after the command name's closing parenthesis: utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hwmKb = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? Number.NaN);
+    return { cpuSeconds: ticks / USER_HZ, peakRssBytes: hwmKb * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+const usageFile = process.env[USAGE_FILE_ENV];
+if (usageFile) {
+  process.on('exit', () => {
+    const usage = readProcessUsage('self');
+    if (usage) appendFileSync(usageFile, `${JSON.stringify({ pid: process.pid, ...usage })}\n`);
+  });
+}
