@@ -50,6 +50,12 @@ export interface LocalCluster {
   info: LocalClusterInfo;
   /** Stops every process of the environment (SIGTERM to each process group, SIGKILL after a grace). */
   stop(): Promise<void>;
+  /**
+   * Stops kube-apiserver (SIGTERM, SIGKILL after a grace), waits `downMs` (default 0), starts it again
+   * with the same flags (same port, certificates and etcd, so clients reconnect to the same URL and find
+   * their data) and resolves once it is ready. For tests of watch recovery; needs the owning process.
+   */
+  restartApiServer(options?: { downMs?: number }): Promise<void>;
 }
 
 export const KWOK_NODE_NAME = 'kwok-node-0';
@@ -307,6 +313,12 @@ interface Component {
   child: ChildProcess;
   exited: boolean;
   exit: Promise<void>;
+  /** How it was started, so `restart` can start it again. */
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  /** Set while `restart` stops it: its exit is expected. */
+  restarting?: boolean;
 }
 
 /**
@@ -417,11 +429,14 @@ class Supervisor {
       exit: new Promise((done) => {
         markExited = done;
       }),
+      command,
+      args,
+      env,
     };
     child.once('exit', (code, signal) => {
       component.exited = true;
       markExited();
-      if (this.stopping) return;
+      if (this.stopping || component.restarting) return;
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       if (this.starting) {
         this.failure ??= new Error(
@@ -442,6 +457,22 @@ class Supervisor {
 
   component(name: string): Component | undefined {
     return this.components.find((c) => c.name === name);
+  }
+
+  /** Stops one component and starts it again with the same command, after `downMs`. */
+  async restart(name: string, downMs = 0): Promise<Component> {
+    const old = this.component(name);
+    if (!old) throw new Error(`no component named ${name}`);
+    old.restarting = true;
+    if (!old.exited) await this.stopGroups([old]);
+    this.components.splice(this.components.indexOf(old), 1);
+    const others = (await readProcessRecords(this.dir)).filter((r) => r.pid !== old.pid);
+    await writeFile(
+      join(this.dir, 'pids'),
+      others.map((r) => `${r.name} ${r.pid} ${r.startTime}\n`).join(''),
+    );
+    if (downMs > 0) await delay(downMs);
+    return this.spawn(name, old.command, old.args, old.env);
   }
 
   /**
@@ -879,7 +910,19 @@ export async function startLocalCluster(options: StartLocalClusterOptions): Prom
     ]);
     sup.started();
     log(`local environment ready in ${since()}`);
-    return { info, stop: () => sup.stop() };
+    const restartApiServer = async (options: { downMs?: number } = {}) => {
+      await sup.restart('kube-apiserver', options.downMs);
+      await sup.waitFor(
+        'kube-apiserver /readyz after a restart',
+        ['kube-apiserver', 'etcd'],
+        timeoutMs,
+        async () => {
+          const res = await kube('/readyz');
+          return res.status === 200 || undefined;
+        },
+      );
+    };
+    return { info, stop: () => sup.stop(), restartApiServer };
   } catch (err) {
     await sup.stop();
     throw err;

@@ -4,6 +4,7 @@ import {
   CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
+  type RequestContext,
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import {
@@ -18,8 +19,60 @@ import {
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
+import type { ListWatchSource } from './machinery/index.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
 import type { ControllerStatus } from './plan-watched-image.ts';
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+const pooled = new WeakSet<KubeConfig>();
+
+/**
+ * Makes every request made through `kc` (API clients from `kc.makeApiClient`, the informers' lists and
+ * watches, the Lease) share one keep-alive connection pool per cluster and user. client-node 2.0.1
+ * builds a new undici Agent for every request, so each call paid a new connection and TLS handshake
+ * (the largest item of a CPU profile of the controller at scale) and left an idle socket behind. Headers
+ * (tokens, refreshed exec credentials) are still applied per request; only the connection is shared.
+ * Changes `kc` in place and returns it.
+ */
+export function reuseConnections(kc: KubeConfig): KubeConfig {
+  if (pooled.has(kc)) return kc;
+  pooled.add(kc);
+  const apply = kc.applySecurityAuthentication.bind(kc);
+  const pools = new Map<string, Dispatcher>();
+  kc.applySecurityAuthentication = async (context: RequestContext) => {
+    await apply(context);
+    const fresh = context.getDispatcher();
+    if (!fresh) return;
+    const key = JSON.stringify([kc.getCurrentCluster()?.name, kc.getCurrentUser()?.name]);
+    const kept = pools.get(key);
+    // The fresh Agent never connected, so it holds no socket: the garbage collector takes it.
+    if (kept) context.setDispatcher(kept);
+    else pools.set(key, fresh);
+  };
+  return kc;
+}
+
+/**
+ * The informers' source without `metadata.managedFields`: nothing here reads them, and they are half of
+ * a Deployment's JSON (and more of an ImageUpdate's with 500 results), so the caches hold 5,000
+ * Deployments in ~24 MB instead of ~38 MB (client-go controllers strip them the same way).
+ */
+export function withoutManagedFields(source: ListWatchSource): ListWatchSource {
+  const strip = <T>(obj: T): T => {
+    const meta = (obj as { metadata?: { managedFields?: unknown } } | undefined)?.metadata;
+    if (meta?.managedFields) delete meta.managedFields;
+    return obj;
+  };
+  return {
+    async list(path, query) {
+      const list = await source.list(path, query);
+      for (const item of list.items ?? []) strip(item);
+      return list;
+    },
+    watch: (path, params, callback, done) =>
+      source.watch(path, params, (phase, obj, raw) => callback(phase, strip(obj), raw), done),
+  };
+}
 
 /** Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. */
 export class ControllerWriter {

@@ -30,6 +30,23 @@ export interface WatchedImagePlan {
   prune: string[];
 }
 
+/**
+ * The verdict on a WatchedImage's spec, once per spec object. Informer objects are frozen and replaced
+ * when they change, so a WatchedImage reconciled again and again for its workloads' sake (each status
+ * change of 500 Deployments in a rollout) is validated once, not every time. The status is left out:
+ * the schema validates it on write, and a list of 500 workloads made each validation cost ~20 ms.
+ */
+const specVerdicts = new WeakMap<object, ReturnType<typeof validateWatchedImage>>();
+function validateSpec(wi: WatchedImage): ReturnType<typeof validateWatchedImage> {
+  let verdict = specVerdicts.get(wi.spec);
+  if (!verdict) {
+    const { status: _status, ...withoutStatus } = wi;
+    verdict = validateWatchedImage(withoutStatus);
+    specVerdicts.set(wi.spec, verdict);
+  }
+  return verdict;
+}
+
 export function planWatchedImage(
   wi: WatchedImage,
   workloads: readonly WorkloadLike[],
@@ -54,7 +71,7 @@ export function planWatchedImage(
     .map((u) => u.metadata.name)
     .reverse();
 
-  const validation = validateWatchedImage(wi);
+  const validation = validateSpec(wi);
   if (!validation.ok) {
     return {
       status: {

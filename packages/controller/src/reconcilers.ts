@@ -77,6 +77,7 @@ interface ReconcilerDeps {
 /** WatchedImage: report matching workloads, the newest update and Ready; keep historyLimit updates. */
 export class WatchedImageReconciler {
   readonly #d: ReconcilerDeps;
+  readonly #writes = new OwnWrites();
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
   }
@@ -84,7 +85,8 @@ export class WatchedImageReconciler {
   reconcile = async (key: string): Promise<Outcome> => {
     const { caches, writer } = this.#d;
     const wi = caches.watchedImages.get(key);
-    if (!wi) return done();
+    if (!wi) return this.#writes.forget(key);
+    if (this.#writes.cacheIsBehind(key, wi)) return requeueAfter(1000, 'cache behind our status write');
     const now = (this.#d.now ?? (() => new Date()))();
     const updates = caches.updates.byIndex(BY_WATCHED_IMAGE, key);
     const plan = planWatchedImage(
@@ -104,6 +106,7 @@ export class WatchedImageReconciler {
     const next = { latestUpdate: undefined, ...plan.status };
     if (!isDeepStrictEqual(current, next)) {
       await writer.applyWatchedImageStatus(wi, plan.status);
+      this.#writes.wroteOver(key, wi);
       const before = current.conditions[0];
       const after = plan.status.conditions[0]!;
       if (before?.status !== after.status || before?.reason !== after.reason) {
@@ -147,6 +150,7 @@ export class WatchedImageReconciler {
 /** ImageUpdate: drive the state machine of plan-update.ts; patch workloads; follow rollouts. */
 export class ImageUpdateReconciler {
   readonly #d: ReconcilerDeps & { rolloutTimeoutMs: number };
+  readonly #writes = new OwnWrites();
   constructor(deps: ReconcilerDeps & { rolloutTimeoutMs: number }) {
     this.#d = deps;
   }
@@ -154,7 +158,10 @@ export class ImageUpdateReconciler {
   reconcile = async (key: string): Promise<Outcome> => {
     const { caches, writer, metrics, logger } = this.#d;
     const update = caches.updates.get(key);
-    if (!update) return done();
+    if (!update) return this.#writes.forget(key);
+    if (this.#writes.cacheIsBehind(key, update)) {
+      return requeueAfter(1000, 'cache behind our status write');
+    }
     const now = (this.#d.now ?? (() => new Date()))();
     const wiKey = watchedImageKeyOf(update);
     const wi = caches.watchedImages.get(wiKey);
@@ -173,7 +180,11 @@ export class ImageUpdateReconciler {
 
     // Patches before the status that records them: a crash in between leaves the update in Applying,
     // and the next reconcile finds the containers already on the new image and patches nothing twice.
-    for (const patch of plan.patches) {
+    // The workloads of one update are independent: patch them several at a time, so an update costs a
+    // round trip per batch rather than per workload (50 updates of 5 Deployments, one patch after the
+    // other on two workers, left the last Deployment unpatched a minute after the push). A transient
+    // failure still fails the reconcile, once every patch of the batch has been answered.
+    const outcomes = await inBatches(plan.patches, async (patch) => {
       try {
         await writer.patchWorkload(namespace, patch, update.metadata.name);
         metrics.updatesApplied.inc({ kind: patch.kind });
@@ -215,12 +226,16 @@ export class ImageUpdateReconciler {
           });
         }
       }
-    }
+    });
+    const transient = outcomes.find((o) => o.status === 'rejected');
+    if (transient) throw transient.reason;
 
     if (!isDeepStrictEqual(update.status ?? {}, plan.status)) {
       await writer.applyUpdateStatus(update, plan.status);
+      this.#writes.wroteOver(key, update);
       this.#observeCompletion(update, plan.status);
-      for (const e of plan.events) {
+      // Best effort and independent of each other: recorded several at a time.
+      await inBatches(plan.events, (e) => {
         const involved =
           e.on === 'update'
             ? {
@@ -231,8 +246,8 @@ export class ImageUpdateReconciler {
                 uid: update.metadata.uid,
               }
             : { apiVersion: 'apps/v1', kind: e.on.kind, name: e.on.name, namespace };
-        await recordEvent(this.#d, involved, e, now);
-      }
+        return recordEvent(this.#d, involved, e, now);
+      });
     }
     return plan.requeueAfterMs !== undefined
       ? requeueAfter(plan.requeueAfterMs, `ImageUpdate ${plan.status.phase}`)
@@ -252,6 +267,49 @@ export class ImageUpdateReconciler {
         );
       if (status.phase === 'Failed') this.#d.metrics.updatesFailed.inc({ kind });
     }
+  }
+}
+
+/** Writes in flight at once for one reconcile (workload patches, Events). */
+const WRITE_BATCH = 8;
+
+/** Runs `fn` over `items`, WRITE_BATCH at a time, and reports every outcome. */
+async function inBatches<T>(
+  items: readonly T[],
+  fn: (item: T) => Promise<void>,
+): Promise<PromiseSettledResult<void>[]> {
+  const outcomes: PromiseSettledResult<void>[] = [];
+  for (let i = 0; i < items.length; i += WRITE_BATCH) {
+    outcomes.push(...(await Promise.allSettled(items.slice(i, i + WRITE_BATCH).map(fn))));
+  }
+  return outcomes;
+}
+
+/**
+ * The resourceVersion each key's last status write was made over. Until the informer delivers the
+ * object that write produced, the cache still holds that version, and planning from it again would only
+ * earn a 409 (a wasted write: ~0.5 s of API server time for an update of 500 workloads, 30 of them per
+ * rollout when every workload event re-planned from the stale copy). The write's own watch event
+ * queues the key again, so nothing is lost by waiting for it; the requeue is a backstop.
+ */
+class OwnWrites {
+  readonly #over = new Map<string, string>();
+
+  wroteOver(key: string, obj: { metadata: { resourceVersion?: string } }): void {
+    if (obj.metadata.resourceVersion) this.#over.set(key, obj.metadata.resourceVersion);
+  }
+
+  cacheIsBehind(key: string, cached: { metadata: { resourceVersion?: string } }): boolean {
+    const over = this.#over.get(key);
+    if (over === undefined) return false;
+    if (over === cached.metadata.resourceVersion) return true;
+    this.#over.delete(key);
+    return false;
+  }
+
+  forget(key: string): Outcome {
+    this.#over.delete(key);
+    return done();
   }
 }
 
