@@ -4,7 +4,6 @@ import {
   CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
-  type RequestContext,
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import {
@@ -22,35 +21,6 @@ import {
 import type { ListWatchSource } from './machinery/index.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
 import type { ControllerStatus } from './plan-watched-image.ts';
-
-type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
-const pooled = new WeakSet<KubeConfig>();
-
-/**
- * Makes every request made through `kc` (API clients from `kc.makeApiClient`, the informers' lists and
- * watches, the Lease) share one keep-alive connection pool per cluster and user. client-node 2.0.1
- * builds a new undici Agent for every request, so each call paid a new connection and TLS handshake
- * (the largest item of a CPU profile of the controller at scale) and left an idle socket behind. Headers
- * (tokens, refreshed exec credentials) are still applied per request; only the connection is shared.
- * Changes `kc` in place and returns it.
- */
-export function reuseConnections(kc: KubeConfig): KubeConfig {
-  if (pooled.has(kc)) return kc;
-  pooled.add(kc);
-  const apply = kc.applySecurityAuthentication.bind(kc);
-  const pools = new Map<string, Dispatcher>();
-  kc.applySecurityAuthentication = async (context: RequestContext) => {
-    await apply(context);
-    const fresh = context.getDispatcher();
-    if (!fresh) return;
-    const key = JSON.stringify([kc.getCurrentCluster()?.name, kc.getCurrentUser()?.name]);
-    const kept = pools.get(key);
-    // The fresh Agent never connected, so it holds no socket: the garbage collector takes it.
-    if (kept) context.setDispatcher(kept);
-    else pools.set(key, fresh);
-  };
-  return kc;
-}
 
 /**
  * The informers' source without `metadata.managedFields`: nothing here reads them, and they are half of

@@ -4,11 +4,12 @@ import {
   IMAGE_UPDATE,
   type ImageUpdate,
   matchWorkloads,
+  reuseConnections,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
-import { ControllerWriter, reuseConnections, withoutManagedFields } from './cluster.ts';
+import { ControllerWriter, withoutManagedFields } from './cluster.ts';
 import {
   type ControllerMetrics,
   cachesSyncedOrStandby,

@@ -10,7 +10,7 @@ import {
   FIELD_MANAGER,
   GROUP,
   IMAGE_UPDATE,
-  makeApiClient,
+  reuseConnections,
   VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
@@ -67,9 +67,10 @@ export class KubePollerCluster implements PollerCluster {
   constructor(kc: KubeConfig, opts: { listPageSize?: number } = {}) {
     this.#pageSize = opts.listPageSize ?? LIST_PAGE_SIZE;
     // One keep-alive pool for all three (client-node's own makeApiClient opens a connection per call).
-    this.#custom = makeApiClient(kc, CustomObjectsApi);
-    this.#core = makeApiClient(kc, CoreV1Api);
-    this.#apps = makeApiClient(kc, AppsV1Api);
+    reuseConnections(kc);
+    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    this.#core = kc.makeApiClient(CoreV1Api);
+    this.#apps = kc.makeApiClient(AppsV1Api);
   }
 
   async listWatchedImages(namespace?: string): Promise<WatchedImage[]> {

@@ -1,13 +1,4 @@
-import {
-  type ApiConstructor,
-  type ApiType,
-  createConfiguration,
-  KubeConfig,
-  type RequestContext,
-  type SecurityAuthentication,
-  ServerConfiguration,
-  setHeaderMiddleware,
-} from '@kubernetes/client-node';
+import { KubeConfig, type RequestContext } from '@kubernetes/client-node';
 
 /**
  * The one place that builds a KubeConfig: an explicit file when given, else $KUBECONFIG,
@@ -20,67 +11,34 @@ export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
   if (!kc.getCurrentCluster()) {
     throw new Error('no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a pod');
   }
-  return kc;
+  return reuseConnections(kc);
 }
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+const pooled = new WeakSet<KubeConfig>();
 
 /**
- * The kubeconfig's authentication, with one connection pool per (cluster, user) instead of one per
- * request. @kubernetes/client-node 2.0.1 gives every API request a new undici Agent
- * (KubeConfig.createDispatcher is not cached, unlike createAgent for watches), so every call pays a
- * TLS handshake and leaves its socket idle behind it: 5,000 status writes of the poller were 5,000
- * handshakes and ~0.1 MB each. The Agent of the first request serves every later one; the key is the
- * one client-node uses for its watch agents.
+ * Makes every request made through `kc` (API clients from `kc.makeApiClient`, informers' lists and
+ * watches, the Lease) share one keep-alive connection pool per cluster and user. client-node 2.0.1
+ * builds a new undici Agent for every request, so each call paid a new connection and TLS handshake
+ * and left an idle socket behind (5,000 status writes of the poller: 5,000 handshakes, ~0.1 MB each).
+ * Headers (tokens, refreshed exec or OIDC credentials) are still applied per request; only the
+ * connection is shared. Changes `kc` in place and returns it; calling it twice is harmless.
  */
-class PooledAuthentication implements SecurityAuthentication {
-  readonly #kc: KubeConfig;
-  readonly #dispatchers = new Map<string, Dispatcher>();
-
-  constructor(kc: KubeConfig) {
-    this.#kc = kc;
-  }
-
-  getName(): string {
-    return this.#kc.getName();
-  }
-
-  async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    // Headers (tokens, refreshed exec or OIDC credentials) and TLS settings, as the kubeconfig says.
-    await this.#kc.applySecurityAuthentication(context);
+export function reuseConnections(kc: KubeConfig): KubeConfig {
+  if (pooled.has(kc)) return kc;
+  pooled.add(kc);
+  const apply = kc.applySecurityAuthentication.bind(kc);
+  const pools = new Map<string, Dispatcher>();
+  kc.applySecurityAuthentication = async (context: RequestContext) => {
+    await apply(context);
     const fresh = context.getDispatcher();
     if (!fresh) return;
-    const key = JSON.stringify([this.#kc.getCurrentCluster()?.name, this.#kc.getCurrentUser()?.name]);
-    const kept = this.#dispatchers.get(key);
-    if (!kept) {
-      this.#dispatchers.set(key, fresh);
-      return;
-    }
-    // The fresh one never connected, so it holds no socket: leave it to the garbage collector
-    // (closing it costs more than building it).
-    context.setDispatcher(kept);
-  }
-}
-
-const pooled = new WeakMap<KubeConfig, PooledAuthentication>();
-
-/**
- * `kc.makeApiClient(api)` whose requests reuse their connections: every client made from one
- * KubeConfig shares one keep-alive pool (see PooledAuthentication).
- */
-export function makeApiClient<T extends ApiType>(kc: KubeConfig, api: ApiConstructor<T>): T {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('no Kubernetes cluster configured');
-  let auth = pooled.get(kc);
-  if (!auth) {
-    auth = new PooledAuthentication(kc);
-    pooled.set(kc, auth);
-  }
-  return new api(
-    createConfiguration({
-      baseServer: new ServerConfiguration(cluster.server, {}),
-      authMethods: { default: auth },
-      middleware: [setHeaderMiddleware('User-Agent', 'kubewatcher')],
-    }),
-  );
+    const key = JSON.stringify([kc.getCurrentCluster()?.name, kc.getCurrentUser()?.name]);
+    const kept = pools.get(key);
+    // The fresh Agent never connected, so it holds no socket: the garbage collector takes it.
+    if (kept) context.setDispatcher(kept);
+    else pools.set(key, fresh);
+  };
+  return kc;
 }
