@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '@kubewatcher/shared';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
@@ -63,7 +63,10 @@ describe('KubePollerCluster', () => {
   });
 
   it('sends all its API calls over one connection', async () => {
-    const cluster = new KubePollerCluster(kc);
+    // A KubeConfig of its own, with no pooled connection yet: the cluster must set up the pooling.
+    const own = new KubeConfig();
+    own.loadFromFile(info.kubeconfig);
+    const cluster = new KubePollerCluster(own);
     const connections = await tlsConnections(async () => {
       for (let i = 0; i < 10; i++) {
         await cluster.listWatchedImages(namespace);
