@@ -434,14 +434,17 @@ async function benchScale(clients: Clients, info: LocalClusterInfo): Promise<voi
     created(createWatchedImage(clients, w.namespace, w.name, { image: w.image })),
   );
 
-  // Let kube-controller-manager finish with the new Deployments (ReplicaSets, status) first.
+  // Let kube-controller-manager finish with the new Deployments (ReplicaSets, status) first. Its client
+  // sends at most 20 requests/s (--kube-api-qps default) and each Deployment costs it about four
+  // (ReplicaSet, ReplicaSet status, Deployment status), so 5,000 take it ~20 minutes.
+  say('scale: waiting for kube-controller-manager to process every Deployment');
   await until(
     async () => {
       const { items } = await clients.apps.listDeploymentForAllNamespaces();
       return items.filter((d) => (d.status?.observedGeneration ?? 0) < (d.metadata?.generation ?? 1)).length;
     },
     (behind) => behind === 0,
-    { what: 'kube-controller-manager to observe every Deployment', timeoutMs: 600_000, intervalMs: 2000 },
+    { what: 'kube-controller-manager to observe every Deployment', timeoutMs: 2_700_000, intervalMs: 5000 },
   );
 
   // Idle baseline: the cluster's own requests to the same resources without the controller.

@@ -110,7 +110,10 @@ export class WatchedImageReconciler {
       const before = current.conditions[0];
       const after = plan.status.conditions[0]!;
       if (before?.status !== after.status || before?.reason !== after.reason) {
-        await this.#event(
+        // Not awaited: an Event is best effort (recordEvent logs failures) and a reconcile that waited
+        // for it held its worker for a second round trip, a quarter of the first sync of 1,000
+        // WatchedImages. One per Ready transition, so the ones in flight stay few.
+        void this.#event(
           wi,
           {
             type: after.status === 'False' ? 'Warning' : 'Normal',
