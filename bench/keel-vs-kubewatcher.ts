@@ -30,8 +30,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { AppsV1Api, KubeConfig, type V1Deployment, Watch } from '@kubernetes/client-node';
 import {
+  installForLocalProcesses,
   nodeArgs,
-  SYSTEM_NAMESPACE,
   serviceAccountKubeconfig,
   startNodeProcess,
   waitFor,
@@ -410,34 +410,6 @@ class PollerLoop {
   }
 }
 
-async function installKubewatcher(kubectl: Kubectl): Promise<void> {
-  await kubectl([
-    'apply',
-    '--server-side',
-    '--force-conflicts',
-    '-f',
-    join(repoRoot, 'manifests/install.yaml'),
-  ]);
-  await kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/watchedimages.kubewatcher.io',
-    'crd/imageupdates.kubewatcher.io',
-  ]);
-  // Pods are simulated (kwok): the controller and the poller run here as processes, as in scripts/demo.
-  await kubectl(['-n', SYSTEM_NAMESPACE, 'scale', 'deployment/kubewatcher-controller', '--replicas=0']);
-  await kubectl([
-    '-n',
-    SYSTEM_NAMESPACE,
-    'patch',
-    'cronjob/kubewatcher-poller',
-    '--type=merge',
-    '-p',
-    '{"spec":{"suspend":true}}',
-  ]);
-}
-
 function watchedImages(ctx: RunContext): object[] {
   return ctx.imageRefs.map((image, i) => ({
     apiVersion: 'kubewatcher.io/v1alpha1',
@@ -660,7 +632,7 @@ async function runOnce(
     await forEachLimit(repositories, PUSH_CONCURRENCY, async (repository) => {
       await pushTestImage({ info, registry: 'token', repository, tag: TAG });
     });
-    if (system === 'kubewatcher') await installKubewatcher(kubectl);
+    if (system === 'kubewatcher') await installForLocalProcesses(kubectl, repoRoot);
     await kubectl(['create', 'namespace', NAMESPACE]);
     const token = info.registries.token;
     await kubectl([

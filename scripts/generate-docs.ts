@@ -14,12 +14,13 @@
  * itself again with it. scripts/docs.test.ts runs the check.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
+import { writeOrCheck } from '../packages/shared/scripts/generated-files.ts';
 
 // Types only: the modules themselves are imported in main(), once the source condition is in force.
 type SharedModule = typeof import('../packages/shared/src/index.ts');
@@ -777,20 +778,6 @@ export async function docFiles(): Promise<{ path: string; content: string }[]> {
   ];
 }
 
-/** The first lines where `actual` and `expected` differ, in unified-diff style. */
-function firstDifferences(actual: string, expected: string, max = 12): string[] {
-  const a = actual.split('\n');
-  const b = expected.split('\n');
-  const lines: string[] = [];
-  for (let i = 0; i < Math.max(a.length, b.length) && lines.length < max; i++) {
-    if (a[i] === b[i]) continue;
-    lines.push(`@@ line ${i + 1}`);
-    if (a[i] !== undefined) lines.push(`- ${a[i]}`);
-    if (b[i] !== undefined) lines.push(`+ ${b[i]}`);
-  }
-  return lines;
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -804,24 +791,10 @@ async function main(): Promise<number> {
     );
     return 0;
   }
-  let stale = 0;
-  for (const { path, content } of await docFiles()) {
-    const file = join(repoRoot, path);
-    const current = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
-    if (current === content) {
-      console.log(`${path}: up to date`);
-      continue;
-    }
-    if (values.check) {
-      stale++;
-      console.error(`${path}: ${current === undefined ? 'missing' : 'stale: differs from the code'}`);
-      if (current !== undefined)
-        for (const line of firstDifferences(current, content)) console.error(`  ${line}`);
-      continue;
-    }
-    writeFileSync(file, content);
-    console.log(`${path}: written`);
-  }
+  const stale = writeOrCheck(repoRoot, await docFiles(), {
+    check: values.check,
+    staleWord: 'stale: differs from the code',
+  });
   if (stale > 0) {
     console.error(
       `${stale} file(s) under docs/ out of date: run \`node --conditions=@kubewatcher/source scripts/generate-docs.ts\` and commit the result`,

@@ -17,6 +17,41 @@ const run = promisify(execFile);
 
 export const DEMO_NAMESPACE = 'demo';
 export const SYSTEM_NAMESPACE = 'kubewatcher-system';
+
+/**
+ * Applies `manifests/install.yaml` and waits for the CRDs. kwok simulates pods: containers never really
+ * run on the local cluster, so the in-cluster controller is scaled to 0 and the poller's CronJob
+ * suspended; the caller runs the same programs as local processes under the same service accounts.
+ */
+export async function installForLocalProcesses(
+  kubectl: (args: string[]) => Promise<unknown>,
+  repoRoot: string,
+): Promise<void> {
+  await kubectl([
+    'apply',
+    '--server-side',
+    '--force-conflicts',
+    '-f',
+    join(repoRoot, 'manifests/install.yaml'),
+  ]);
+  await kubectl([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    'crd/watchedimages.kubewatcher.io',
+    'crd/imageupdates.kubewatcher.io',
+  ]);
+  await kubectl(['-n', SYSTEM_NAMESPACE, 'scale', 'deployment/kubewatcher-controller', '--replicas=0']);
+  await kubectl([
+    '-n',
+    SYSTEM_NAMESPACE,
+    'patch',
+    'cronjob/kubewatcher-poller',
+    '--type=merge',
+    '-p',
+    '{"spec":{"suspend":true}}',
+  ]);
+}
 const DEMO_REPOSITORY = 'demo/web';
 const DEMO_TAG = 'stable';
 
@@ -60,32 +95,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const image = `${registry.host}/${DEMO_REPOSITORY}:${DEMO_TAG}`;
 
   say('1. Install Kubewatcher: the CRDs, its namespace, service accounts and least-privilege RBAC.');
-  await kubectl([
-    'apply',
-    '--server-side',
-    '--force-conflicts',
-    '-f',
-    join(o.repoRoot, 'manifests/install.yaml'),
-  ]);
-  await kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/watchedimages.kubewatcher.io',
-    'crd/imageupdates.kubewatcher.io',
-  ]);
-  // kwok simulates pods: containers never really run here, so the in-cluster controller and poller
-  // are scaled down and the same programs run as local processes under the same service accounts.
-  await kubectl(['-n', SYSTEM_NAMESPACE, 'scale', 'deployment/kubewatcher-controller', '--replicas=0']);
-  await kubectl([
-    '-n',
-    SYSTEM_NAMESPACE,
-    'patch',
-    'cronjob/kubewatcher-poller',
-    '--type=merge',
-    '-p',
-    '{"spec":{"suspend":true}}',
-  ]);
+  await installForLocalProcesses(kubectl, o.repoRoot);
   say('   Pods on this local cluster are simulated (kwok), so the controller and the poller run here as');
   say('   local processes, each with its own service account token: exactly the rights the manifests give.');
   const controllerKubeconfig = await serviceAccountKubeconfig(

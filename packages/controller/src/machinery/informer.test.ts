@@ -430,3 +430,40 @@ describe('Informer', () => {
     expect(clock.pending()).toBe(0);
   });
 });
+
+describe('kubeConfigSource', () => {
+  it('ends a watch that sends nothing for watchTimeoutMs, with a TimeoutError', async () => {
+    const { createServer } = await import('node:http');
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const { kubeConfigSource } = await import('./informer.ts');
+    const requests: string[] = [];
+    // An API server whose watches answer 200 and then stay silent.
+    const server = createServer((req, res) => {
+      requests.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        // Plain HTTP: client-node allows it only with skipTLSVerify (there is no TLS to verify).
+        clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+        users: [{ name: 'u' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+        currentContext: 'x',
+      });
+      const source = kubeConfigSource(kc, { watchTimeoutMs: 300 });
+      const ended = new Promise<unknown>((resolve) => {
+        source.watch('/api/v1/configmaps', {}, () => {}, resolve).catch(resolve);
+      });
+      const err = (await ended) as { name?: string } | null;
+      expect(requests).toEqual(['/api/v1/configmaps?watch=true']);
+      expect(err?.name).toBe('TimeoutError');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

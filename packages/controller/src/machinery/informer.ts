@@ -77,12 +77,18 @@ export interface ListWatchSource {
  */
 export function kubeConfigSource(
   kc: KubeConfig,
-  opts: { pageSize?: number; listTimeoutMs?: number } = {},
+  opts: { pageSize?: number; listTimeoutMs?: number; watchTimeoutMs?: number } = {},
 ): ListWatchSource {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('no current cluster in the kubeconfig');
   const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
   const watcher = new Watch(kc);
+  // client-node ends a watch after 30 s without data, but the API server sends bookmarks about once a
+  // minute: every quiet watch was re-opened twice a minute. 90 s outlasts a bookmark's interval and
+  // still notices a dead connection long before the informer's stall check would. The field is
+  // declared private in client-node 2.0's types but is the only way to set it (informer.test.ts checks
+  // that it still takes effect).
+  (watcher as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchTimeoutMs ?? 90_000;
   const pageSize = opts.pageSize ?? 500;
   const listTimeoutMs = opts.listTimeoutMs ?? 60_000;
 
