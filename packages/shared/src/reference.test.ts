@@ -415,6 +415,7 @@ describe('sameImage', () => {
     [`nginx:1.27@${D}`, 'nginx:1.27', true],
     [`nginx:1.27@${D}`, `nginx:1.27@${D2}`, true],
     [`nginx@${D}`, 'nginx', false],
+    [`nginx@${D}`, `docker.io/library/nginx@${D2}`, true],
     ['ghcr.io/acme/web:stable', 'acme/web:stable', false],
     ['ghcr.io/acme/web', 'ghcr.io/acme/web:latest', true],
     ['[::1]:5000/repo', '[::1]:5000/repo:latest', true],
@@ -426,6 +427,12 @@ describe('sameImage', () => {
   ])('%j vs %j → %s', (a, b, expected) => {
     expect(sameImage(a, b)).toBe(expected);
     expect(sameImage(b, a)).toBe(expected);
+  });
+
+  it('answers the same once its memo has been dropped for size', () => {
+    for (let i = 0; i < 10_050; i++) expect(sameImage(`team/app${i}:v1`, `team/app${i}:v2`)).toBe(false);
+    expect(sameImage('team/app1:v1', 'docker.io/team/app1:v1')).toBe(true);
+    expect(sameImage('Team/app1:v1', 'team/app1:v1')).toBe(false);
   });
 });
 

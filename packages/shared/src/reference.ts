@@ -258,17 +258,32 @@ export function familiarString(ref: ImageReference): string {
  * pinned to 'nginx:1.27@sha256:…' still matches a WatchedImage for 'nginx:1.27'. Invalid input is no match.
  */
 export function sameImage(a: string, b: string): boolean {
-  let left: ImageReference;
-  let right: ImageReference;
-  try {
-    left = normalizeReference(a);
-    right = normalizeReference(b);
-  } catch (error) {
-    if (error instanceof InvalidReferenceError) return false;
-    throw error;
-  }
-  return left.domain === right.domain && left.path === right.path && left.tag === right.tag;
+  const left = imageKey(a);
+  return left !== undefined && left === imageKey(b);
 }
+
+/**
+ * Normalised repository and tag of a written reference ('docker.io/library/nginx:1.27'; '…@' when only a
+ * digest is written), undefined when invalid. Memoised: a controller compares the same few hundred
+ * container images against every WatchedImage on each event, and parsing is ~3 µs where a Map lookup is
+ * ~0.1 µs. The memo is dropped whole when it reaches MAX_MEMO entries, so it stays small.
+ */
+function imageKey(input: string): string | undefined {
+  const memo = imageKeys.get(input);
+  if (memo !== undefined || imageKeys.has(input)) return memo;
+  let key: string | undefined;
+  try {
+    const ref = normalizeReference(input);
+    key = `${ref.domain}/${ref.path}${ref.tag === undefined ? '@' : `:${ref.tag}`}`;
+  } catch (error) {
+    if (!(error instanceof InvalidReferenceError)) throw error;
+  }
+  if (imageKeys.size >= MAX_MEMO) imageKeys.clear();
+  imageKeys.set(input, key);
+  return key;
+}
+const MAX_MEMO = 10_000;
+const imageKeys = new Map<string, string | undefined>();
 
 /** Host that serves the registry API: Docker Hub's canonical name is not where its API lives. */
 export function registryApiHost(domain: string): string {
