@@ -366,13 +366,18 @@ describe('workloads', () => {
     const pod = spec.template.spec!;
     expect(pod.serviceAccountName).toBe('kubewatcher-controller');
     const [c] = pod.containers;
-    expect(c!.command).toEqual(['node', '/app/packages/controller/dist/main.js']);
+    expect(c!.command).toEqual([
+      'node',
+      '--max-semi-space-size=2',
+      '--max-old-space-size=160',
+      '/app/packages/controller/dist/main.js',
+    ]);
     expect(c!.args).toEqual(['--leader-elect', '--log-format=json', '--metrics-addr=:8080']);
     expect(c!.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
     expect(c!.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(c!.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c!.resources).toEqual({
-      requests: { cpu: '50m', memory: '96Mi' },
+      requests: { cpu: '50m', memory: '128Mi' },
       limits: { cpu: '500m', memory: '256Mi' },
     });
     expect(pod.topologySpreadConstraints?.[0]).toMatchObject({
