@@ -41,7 +41,7 @@ import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import { installCrds } from '../test/support/crds.ts';
-import { type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
+import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const USER_AGENT = 'kubewatcher-poller';
@@ -230,17 +230,6 @@ interface RunMeasure {
 const GNU_TIME = '/usr/bin/time';
 
 /** pid of a component of the local environment, from its `pids` record. */
-async function componentPid(info: LocalClusterInfo, name: string): Promise<number | undefined> {
-  try {
-    const line = (await readFile(join(info.dir, 'pids'), 'utf8'))
-      .split('\n')
-      .find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.split(/\s+/)[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function fileSize(file: string): Promise<number> {
   try {
     return (await stat(file)).size;

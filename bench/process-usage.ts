@@ -6,6 +6,8 @@
  * figures, read as it exits, to the file named by $KUBEWATCHER_BENCH_USAGE_FILE (one JSON line per process).
  */
 import { appendFileSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 export interface ProcessUsage {
   cpuSeconds: number;
@@ -26,6 +28,18 @@ export function readProcessUsage(pid: number | 'self'): ProcessUsage | undefined
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const hwmKb = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? Number.NaN);
     return { cpuSeconds: ticks / USER_HZ, peakRssBytes: hwmKb * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** PID of a component (`kube-apiserver`, `etcd`, …) of the local environment in `dir`, from its pids file. */
+export async function componentPid(info: { dir: string }, name: string): Promise<number | undefined> {
+  try {
+    const line = (await readFile(join(info.dir, 'pids'), 'utf8'))
+      .split('\n')
+      .find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(/\s+/)[1]) : undefined;
   } catch {
     return undefined;
   }
