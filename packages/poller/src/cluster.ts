@@ -4,12 +4,12 @@ import {
   CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
-  setHeaderOptions,
 } from '@kubernetes/client-node';
 import {
   FIELD_MANAGER,
   GROUP,
   IMAGE_UPDATE,
+  requestJson,
   reuseConnections,
   VERSION,
   WATCHED_IMAGE,
@@ -60,14 +60,14 @@ export class KubePollerCluster implements PollerCluster {
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
   readonly #apps: AppsV1Api;
-
+  readonly #kc: KubeConfig;
   readonly #pageSize: number;
 
   /** `listPageSize`: WatchedImages per list request (default 500). */
   constructor(kc: KubeConfig, opts: { listPageSize?: number } = {}) {
     this.#pageSize = opts.listPageSize ?? LIST_PAGE_SIZE;
     // One keep-alive pool for all three (client-node's own makeApiClient opens a connection per call).
-    reuseConnections(kc);
+    this.#kc = reuseConnections(kc);
     this.#custom = kc.makeApiClient(CustomObjectsApi);
     this.#core = kc.makeApiClient(CoreV1Api);
     this.#apps = kc.makeApiClient(AppsV1Api);
@@ -127,24 +127,20 @@ export class KubePollerCluster implements PollerCluster {
   }
 
   async applyStatus(wi: WatchedImage, status: PollerStatus): Promise<void> {
-    await this.#custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace: wi.metadata.namespace!,
-        name: wi.metadata.name!,
-        body: {
-          apiVersion: `${GROUP}/${VERSION}`,
-          kind: WATCHED_IMAGE.kind,
-          metadata: { name: wi.metadata.name, namespace: wi.metadata.namespace },
-          status,
-        },
-        fieldManager: FIELD_MANAGER.poller,
-        force: true,
+    // The one write per checked WatchedImage: sent without the generated client (half its CPU).
+    const { namespace, name } = wi.metadata;
+    await requestJson(this.#kc, {
+      method: 'PATCH',
+      path: `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace!)}/${WATCHED_IMAGE.plural}/${encodeURIComponent(name!)}/status`,
+      query: { fieldManager: FIELD_MANAGER.poller, force: 'true' },
+      contentType: PatchStrategy.ServerSideApply,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: WATCHED_IMAGE.kind,
+        metadata: { name, namespace },
+        status,
       },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+    });
   }
 
   async createImageUpdate(draft: ImageUpdateDraft) {

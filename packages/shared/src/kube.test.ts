@@ -1,0 +1,93 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestJson, reuseConnections } from './kube.ts';
+
+interface Seen {
+  method?: string;
+  url?: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+describe('requestJson', () => {
+  const seen: Seen[] = [];
+  let reply: { status: number; body: string } = { status: 200, body: '{}' };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => {
+      body += chunk.toString();
+    });
+    req.on('end', () => {
+      seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      res.writeHead(reply.status, { 'content-type': 'application/json', 'audit-id': 'a1' });
+      res.end(reply.body);
+    });
+  });
+  let kc: KubeConfig;
+
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    kc = new KubeConfig();
+    kc.loadFromOptions({
+      // Plain HTTP: client-node allows it only with skipTLSVerify (there is no TLS to verify).
+      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+      users: [{ name: 'u', token: 'secret-token' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    reuseConnections(kc);
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("sends the method, path, query, body and content type with kc's credentials; returns the JSON", async () => {
+    seen.length = 0;
+    reply = { status: 200, body: '{"kind":"WatchedImage","metadata":{"name":"b"}}' };
+    const result = await requestJson(kc, {
+      method: 'PATCH',
+      path: '/apis/kubewatcher.io/v1alpha1/namespaces/a/watchedimages/b/status',
+      query: { fieldManager: 'kubewatcher-poller', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: { status: { digest: 'sha256:1' } },
+    });
+    expect(result).toEqual({ kind: 'WatchedImage', metadata: { name: 'b' } });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({
+      method: 'PATCH',
+      url: '/apis/kubewatcher.io/v1alpha1/namespaces/a/watchedimages/b/status?fieldManager=kubewatcher-poller&force=true',
+      body: '{"status":{"digest":"sha256:1"}}',
+    });
+    expect(seen[0]!.headers).toMatchObject({
+      authorization: 'Bearer secret-token',
+      'content-type': 'application/apply-patch+yaml',
+      accept: 'application/json',
+    });
+  });
+
+  it("throws an ApiException with the code, the Status and the response's headers, never the credentials", async () => {
+    reply = {
+      status: 409,
+      body: '{"kind":"Status","status":"Failure","reason":"Conflict","message":"the object has been modified","code":409}',
+    };
+    const err = await requestJson(kc, { method: 'GET', path: '/api/v1/namespaces/a' }).catch((e) => e);
+    expect(err).toBeInstanceOf(ApiException);
+    expect(err.code).toBe(409);
+    expect(err.body).toMatchObject({ reason: 'Conflict', message: 'the object has been modified' });
+    expect(err.headers).toMatchObject({ 'audit-id': 'a1' });
+    expect(err.message).toContain('GET /api/v1/namespaces/a: the object has been modified');
+    expect(JSON.stringify(err)).not.toContain('secret-token');
+    expect(err.message).not.toContain('secret-token');
+  });
+
+  it('keeps a body that is not JSON as text', async () => {
+    reply = { status: 502, body: 'bad gateway' };
+    const err = await requestJson(kc, { method: 'GET', path: '/version' }).catch((e) => e);
+    expect(err.code).toBe(502);
+    expect(err.body).toBe('bad gateway');
+    expect(err.message).toContain('GET /version: bad gateway');
+  });
+});
