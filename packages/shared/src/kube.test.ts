@@ -3,6 +3,16 @@ import { ApiException, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestJson, reuseConnections } from './kube.ts';
 
+/** The ApiException a failed request throws. */
+async function failure(promise: Promise<unknown>): Promise<ApiException<unknown>> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ApiException);
+  return err as ApiException<unknown>;
+}
+
 interface Seen {
   method?: string;
   url?: string;
@@ -73,8 +83,7 @@ describe('requestJson', () => {
       status: 409,
       body: '{"kind":"Status","status":"Failure","reason":"Conflict","message":"the object has been modified","code":409}',
     };
-    const err = await requestJson(kc, { method: 'GET', path: '/api/v1/namespaces/a' }).catch((e) => e);
-    expect(err).toBeInstanceOf(ApiException);
+    const err = await failure(requestJson(kc, { method: 'GET', path: '/api/v1/namespaces/a' }));
     expect(err.code).toBe(409);
     expect(err.body).toMatchObject({ reason: 'Conflict', message: 'the object has been modified' });
     expect(err.headers).toMatchObject({ 'audit-id': 'a1' });
@@ -85,7 +94,7 @@ describe('requestJson', () => {
 
   it('keeps a body that is not JSON as text', async () => {
     reply = { status: 502, body: 'bad gateway' };
-    const err = await requestJson(kc, { method: 'GET', path: '/version' }).catch((e) => e);
+    const err = await failure(requestJson(kc, { method: 'GET', path: '/version' }));
     expect(err.code).toBe(502);
     expect(err.body).toBe('bad gateway');
     expect(err.message).toContain('GET /version: bad gateway');
