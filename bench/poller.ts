@@ -36,10 +36,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '../packages/shared/src/index.ts';
+import { loadKubeConfig } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
+import { createWatchedImage } from '../test/support/controller-fixtures.ts';
 import { installCrds } from '../test/support/crds.ts';
 import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
 
@@ -183,20 +184,9 @@ async function createNamespaceWithWatchedImages(
     CREATE_CONCURRENCY,
     async (i) => {
       const ref = refs[i % refs.length]!;
-      await custom.createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace,
-        body: {
-          apiVersion: API_VERSION,
-          kind: WATCHED_IMAGE.kind,
-          metadata: { name: `wi-${i}` },
-          spec: {
-            image: `${token.host}/${ref.repository}:${ref.tag}`,
-            pullSecrets: [{ name: PULL_SECRET }],
-          },
-        },
+      await createWatchedImage({ custom }, namespace, `wi-${i}`, {
+        image: `${token.host}/${ref.repository}:${ref.tag}`,
+        pullSecrets: [{ name: PULL_SECRET }],
       });
     },
   );

@@ -223,7 +223,7 @@ export async function deploymentRolledOut(clients: Clients, namespace: string, n
 // WatchedImages and ImageUpdates
 
 export async function createWatchedImage(
-  clients: Clients,
+  clients: Pick<Clients, 'custom'>,
   namespace: string,
   name: string,
   spec: Partial<WatchedImageSpec> & { image: string },
@@ -235,19 +235,23 @@ export async function createWatchedImage(
   })) as WatchedImage;
 }
 
-export async function getWatchedImage(clients: Clients, namespace: string, name: string) {
+export async function getWatchedImage(clients: Pick<Clients, 'custom'>, namespace: string, name: string) {
   return (await clients.custom.getNamespacedCustomObject({ ...WI, namespace, name })) as WatchedImage;
 }
 
-export async function getImageUpdate(clients: Clients, namespace: string, name: string) {
+export async function getImageUpdate(clients: Pick<Clients, 'custom'>, namespace: string, name: string) {
   return (await clients.custom.getNamespacedCustomObject({ ...IU, namespace, name })) as ImageUpdate;
 }
 
-export async function listImageUpdates(clients: Clients, namespace: string): Promise<ImageUpdate[]> {
+export async function listImageUpdates(
+  clients: Pick<Clients, 'custom'>,
+  namespace: string,
+): Promise<ImageUpdate[]> {
   const list = (await clients.custom.listNamespacedCustomObject({ ...IU, namespace })) as {
     items: ImageUpdate[];
   };
-  return list.items;
+  // The API server lists by name already; sorted here so no test depends on that.
+  return list.items.sort((a, b) => a.metadata.name!.localeCompare(b.metadata.name!));
 }
 
 /**

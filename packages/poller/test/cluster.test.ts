@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '@kubewatcher/shared';
+import { loadKubeConfig } from '@kubewatcher/shared';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
+import { createWatchedImage } from '../../../test/support/controller-fixtures.ts';
 import { installCrds } from '../../../test/support/crds.ts';
 import { KubePollerCluster } from '../src/cluster.ts';
 
@@ -26,18 +27,7 @@ beforeAll(async () => {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
   const custom = kc.makeApiClient(CustomObjectsApi);
   for (let i = 0; i < 5; i++) {
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: WATCHED_IMAGE.plural,
-      namespace,
-      body: {
-        apiVersion: API_VERSION,
-        kind: WATCHED_IMAGE.kind,
-        metadata: { name: `wi-${i}` },
-        spec: { image: `example.com/team/app-${i}:v1` },
-      },
-    });
+    await createWatchedImage({ custom }, namespace, `wi-${i}`, { image: `example.com/team/app-${i}:v1` });
   }
 });
 

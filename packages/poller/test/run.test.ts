@@ -29,21 +29,23 @@ import {
   type Condition,
   createLogger,
   FIELD_MANAGER,
-  GROUP,
-  IMAGE_UPDATE,
-  type ImageUpdate,
   imageUpdateName,
   kubeTime,
   LABEL,
   loadKubeConfig,
   shortDigest,
-  VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import { pushImage, pushTestImage } from '../../../scripts/lib/images.ts';
+import {
+  createWatchedImage,
+  getWatchedImage,
+  listImageUpdates,
+  WI,
+} from '../../../test/support/controller-fixtures.ts';
 import { installCrds } from '../../../test/support/crds.ts';
 import { KubePollerCluster, type PollerCluster } from '../src/cluster.ts';
 import { RegistryClient, type RegistryHostOptions } from '../src/registry/index.ts';
@@ -61,6 +63,7 @@ const info = inject('localCluster');
 const { open, basic, token } = info.registries;
 const kc = loadKubeConfig(info.kubeconfig);
 const custom = kc.makeApiClient(CustomObjectsApi);
+const clients = { custom };
 const core = kc.makeApiClient(CoreV1Api);
 const apps = kc.makeApiClient(AppsV1Api);
 const cluster = new KubePollerCluster(kc);
@@ -68,8 +71,6 @@ const cluster = new KubePollerCluster(kc);
 const MINUTE = 60_000;
 /** Repositories of this file, so a rerun against a reused environment never meets old tags. */
 const repoPrefix = `poller-run-${randomBytes(3).toString('hex')}`;
-const wiApi = { group: GROUP, version: VERSION, plural: WATCHED_IMAGE.plural };
-const iuApi = { group: GROUP, version: VERSION, plural: IMAGE_UPDATE.plural };
 const serverSideApply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
 
 beforeAll(async () => {
@@ -87,29 +88,6 @@ async function namespace(prefix: string): Promise<string> {
 
 function repo(name: string): string {
   return `${repoPrefix}/${name}`;
-}
-
-async function createWatchedImage(
-  ns: string,
-  name: string,
-  spec: Partial<WatchedImage['spec']> & { image: string },
-): Promise<WatchedImage> {
-  return (await custom.createNamespacedCustomObject({
-    ...wiApi,
-    namespace: ns,
-    body: { apiVersion: API_VERSION, kind: WATCHED_IMAGE.kind, metadata: { name }, spec },
-  })) as WatchedImage;
-}
-
-async function getWatchedImage(ns: string, name: string): Promise<WatchedImage> {
-  return (await custom.getNamespacedCustomObject({ ...wiApi, namespace: ns, name })) as WatchedImage;
-}
-
-async function listUpdates(ns: string): Promise<ImageUpdate[]> {
-  const list = (await custom.listNamespacedCustomObject({ ...iuApi, namespace: ns })) as {
-    items: ImageUpdate[];
-  };
-  return list.items.sort(byName);
 }
 
 function condition(wi: WatchedImage, type: string): Condition | undefined {
@@ -239,9 +217,6 @@ function clusterWith(overrides: Partial<PollerCluster>): PollerCluster {
   };
 }
 
-const byName = <T extends { metadata?: { name?: string } }>(a: T, b: T) =>
-  a.metadata!.name!.localeCompare(b.metadata!.name!);
-
 async function closedPort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer().listen(0, '127.0.0.1', () => {
@@ -262,7 +237,7 @@ describe('baselines and changes', () => {
   it('first sight records the baseline and creates no ImageUpdate', async () => {
     const ns = await namespace('first-sight');
     const digest = await pushImage({ info, repository: repo('first'), tag: 'stable' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('first')}:stable` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('first')}:stable` });
     const at = Date.now();
 
     const { summary, stats } = await poll(ns, { at });
@@ -277,7 +252,7 @@ describe('baselines and changes', () => {
     });
     expect(stats).toMatchObject({ head: 1, get: 0, token: 0 });
 
-    const wi = await getWatchedImage(ns, 'web');
+    const wi = await getWatchedImage(clients, ns, 'web');
     expect(wi.status).toMatchObject({
       digest,
       shortDigest: shortDigest(digest),
@@ -291,15 +266,17 @@ describe('baselines and changes', () => {
       observedGeneration: wi.metadata.generation,
     });
     expect(condition(wi, 'Resolved')!.message).toContain(digest);
-    expect(await listUpdates(ns)).toEqual([]);
+    expect(await listImageUpdates(clients, ns)).toEqual([]);
   });
 
   it('a re-pushed tag gives exactly one ImageUpdate and moves the baseline; an unchanged tag gives none', async () => {
     const ns = await namespace('repush');
     const first = await pushImage({ info, repository: repo('repush'), tag: 'v1' });
     const steady = await pushImage({ info, repository: repo('steady'), tag: 'v1' });
-    const created = await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('repush')}:v1` });
-    await createWatchedImage(ns, 'steady', { image: `${open.host}/${repo('steady')}:v1` });
+    const created = await createWatchedImage(clients, ns, 'web', {
+      image: `${open.host}/${repo('repush')}:v1`,
+    });
+    await createWatchedImage(clients, ns, 'steady', { image: `${open.host}/${repo('steady')}:v1` });
     const t0 = Date.now();
     expect((await poll(ns, { at: t0 })).summary).toMatchObject({ baselined: 2, imageUpdatesCreated: 0 });
 
@@ -309,7 +286,7 @@ describe('baselines and changes', () => {
     const changed = await poll(ns, { at: t1 });
     expect(changed.summary).toMatchObject({ checked: 2, changed: 1, unchanged: 1, imageUpdatesCreated: 1 });
 
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     expect(updates).toHaveLength(1);
     const update = updates[0]!;
     expect(update.metadata!.name).toBe(imageUpdateName('web', second));
@@ -330,13 +307,13 @@ describe('baselines and changes', () => {
       toDigest: second,
     });
 
-    const web = await getWatchedImage(ns, 'web');
+    const web = await getWatchedImage(clients, ns, 'web');
     expect(web.status).toMatchObject({ digest: second, shortDigest: shortDigest(second) });
     expect(Date.parse(web.status!.lastChangedTime!)).toBe(t1);
     expect(condition(web, 'Resolved')!.message).toBe(
       `${open.host}/${repo('repush')}:v1 moved from ${first} to ${second}`,
     );
-    const unchanged = await getWatchedImage(ns, 'steady');
+    const unchanged = await getWatchedImage(clients, ns, 'steady');
     expect(unchanged.status).toMatchObject({ digest: steady });
     expect(Date.parse(unchanged.status!.lastChangedTime!)).toBe(t0);
     expect(Date.parse(unchanged.status!.lastCheckedTime!)).toBe(t1);
@@ -346,13 +323,18 @@ describe('baselines and changes', () => {
     expect(again.summary).toMatchObject({ notDue: 2, checked: 0, imageUpdatesCreated: 0 });
     const later = await poll(ns, { at: t1 + 6 * MINUTE });
     expect(later.summary).toMatchObject({ checked: 2, unchanged: 2, changed: 0, imageUpdatesCreated: 0 });
-    expect((await listUpdates(ns)).map((u) => u.metadata!.name)).toEqual([update.metadata!.name]);
+    expect((await listImageUpdates(clients, ns)).map((u) => u.metadata!.name)).toEqual([
+      update.metadata!.name,
+    ]);
   });
 
   it('respects spec.interval: not due right after a check, checked once the interval has passed', async () => {
     const ns = await namespace('interval');
     const digest = await pushImage({ info, repository: repo('interval'), tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('interval')}:v1`, interval: '10m' });
+    await createWatchedImage(clients, ns, 'web', {
+      image: `${open.host}/${repo('interval')}:v1`,
+      interval: '10m',
+    });
     const t0 = Date.now();
     expect((await poll(ns, { at: t0 })).summary).toMatchObject({ checked: 1, baselined: 1 });
 
@@ -361,12 +343,12 @@ describe('baselines and changes', () => {
     expect(soon.stats.total).toBe(0);
     const early = await poll(ns, { at: t0 + 9 * MINUTE });
     expect(early.summary).toMatchObject({ notDue: 1, checked: 0 });
-    expect(Date.parse((await getWatchedImage(ns, 'web')).status!.lastCheckedTime!)).toBe(t0);
+    expect(Date.parse((await getWatchedImage(clients, ns, 'web')).status!.lastCheckedTime!)).toBe(t0);
 
     const due = await poll(ns, { at: t0 + 10 * MINUTE });
     expect(due.summary).toMatchObject({ notDue: 0, checked: 1, unchanged: 1 });
     expect(due.stats.head).toBe(1);
-    const wi = await getWatchedImage(ns, 'web');
+    const wi = await getWatchedImage(clients, ns, 'web');
     expect(Date.parse(wi.status!.lastCheckedTime!)).toBe(t0 + 10 * MINUTE);
     expect(wi.status!.digest).toBe(digest);
   });
@@ -374,14 +356,14 @@ describe('baselines and changes', () => {
   it('tracks a multi-arch tag by its index digest, the one crane reports', async () => {
     const ns = await namespace('multi-arch');
     const pushed = await pushTestImage({ info, repository: repo('multi'), tag: 'v1', multiArch: true });
-    await createWatchedImage(ns, 'multi', { image: `${open.host}/${repo('multi')}:v1` });
+    await createWatchedImage(clients, ns, 'multi', { image: `${open.host}/${repo('multi')}:v1` });
     await poll(ns);
     const { stdout } = await exec(join(info.binDir, 'crane'), [
       'digest',
       '--insecure',
       `${open.host}/${repo('multi')}:v1`,
     ]);
-    const wi = await getWatchedImage(ns, 'multi');
+    const wi = await getWatchedImage(clients, ns, 'multi');
     expect(wi.status!.digest).toBe(stdout.trim());
     expect(wi.status!.digest).toBe(pushed.digest);
     expect(pushed.platforms.map((p) => p.digest)).not.toContain(wi.status!.digest);
@@ -391,12 +373,12 @@ describe('baselines and changes', () => {
     const ns = await namespace('retarget');
     await pushImage({ info, repository: repo('retarget'), tag: 'v1' });
     const v2 = await pushImage({ info, repository: repo('retarget'), tag: 'v2' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('retarget')}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('retarget')}:v1` });
     const t0 = Date.now();
     await poll(ns, { at: t0 });
     await custom.patchNamespacedCustomObject(
       {
-        ...wiApi,
+        ...WI,
         namespace: ns,
         name: 'web',
         body: { spec: { image: `${open.host}/${repo('retarget')}:v2` } },
@@ -406,16 +388,16 @@ describe('baselines and changes', () => {
     // Not an interval later: a new image is checked at once.
     const { summary } = await poll(ns, { at: t0 + 1000 });
     expect(summary).toMatchObject({ baselined: 1, changed: 0, imageUpdatesCreated: 0 });
-    const wi = await getWatchedImage(ns, 'web');
+    const wi = await getWatchedImage(clients, ns, 'web');
     expect(wi.status).toMatchObject({ digest: v2, resolvedImage: `${open.host}/${repo('retarget')}:v2` });
-    expect(await listUpdates(ns)).toEqual([]);
+    expect(await listImageUpdates(clients, ns)).toEqual([]);
   });
 
   it('gives each move of a tag that goes A → B → A → B its own ImageUpdate, with distinct names', async () => {
     const ns = await namespace('flip-flop');
     const repository = repo('flip');
     const a = await pushImage({ info, repository, tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repository}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repository}:v1` });
     const t0 = Date.now();
     await poll(ns, { at: t0 });
     const b = await pushImage({ info, repository, tag: 'v1' });
@@ -430,14 +412,14 @@ describe('baselines and changes', () => {
       imageUpdatesCreated: 0,
     });
 
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     const expected = [
       [imageUpdateName('web', b), a, b],
       [imageUpdateName('web', a), b, a],
       [`${imageUpdateName('web', b)}-2`, a, b],
     ].sort((x, y) => x[0]!.localeCompare(y[0]!));
     expect(updates.map((u) => [u.metadata!.name, u.spec.fromDigest, u.spec.toDigest])).toEqual(expected);
-    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(b);
+    expect((await getWatchedImage(clients, ns, 'web')).status!.digest).toBe(b);
   });
 
   it('on first sight, gives a Deployment pinned to another digest an ImageUpdate to the baseline', async () => {
@@ -448,33 +430,33 @@ describe('baselines and changes', () => {
     const same = await pushImage({ info, repository: repo('pinned-same'), tag: 'v1' });
     await createDeployment(ns, 'web', `${open.host}/${repository}:v1@${old}`);
     await createDeployment(ns, 'api', `${open.host}/${repo('pinned-same')}:v1@${same}`);
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repository}:v1` });
-    await createWatchedImage(ns, 'api', { image: `${open.host}/${repo('pinned-same')}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repository}:v1` });
+    await createWatchedImage(clients, ns, 'api', { image: `${open.host}/${repo('pinned-same')}:v1` });
     const t0 = Date.now();
 
     const { summary } = await poll(ns, { at: t0 });
     expect(summary).toMatchObject({ baselined: 2, imageUpdatesCreated: 1 });
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     expect(updates).toHaveLength(1);
     expect(updates[0]!.metadata!.name).toBe(imageUpdateName('web', current));
     expect(updates[0]!.spec).toMatchObject({ watchedImage: 'web', fromDigest: old, toDigest: current });
-    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(current);
-    expect((await getWatchedImage(ns, 'api')).status!.digest).toBe(same);
+    expect((await getWatchedImage(clients, ns, 'web')).status!.digest).toBe(current);
+    expect((await getWatchedImage(clients, ns, 'api')).status!.digest).toBe(same);
 
     expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary).toMatchObject({
       unchanged: 2,
       imageUpdatesCreated: 0,
     });
-    expect(await listUpdates(ns)).toHaveLength(1);
+    expect(await listImageUpdates(clients, ns)).toHaveLength(1);
   });
 
   it('--dry-run resolves and reports but writes nothing', async () => {
     const ns = await namespace('dry-run');
     await pushImage({ info, repository: repo('dry'), tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('dry')}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('dry')}:v1` });
     const { summary } = await poll(ns, { dryRun: true });
     expect(summary).toMatchObject({ checked: 1, baselined: 1 });
-    expect((await getWatchedImage(ns, 'web')).status).toBeUndefined();
+    expect((await getWatchedImage(clients, ns, 'web')).status).toBeUndefined();
   });
 });
 
@@ -506,7 +488,7 @@ describe('credentials', () => {
     it.each(sources)('resolves with credentials from %s', async (source) => {
       const ns = await namespace(`creds-${name}`);
       const { username, password } = endpoint as { username: string; password: string };
-      const spec: Parameters<typeof createWatchedImage>[2] = { image: image() };
+      const spec: Parameters<typeof createWatchedImage>[3] = { image: image() };
       if (source === 'spec.pullSecrets (dockerconfigjson)') {
         await core.createNamespacedSecret({
           namespace: ns,
@@ -537,11 +519,11 @@ describe('credentials', () => {
         });
         spec.pullSecrets = [{ name: 'legacy' }];
       }
-      await createWatchedImage(ns, 'private', spec);
+      await createWatchedImage(clients, ns, 'private', spec);
 
       const { summary, stats, logs } = await poll(ns);
       expect(summary).toMatchObject({ checked: 1, baselined: 1, failed: 0 });
-      const wi = await getWatchedImage(ns, 'private');
+      const wi = await getWatchedImage(clients, ns, 'private');
       expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True', reason: 'Resolved' });
       expect(wi.status!.digest).toBe(digests[name]);
       if (name === 'token') expect(stats).toMatchObject({ token: 1, head: 2, get: 0 });
@@ -554,10 +536,10 @@ describe('credentials', () => {
     it('without credentials: Resolved False, Unauthorized, saying to add a pullSecret', async () => {
       const ns = await namespace(`anon-${name}`);
       await createDeployment(ns, 'app', image());
-      await createWatchedImage(ns, 'private', { image: image() });
+      await createWatchedImage(clients, ns, 'private', { image: image() });
       const { summary } = await poll(ns);
       expect(summary).toMatchObject({ checked: 1, failed: 1, baselined: 0 });
-      const wi = await getWatchedImage(ns, 'private');
+      const wi = await getWatchedImage(clients, ns, 'private');
       expect(wi.status!.digest).toBeUndefined();
       expect(wi.status!.lastCheckedTime).toBeDefined();
       const resolved = condition(wi, 'Resolved')!;
@@ -574,9 +556,12 @@ describe('credentials', () => {
         namespace: ns,
         body: dockerConfigJsonSecret('registry', endpoint.host, endpoint.username!, 'not-the-password-42'),
       });
-      await createWatchedImage(ns, 'private', { image: image(), pullSecrets: [{ name: 'registry' }] });
+      await createWatchedImage(clients, ns, 'private', {
+        image: image(),
+        pullSecrets: [{ name: 'registry' }],
+      });
       const { logs } = await poll(ns);
-      const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+      const resolved = condition(await getWatchedImage(clients, ns, 'private'), 'Resolved')!;
       expect(resolved).toMatchObject({ status: 'False', reason: 'Unauthorized' });
       expect(resolved.message).toContain(`credentials for ${endpoint.host} were rejected`);
       expect(resolved.message).not.toContain('not-the-password-42');
@@ -587,7 +572,7 @@ describe('credentials', () => {
   it('a failed first check waits for the interval like any other, unless the spec is edited', async () => {
     const ns = await namespace('retry-failed');
     const image = `${token.host}/${repo('private-token')}:v1`;
-    await createWatchedImage(ns, 'private', { image });
+    await createWatchedImage(clients, ns, 'private', { image });
     const t0 = Date.now();
     expect((await poll(ns, { at: t0 })).summary).toMatchObject({ failed: 1 });
     // No baseline yet, but asking again a minute later would only burn the registry's rate limit.
@@ -601,26 +586,26 @@ describe('credentials', () => {
       body: dockerConfigJsonSecret('registry', token.host, token.username!, token.password!),
     });
     await custom.patchNamespacedCustomObject(
-      { ...wiApi, namespace: ns, name: 'private', body: { spec: { pullSecrets: [{ name: 'registry' }] } } },
+      { ...WI, namespace: ns, name: 'private', body: { spec: { pullSecrets: [{ name: 'registry' }] } } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     const fixed = await poll(ns, { at: t0 + MINUTE + 1000 });
     expect(fixed.summary).toMatchObject({ checked: 1, baselined: 1, failed: 0 });
-    const wi = await getWatchedImage(ns, 'private');
+    const wi = await getWatchedImage(clients, ns, 'private');
     expect(wi.status!.digest).toBe(digests.token);
     expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True', observedGeneration: 2 });
   });
 
   it('a spec.pullSecrets entry naming a missing Secret fails clearly, without asking the registry', async () => {
     const ns = await namespace('missing-secret');
-    await createWatchedImage(ns, 'private', {
+    await createWatchedImage(clients, ns, 'private', {
       image: `${basic.host}/${repo('private-basic')}:v1`,
       pullSecrets: [{ name: 'nope' }],
     });
     const { summary, stats } = await poll(ns);
     expect(summary).toMatchObject({ watchedImages: 1, checked: 1, failed: 1, resolutions: 0 });
     expect(stats.total).toBe(0);
-    const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+    const resolved = condition(await getWatchedImage(clients, ns, 'private'), 'Resolved')!;
     expect(resolved).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
     expect(resolved.message).toBe(
       `pull secret "nope" named in spec.pullSecrets does not exist in namespace ${ns}`,
@@ -633,12 +618,12 @@ describe('credentials', () => {
       namespace: ns,
       body: { metadata: { name: 'opaque' }, type: 'Opaque', data: { password: b64('x') } },
     });
-    await createWatchedImage(ns, 'private', {
+    await createWatchedImage(clients, ns, 'private', {
       image: `${basic.host}/${repo('private-basic')}:v1`,
       pullSecrets: [{ name: 'opaque' }],
     });
     await poll(ns);
-    const resolved = condition(await getWatchedImage(ns, 'private'), 'Resolved')!;
+    const resolved = condition(await getWatchedImage(clients, ns, 'private'), 'Resolved')!;
     expect(resolved).toMatchObject({ status: 'False', reason: 'InvalidCredentials' });
     expect(resolved.message).toContain(`pull secret ${ns}/opaque: type is Opaque`);
   });
@@ -648,9 +633,9 @@ describe('registry failures', () => {
   it('a missing tag: NotFound', async () => {
     const ns = await namespace('not-found');
     await pushImage({ info, repository: repo('exists'), tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('exists')}:no-such-tag` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('exists')}:no-such-tag` });
     expect((await poll(ns)).summary).toMatchObject({ checked: 1, failed: 1 });
-    const resolved = condition(await getWatchedImage(ns, 'web'), 'Resolved')!;
+    const resolved = condition(await getWatchedImage(clients, ns, 'web'), 'Resolved')!;
     expect(resolved).toMatchObject({ status: 'False', reason: 'NotFound' });
     expect(resolved.message).toContain(
       `${open.host}/${repo('exists')}:no-such-tag not found on ${open.host}`,
@@ -660,10 +645,10 @@ describe('registry failures', () => {
   it('an unreachable registry (closed port): RegistryUnreachable', async () => {
     const ns = await namespace('unreachable');
     const host = `127.0.0.1:${await closedPort()}`;
-    await createWatchedImage(ns, 'web', { image: `${host}/acme/web:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${host}/acme/web:v1` });
     const { summary } = await poll(ns, { registries: hostOptions({ [host]: { plainHttp: true } }) });
     expect(summary).toMatchObject({ checked: 1, failed: 1 });
-    const resolved = condition(await getWatchedImage(ns, 'web'), 'Resolved')!;
+    const resolved = condition(await getWatchedImage(clients, ns, 'web'), 'Resolved')!;
     expect(resolved).toMatchObject({ status: 'False', reason: 'RegistryUnreachable' });
     expect(resolved.message).toContain(`connection to ${host} refused`);
   });
@@ -685,7 +670,7 @@ describe('registry failures', () => {
     for (const [name, image] of Object.entries(images)) {
       const repository = image.slice(image.indexOf('/') + 1, image.lastIndexOf(':'));
       baseline[name] = await pushImage({ info, repository, tag: 'v1' });
-      await createWatchedImage(ns, name, { image });
+      await createWatchedImage(clients, ns, name, { image });
     }
     const registries = hostOptions(
       Object.fromEntries([p503!, p429!, pNoDigest!].map((p) => [p.host, { plainHttp: true }])),
@@ -711,7 +696,7 @@ describe('registry failures', () => {
     expect(stats.get).toBe(1); // the GET fallback of the image without Docker-Content-Digest
 
     const read = async (name: string) => {
-      const wi = await getWatchedImage(ns, name);
+      const wi = await getWatchedImage(clients, ns, name);
       expect(wi.status!.digest, `${name} keeps its baseline`).toBe(
         name === 'healthy' ? moved : baseline[name],
       );
@@ -737,14 +722,14 @@ describe('registry failures', () => {
     expect(pNoDigest!.requests.map((r) => r.method)).toEqual(['HEAD', 'GET']);
 
     expect(await read('healthy')).toMatchObject({ status: 'True', reason: 'Resolved' });
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     expect(updates.map((u) => u.spec.watchedImage)).toEqual(['healthy']);
 
     // Once the registries recover, Resolved flips back to True, with a new lastTransitionTime.
     for (const p of [p503!, p429!, pNoDigest!]) p.mode = { kind: 'pass' };
     const t2 = t1 + 6 * MINUTE;
     expect((await poll(ns, { at: t2, registries })).summary).toMatchObject({ failed: 0, unchanged: 5 });
-    const recovered = condition(await getWatchedImage(ns, 'unavailable'), 'Resolved')!;
+    const recovered = condition(await getWatchedImage(clients, ns, 'unavailable'), 'Resolved')!;
     expect(recovered).toMatchObject({ status: 'True', lastTransitionTime: kubeTime(new Date(t2)) });
   });
 });
@@ -753,7 +738,7 @@ describe('status ownership', () => {
   it("leaves the controller's status fields alone (server-side apply, own field manager)", async () => {
     const ns = await namespace('ownership');
     await pushImage({ info, repository: repo('owned'), tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('owned')}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('owned')}:v1` });
     const ready: Condition = {
       type: 'Ready',
       status: 'True',
@@ -765,7 +750,7 @@ describe('status ownership', () => {
     const controllerApply = (status: Record<string, unknown>) =>
       custom.patchNamespacedCustomObjectStatus(
         {
-          ...wiApi,
+          ...WI,
           namespace: ns,
           name: 'web',
           body: {
@@ -786,7 +771,7 @@ describe('status ownership', () => {
     await pushImage({ info, repository: repo('owned'), tag: 'v1' });
     await poll(ns, { at: t0 + 6 * MINUTE }); // a change: the poller writes every one of its fields
 
-    const wi = await getWatchedImage(ns, 'web');
+    const wi = await getWatchedImage(clients, ns, 'web');
     expect(wi.status).toMatchObject({ workloadCount: 3, latestUpdate: 'web-0123456789' });
     expect(condition(wi, 'Ready')).toEqual(ready);
     expect(condition(wi, 'Resolved')).toMatchObject({ status: 'True' });
@@ -806,7 +791,7 @@ describe('status ownership', () => {
       workloadCount: 2,
       conditions: [{ ...ready, message: 'watching 2 workload(s)' }],
     });
-    const after = await getWatchedImage(ns, 'web');
+    const after = await getWatchedImage(clients, ns, 'web');
     expect(after.status!.digest).toBe(wi.status!.digest);
     expect(condition(after, 'Resolved')).toEqual(condition(wi, 'Resolved'));
   });
@@ -818,7 +803,7 @@ describe('idempotence', () => {
     const names = ['a', 'b', 'c'];
     for (const name of names) {
       await pushImage({ info, repository: repo(`concurrent-${name}`), tag: 'v1' });
-      await createWatchedImage(ns, name, { image: `${open.host}/${repo(`concurrent-${name}`)}:v1` });
+      await createWatchedImage(clients, ns, name, { image: `${open.host}/${repo(`concurrent-${name}`)}:v1` });
     }
     const t0 = Date.now();
     await poll(ns, { at: t0 });
@@ -844,19 +829,20 @@ describe('idempotence', () => {
     const runs = await Promise.all([poll(ns, { at, cluster: racing }), poll(ns, { at, cluster: racing })]);
     expect(runs.map((r) => r.summary.changed)).toEqual([3, 3]);
     expect(runs[0]!.summary.imageUpdatesCreated + runs[1]!.summary.imageUpdatesCreated).toBe(3);
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     expect(updates.map((u) => u.metadata!.name)).toEqual(
       names.map((n) => imageUpdateName(n, moved[n]!)).sort((x, y) => x.localeCompare(y)),
     );
-    for (const name of names) expect((await getWatchedImage(ns, name)).status!.digest).toBe(moved[name]);
+    for (const name of names)
+      expect((await getWatchedImage(clients, ns, name)).status!.digest).toBe(moved[name]);
   });
 
   it('a run killed between the ImageUpdate and the status write: the next run adds nothing and moves the baseline', async () => {
     const ns = await namespace('killed');
     const first = await pushImage({ info, repository: repo('killed'), tag: 'v1' });
     await pushImage({ info, repository: repo('killed-other'), tag: 'v1' });
-    await createWatchedImage(ns, 'web', { image: `${open.host}/${repo('killed')}:v1` });
-    await createWatchedImage(ns, 'other', { image: `${open.host}/${repo('killed-other')}:v1` });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('killed')}:v1` });
+    await createWatchedImage(clients, ns, 'other', { image: `${open.host}/${repo('killed-other')}:v1` });
     const t0 = Date.now();
     await poll(ns, { at: t0 });
     const second = await pushImage({ info, repository: repo('killed'), tag: 'v1' });
@@ -870,8 +856,10 @@ describe('idempotence', () => {
     });
     const killed = await poll(ns, { at: t0 + 6 * MINUTE, cluster: dying });
     expect(killed.summary).toMatchObject({ changed: 1, imageUpdatesCreated: 1 });
-    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(first);
-    expect(Date.parse((await getWatchedImage(ns, 'other')).status!.lastCheckedTime!)).toBe(t0 + 6 * MINUTE);
+    expect((await getWatchedImage(clients, ns, 'web')).status!.digest).toBe(first);
+    expect(Date.parse((await getWatchedImage(clients, ns, 'other')).status!.lastCheckedTime!)).toBe(
+      t0 + 6 * MINUTE,
+    );
     expect(killed.logs.some((l) => l.includes('could not record the result') && l.includes('killed'))).toBe(
       true,
     );
@@ -879,11 +867,11 @@ describe('idempotence', () => {
     // web was never marked checked, so the next run takes it at once.
     const next = await poll(ns, { at: t0 + 6 * MINUTE + 1000 });
     expect(next.summary).toMatchObject({ checked: 1, notDue: 1, changed: 1, imageUpdatesCreated: 0 });
-    const updates = await listUpdates(ns);
+    const updates = await listImageUpdates(clients, ns);
     expect(updates.map((u) => [u.metadata!.name, u.spec.fromDigest, u.spec.toDigest])).toEqual([
       [imageUpdateName('web', second), first, second],
     ]);
-    expect((await getWatchedImage(ns, 'web')).status!.digest).toBe(second);
+    expect((await getWatchedImage(clients, ns, 'web')).status!.digest).toBe(second);
   });
 });
 
@@ -910,12 +898,18 @@ describe('request budget', () => {
     };
     await core.createNamespacedSecret({ namespace: ns, body: secret });
     const pullSecrets = [{ name: 'registries' }];
-    await createWatchedImage(ns, 'a', { image: `${open.host}/${repo('steady-a')}:v1` });
+    await createWatchedImage(clients, ns, 'a', { image: `${open.host}/${repo('steady-a')}:v1` });
     // Two WatchedImages of one reference: one lookup.
-    await createWatchedImage(ns, 'a2', { image: `${open.host}/${repo('steady-a')}:v1` });
-    await createWatchedImage(ns, 'b', { image: `${open.host}/${repo('steady-b')}:v1` });
-    await createWatchedImage(ns, 't', { image: `${token.host}/${repo('steady-t')}:v1`, pullSecrets });
-    await createWatchedImage(ns, 's', { image: `${basic.host}/${repo('steady-s')}:v1`, pullSecrets });
+    await createWatchedImage(clients, ns, 'a2', { image: `${open.host}/${repo('steady-a')}:v1` });
+    await createWatchedImage(clients, ns, 'b', { image: `${open.host}/${repo('steady-b')}:v1` });
+    await createWatchedImage(clients, ns, 't', {
+      image: `${token.host}/${repo('steady-t')}:v1`,
+      pullSecrets,
+    });
+    await createWatchedImage(clients, ns, 's', {
+      image: `${basic.host}/${repo('steady-s')}:v1`,
+      pullSecrets,
+    });
     const t0 = Date.now();
     expect((await poll(ns, { at: t0 })).summary).toMatchObject({ baselined: 5, resolutions: 4 });
 
@@ -926,7 +920,7 @@ describe('request budget', () => {
       // 4 references: 4 HEADs, plus one anonymous HEAD each to learn the basic and token challenges.
       expect(stats).toMatchObject({ head: 6, get: 0, token: 1 });
     }
-    expect(await listUpdates(ns)).toEqual([]);
+    expect(await listImageUpdates(clients, ns)).toEqual([]);
 
     // A client kept across runs (a long-lived caller) knows the challenges and holds the token: each
     // run's summary counts only its own requests, here one HEAD per reference.
@@ -954,7 +948,7 @@ describe('request budget, many references', () => {
     for (let r = 0; r < 3; r++) {
       for (let t = 0; t < 4; t++) {
         await pushImage({ info, registry: 'token', repository: repo(`budget-${r}`), tag: `t${t}` });
-        await createWatchedImage(ns, `wi-${r}-${t}`, {
+        await createWatchedImage(clients, ns, `wi-${r}-${t}`, {
           image: `${token.host}/${repo(`budget-${r}`)}:t${t}`,
           pullSecrets: [{ name: 'registry' }],
         });
@@ -1009,8 +1003,8 @@ describe('the CLI', () => {
       namespace: ns,
       body: dockerConfigJsonSecret('registry', basic.host, basic.username!, basic.password!),
     });
-    await createWatchedImage(ns, 'open', { image: `${open.host}/${repo('cli-open')}:v1` });
-    await createWatchedImage(ns, 'basic', {
+    await createWatchedImage(clients, ns, 'open', { image: `${open.host}/${repo('cli-open')}:v1` });
+    await createWatchedImage(clients, ns, 'basic', {
       image: `${basic.host}/${repo('cli-basic')}:v1`,
       pullSecrets: [{ name: 'registry' }],
     });
@@ -1044,8 +1038,8 @@ describe('the CLI', () => {
       resolutions: 2,
       requests: { head: 3, get: 0, token: 0, total: 3 },
     });
-    expect((await getWatchedImage(ns, 'open')).status!.digest).toBe(openDigest);
-    expect((await getWatchedImage(ns, 'basic')).status!.digest).toBe(basicDigest);
+    expect((await getWatchedImage(clients, ns, 'open')).status!.digest).toBe(openDigest);
+    expect((await getWatchedImage(clients, ns, 'basic')).status!.digest).toBe(basicDigest);
     expect(first.lines.join('\n')).not.toContain(basic.password!);
 
     const second = await cli(args);
