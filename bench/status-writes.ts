@@ -5,8 +5,9 @@
  *   scripts/local-cluster up --dir /tmp/env
  *   node --conditions=@kubewatcher/source bench/status-writes.ts --env /tmp/env [--count 1000] [--rounds 2]
  *
- * In a fresh namespace it creates `--count` WatchedImages, gives each a poller-like status with a
- * server-side apply (the baseline), then, `--rounds` times: a server-side apply that changes only
+ * It installs the CRDs (a server-side apply, nothing changes when they are current). In a fresh
+ * namespace it creates `--count` WatchedImages, gives each a poller-like status with a server-side
+ * apply (the baseline), then, `--rounds` times: a server-side apply that changes only
  * `lastCheckedTime` (what a steady-state check sends), a JSON merge patch of `lastCheckedTime` alone,
  * and a server-side apply again after it (the field's owner changed in between). Eight writes are in
  * flight at once, as in a poller run. Per round: wall time, and the CPU milliseconds kube-apiserver and
@@ -14,15 +15,10 @@
  */
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import {
-  API_VERSION,
-  FIELD_MANAGER,
-  GROUP,
-  loadKubeConfig,
-  VERSION,
-  WATCHED_IMAGE,
-} from '../packages/shared/src/index.ts';
+import { API_VERSION, FIELD_MANAGER, loadKubeConfig, WATCHED_IMAGE } from '../packages/shared/src/index.ts';
 import { findRunningLocalCluster } from '../scripts/lib/local-cluster.ts';
+import { createWatchedImage, WI } from '../test/support/controller-fixtures.ts';
+import { installCrds } from '../test/support/crds.ts';
 import { componentPid, readProcessUsage } from './process-usage.ts';
 
 const { values: args } = parseArgs({
@@ -59,7 +55,7 @@ const kc = loadKubeConfig(info.kubeconfig);
 const custom = kc.makeApiClient(CustomObjectsApi);
 const core = kc.makeApiClient(CoreV1Api);
 const namespace = `status-writes-${Date.now().toString(36)}`;
-const target = { group: GROUP, version: VERSION, plural: WATCHED_IMAGE.plural, namespace };
+const target = { ...WI, namespace };
 const nameOf = (i: number) => `img-${i}`;
 
 /** Runs `write` for every index, IN_FLIGHT at a time. */
@@ -134,17 +130,12 @@ async function measure(label: string, write: (i: number) => Promise<unknown>): P
   );
 }
 
+await installCrds(info, 'kubewatcher-bench');
 await core.createNamespace({ body: { metadata: { name: namespace } } });
 try {
   await forEach((i) =>
-    custom.createNamespacedCustomObject({
-      ...target,
-      body: {
-        apiVersion: API_VERSION,
-        kind: WATCHED_IMAGE.kind,
-        metadata: { name: nameOf(i), namespace },
-        spec: { image: `registry.example.com/team/app${i % 100}:v1` },
-      },
+    createWatchedImage({ custom }, namespace, nameOf(i), {
+      image: `registry.example.com/team/app${i % 100}:v1`,
     }),
   );
   const at = (round: number, minute: number) =>
