@@ -35,3 +35,11 @@ export interface LocalClusterInfo {
     token: RegistryEndpoint & { tokenRealm: string; tokenService: string };
   };
 }
+
+// What the test global setup (scripts/lib/test-global-setup.ts) provides to every test file, declared
+// here, beside the type, so each file that imports it can `inject('localCluster')`.
+declare module 'vitest' {
+  interface ProvidedContext {
+    localCluster: LocalClusterInfo;
+  }
+}

@@ -11,14 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
-import type { LocalClusterInfo } from './cluster-info.ts';
 import { findRunningLocalCluster, startLocalCluster } from './local-cluster.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const say = (line: string) => console.error(`[local-cluster] ${line}`);

@@ -6,7 +6,6 @@
 import { Watch } from '@kubernetes/client-node';
 import { ANNOTATION, type ImageUpdate } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import {
   type Clients,
   ControllerProcess,
@@ -28,12 +27,6 @@ import {
   until,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const info = inject('localCluster');
 let clients: Clients;

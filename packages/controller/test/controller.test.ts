@@ -7,7 +7,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { ANNOTATION, type ImageUpdate, type ImageUpdateStatus } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import {
   approve,
   type Clients,
@@ -35,12 +34,6 @@ import {
 } from '../../../test/support/controller-fixtures.ts';
 import { ControllerWriter } from '../src/cluster.ts';
 import { type RunningController, startController } from './controller-harness.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const info = inject('localCluster');
 let clients: Clients;

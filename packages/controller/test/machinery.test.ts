@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto';
 import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { createLogger, loadKubeConfig } from '@kubewatcher/shared';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import {
   coordinationLeaseClient,
   type EventHandler,
@@ -18,12 +17,6 @@ import {
   type ListWatchSource,
   type RestartReason,
 } from '../src/machinery/index.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const cluster = inject('localCluster');
 const kc = loadKubeConfig(cluster.kubeconfig);

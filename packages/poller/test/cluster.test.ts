@@ -7,16 +7,9 @@ import tls from 'node:tls';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '@kubewatcher/shared';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import { createWatchedImage } from '../../../test/support/controller-fixtures.ts';
 import { installCrds } from '../../../test/support/crds.ts';
 import { KubePollerCluster } from '../src/cluster.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const info = inject('localCluster');
 const kc = loadKubeConfig(info.kubeconfig);

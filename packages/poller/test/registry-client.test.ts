@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { normalizeReference } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../../../scripts/lib/images.ts';
 import {
   MANIFEST_ACCEPT,
@@ -20,12 +19,6 @@ import {
   type ResolveResult,
 } from '../src/registry/index.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const run = promisify(execFile);
 const info = inject('localCluster');

@@ -38,7 +38,6 @@ import {
   type WatchedImage,
 } from '@kubewatcher/shared';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalClusterInfo } from '../../../scripts/lib/cluster-info.ts';
 import { pushImage, pushTestImage } from '../../../scripts/lib/images.ts';
 import {
   createWatchedImage,
@@ -51,12 +50,6 @@ import { KubePollerCluster, type PollerCluster } from '../src/cluster.ts';
 import { RegistryClient, type RegistryHostOptions } from '../src/registry/index.ts';
 import { type RunSummary, runPoll } from '../src/run.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
-
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
 
 const exec = promisify(execFile);
 const info = inject('localCluster');

@@ -37,12 +37,6 @@ import {
 } from '../src/index.ts';
 import { loadKubeConfig } from '../src/kube.ts';
 
-declare module 'vitest' {
-  interface ProvidedContext {
-    localCluster: LocalClusterInfo;
-  }
-}
-
 const run = promisify(execFile);
 const crdsDir = fileURLToPath(new URL('../../../crds/', import.meta.url));
 const API_VERSION = `${GROUP}/${VERSION}`;
