@@ -30,6 +30,7 @@ describe('requestJson', () => {
     });
     req.on('end', () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      if (req.url?.startsWith('/hang')) return; // never answers
       res.writeHead(reply.status, { 'content-type': 'application/json', 'audit-id': 'a1' });
       res.end(reply.body);
     });
@@ -90,6 +91,14 @@ describe('requestJson', () => {
     expect(err.message).toContain('GET /api/v1/namespaces/a: the object has been modified');
     expect(JSON.stringify(err)).not.toContain('secret-token');
     expect(err.message).not.toContain('secret-token');
+  });
+
+  it('gives up after timeoutMs on a server that never answers', async () => {
+    const err = await requestJson(kc, { method: 'GET', path: '/hang', timeoutMs: 200 }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.name).toBe('TimeoutError');
   });
 
   it('keeps a body that is not JSON as text', async () => {

@@ -52,11 +52,14 @@ export interface JsonRequest {
   /** Sent as JSON (also valid YAML, so it serves `application/apply-patch+yaml`). */
   body?: unknown;
   contentType?: string;
+  /** Abort the request (connection, response and body) after this long. */
+  timeoutMs?: number;
 }
 
 /**
  * One JSON request to the API server with `kc`'s credentials and pooled connection, without
- * client-node's generated client: for the hot path of a status write per WatchedImage per poller run.
+ * client-node's generated client: for hot paths (a status write per WatchedImage per poller run) and
+ * for the informers' lists, which want the server's JSON as it is (timestamps as strings).
  * Measured against the local API server (3,000 GETs, 8 in flight): the generated client spends 0.67 to
  * 0.88 ms of CPU per call (request context, serializer, WHATWG fetch), this path 0.39 ms. Failures throw
  * client-node's ApiException with the response's code, Status body and headers, as the generated client
@@ -77,6 +80,7 @@ export async function requestJson(kc: KubeConfig, req: JsonRequest): Promise<unk
     ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
     // client-node's dispatcher is undici's Agent too, typed from its own copy of undici.
     dispatcher: context.getDispatcher() as unknown as UndiciDispatcher | undefined,
+    ...(req.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(req.timeoutMs) }),
   });
   const text = await response.body.text();
   let body: unknown = text;

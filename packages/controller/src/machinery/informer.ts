@@ -1,14 +1,11 @@
 import {
-  ApiException,
-  createConfiguration,
-  HttpMethod,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
   ListWatch,
-  ServerConfiguration,
   Watch,
 } from '@kubernetes/client-node';
+import { requestJson } from '@kubewatcher/shared';
 import { type Clock, jitter, sleep, systemClock, type TimerHandle } from './clock.ts';
 import { errorFields, type LeveledLogger, silentLogger } from './logger.ts';
 
@@ -79,9 +76,7 @@ export function kubeConfigSource(
   kc: KubeConfig,
   opts: { pageSize?: number; listTimeoutMs?: number; watchTimeoutMs?: number } = {},
 ): ListWatchSource {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('no current cluster in the kubeconfig');
-  const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
+  if (!kc.getCurrentCluster()) throw new Error('no current cluster in the kubeconfig');
   const watcher = new Watch(kc);
   // client-node ends a watch after 30 s without data, but the API server sends bookmarks about once a
   // minute: every quiet watch was re-opened twice a minute. 90 s outlasts a bookmark's interval and
@@ -90,25 +85,21 @@ export function kubeConfigSource(
   // that it still takes effect).
   (watcher as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchTimeoutMs ?? 90_000;
   const pageSize = opts.pageSize ?? 500;
+  // A hung list must not hang the informer: time it out like the watch's inactivity timeout.
   const listTimeoutMs = opts.listTimeoutMs ?? 60_000;
 
-  async function listPage(path: string, query: ListQuery, cont?: string) {
-    const ctx = config.baseServer.makeRequestContext(path, HttpMethod.GET);
-    ctx.setHeaderParam('Accept', 'application/json');
-    if (query.labelSelector) ctx.setQueryParam('labelSelector', query.labelSelector);
-    if (query.fieldSelector) ctx.setQueryParam('fieldSelector', query.fieldSelector);
-    ctx.setQueryParam('limit', String(pageSize));
-    if (cont) ctx.setQueryParam('continue', cont);
-    await kc.applySecurityAuthentication(ctx);
-    // A hung list must not hang the informer: time it out like the watch's inactivity timeout.
-    ctx.setSignal(AbortSignal.timeout(listTimeoutMs));
-    const res = await config.httpApi.send(ctx).toPromise();
-    const body = await res.body.text();
-    if (res.httpStatusCode !== 200) {
-      throw new ApiException(res.httpStatusCode, `list ${path} failed`, body, res.headers);
-    }
-    return JSON.parse(body) as KubernetesListObject<KubernetesObject>;
-  }
+  const listPage = async (path: string, query: ListQuery, cont?: string) =>
+    (await requestJson(kc, {
+      method: 'GET',
+      path,
+      query: {
+        ...(query.labelSelector ? { labelSelector: query.labelSelector } : {}),
+        ...(query.fieldSelector ? { fieldSelector: query.fieldSelector } : {}),
+        limit: String(pageSize),
+        ...(cont ? { continue: cont } : {}),
+      },
+      timeoutMs: listTimeoutMs,
+    })) as KubernetesListObject<KubernetesObject>;
 
   return {
     async list(path, query) {
