@@ -6,8 +6,6 @@
  * figures, read as it exits, to the file named by $KUBEWATCHER_BENCH_USAGE_FILE (one JSON line per process).
  */
 import { appendFileSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 export interface ProcessUsage {
   cpuSeconds: number;
@@ -33,16 +31,12 @@ export function readProcessUsage(pid: number | 'self'): ProcessUsage | undefined
   }
 }
 
-/** PID of a component (`kube-apiserver`, `etcd`, …) of the local environment in `dir`, from its pids file. */
+/** PID of a component (`kube-apiserver`, `etcd`, …) of the local environment in `info.dir`. */
 export async function componentPid(info: { dir: string }, name: string): Promise<number | undefined> {
-  try {
-    const line = (await readFile(join(info.dir, 'pids'), 'utf8'))
-      .split('\n')
-      .find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.split(/\s+/)[1]) : undefined;
-  } catch {
-    return undefined;
-  }
+  // Imported here, not at the top: this file is also `--import`ed into every measured poller process,
+  // whose memory must not include the local-cluster module.
+  const { readProcessRecords } = await import('../scripts/lib/local-cluster.ts');
+  return (await readProcessRecords(info.dir)).find((r) => r.name === name)?.pid;
 }
 
 const usageFile = process.env[USAGE_FILE_ENV];
