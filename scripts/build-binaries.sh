@@ -15,7 +15,7 @@ cache=${KUBEWATCHER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubewatcher}
 bin="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-crane-$CRANE_VERSION-registry-$REGISTRY_VERSION"
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$bin"; exit 0; fi
 
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok crane registry)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok crane registry)
 missing=()
 for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
 # kwok run on its own (not through kwokctl) has no built-in stages: it needs their manifests as config.
@@ -31,7 +31,7 @@ log() { echo "build-binaries: $*" >&2; }
 has() { [[ " ${missing[*]} " == *" $1 "* ]]; }
 start=$(date +%s)
 
-if has kube-apiserver || has kube-controller-manager || has kube-scheduler || has kubectl; then
+if has kube-apiserver || has kube-controller-manager || has kube-scheduler || has kubectl || has kubelet; then
   # k8s.io/kubernetes pins every staging module to v0.0.0 and replaces it with ./staging/...;
   # a wrapper module replaces each with its published v0.X.Y instead.
   mod="$work/k8s-$K8S_VERSION"
@@ -61,10 +61,10 @@ if has kube-apiserver || has kube-controller-manager || has kube-scheduler || ha
   done
   (
     cd "$mod"
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
       go get "k8s.io/kubernetes/cmd/$c@$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"
     done
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
       has "$c" || continue
       log "building $c $K8S_VERSION"
       go build -trimpath -ldflags "$ldflags" -o "$bin/$c.tmp" "k8s.io/kubernetes/cmd/$c" && mv "$bin/$c.tmp" "$bin/$c"
