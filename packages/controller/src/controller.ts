@@ -5,7 +5,9 @@ import {
   IMAGE_UPDATE,
   type ImageUpdate,
   matchWorkloads,
+  phaseOf,
   reuseConnections,
+  TERMINAL_PHASES,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
@@ -30,7 +32,7 @@ import {
   WorkQueue,
   workQueueHooks,
 } from './machinery/index.ts';
-import { TERMINAL_PHASES, type Workload } from './plan-update.ts';
+import type { Workload } from './plan-update.ts';
 import {
   BY_WATCHED_IMAGE,
   type Caches,
@@ -212,7 +214,7 @@ export class Controller {
       const watchedImages = new Set(watchedImagesMatching(w));
       return caches.updates
         .listByNamespace(w.metadata?.namespace ?? '')
-        .filter((u) => !TERMINAL_PHASES.includes(u.status?.phase ?? 'Pending'))
+        .filter((u) => !TERMINAL_PHASES.includes(phaseOf(u)))
         .filter(
           (u) =>
             watchedImages.has(watchedImageKeyOf(u)) ||

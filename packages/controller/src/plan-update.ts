@@ -1,13 +1,21 @@
 import {
   APPROVED_REASON,
+  CONDITION_TYPE,
   type Condition,
   type ImageUpdate,
   type ImageUpdateStatus,
+  kindsOf,
   matchWorkloads,
+  newerThan,
+  phaseOf,
   UPDATE_READY_REASON as REASON,
   sameImage,
   setCondition,
   shortDigest,
+  TERMINAL_PHASES,
+  UPDATE_POLICY,
+  type UpdatePolicy,
+  updatePolicyOf,
   type WatchedImage,
   type WorkloadLike,
 } from '@kubewatcher/shared';
@@ -29,7 +37,6 @@ export type Workload = WorkloadLike &
 export type WorkloadResult = NonNullable<ImageUpdateStatus['workloads']>[number];
 type Phase = NonNullable<ImageUpdateStatus['phase']>;
 
-export const TERMINAL_PHASES: readonly Phase[] = ['Succeeded', 'Failed', 'Superseded', 'Observed'];
 const NOT_STARTED: readonly Phase[] = ['Pending', 'AwaitingApproval'];
 
 export interface UpdateInput {
@@ -78,17 +85,10 @@ export function pinImage(current: string, digest: string): string {
   return `${at === -1 ? current : current.slice(0, at)}@${digest}`;
 }
 
-/** Creation order of ImageUpdates: timestamp, then name for a stable tie-break. */
-export function newerThan(a: ImageUpdate, b: ImageUpdate): boolean {
-  const ta = Date.parse(String(a.metadata.creationTimestamp ?? 0));
-  const tb = Date.parse(String(b.metadata.creationTimestamp ?? 0));
-  return ta !== tb ? ta > tb : a.metadata.name > b.metadata.name;
-}
-
 export function planUpdate(input: UpdateInput): UpdatePlan {
   const { update, watchedImage: wi, now } = input;
   const prev = update.status ?? {};
-  const phase: Phase = prev.phase ?? 'Pending';
+  const phase: Phase = phaseOf(update);
   const base: ImageUpdateStatus = {
     ...prev,
     observedGeneration: update.metadata.generation ?? 0,
@@ -134,9 +134,9 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         now,
       );
     }
-    const policy = wi.spec.updatePolicy ?? 'Auto';
+    const policy = updatePolicyOf(wi.spec);
     setApproved(plan, policy, update.spec.approved === true, now);
-    if (policy === 'Observe') {
+    if (policy === UPDATE_POLICY.Observe) {
       plan.status.workloads = planResults(update, wi, input.workloads).map((r) => ({
         ...r,
         state: 'Skipped',
@@ -150,7 +150,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         now,
       );
     }
-    if (policy === 'Manual' && !update.spec.approved) {
+    if (policy === UPDATE_POLICY.Manual && !update.spec.approved) {
       if (phase !== 'AwaitingApproval') {
         plan.events.push({
           on: 'update',
@@ -175,7 +175,7 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         plan,
         'Succeeded',
         REASON.NoWorkloads,
-        `no ${kindsOf(wi)} in the namespace runs ${wi.spec.image}`,
+        `no ${kindsOf(wi.spec).join('/')} in the namespace runs ${wi.spec.image}`,
         now,
       );
     }
@@ -193,22 +193,28 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
 }
 
 /** The Approved condition: what the WatchedImage's policy (and spec.approved) allow. */
-function setApproved(plan: UpdatePlan, policy: string, approved: boolean, now: Date): void {
+function setApproved(plan: UpdatePlan, policy: UpdatePolicy, approved: boolean, now: Date): void {
   const [status, reason, message] =
-    policy === 'Observe'
+    policy === UPDATE_POLICY.Observe
       ? (['False', APPROVED_REASON.ObserveOnly, 'updatePolicy Observe: recorded, never applied'] as const)
-      : policy === 'Manual' && !approved
+      : policy === UPDATE_POLICY.Manual && !approved
         ? ([
             'False',
             APPROVED_REASON.AwaitingApproval,
             'updatePolicy Manual: set spec.approved to true to apply',
           ] as const)
-        : policy === 'Manual'
+        : policy === UPDATE_POLICY.Manual
           ? (['True', APPROVED_REASON.ManuallyApproved, 'spec.approved is true'] as const)
           : (['True', APPROVED_REASON.AutoApproved, 'updatePolicy Auto'] as const);
   plan.status.conditions = setCondition(
     plan.status.conditions ?? [],
-    { type: 'Approved', status, reason, message, observedGeneration: plan.status.observedGeneration ?? 0 },
+    {
+      type: CONDITION_TYPE.Approved,
+      status,
+      reason,
+      message,
+      observedGeneration: plan.status.observedGeneration ?? 0,
+    },
     now,
   );
 }
@@ -424,7 +430,13 @@ function readyCondition(
   reason: string,
   message: string,
 ): Omit<Condition, 'lastTransitionTime'> {
-  return { type: 'Ready', status, reason, message, observedGeneration: plan.status.observedGeneration ?? 0 };
+  return {
+    type: CONDITION_TYPE.Ready,
+    status,
+    reason,
+    message,
+    observedGeneration: plan.status.observedGeneration ?? 0,
+  };
 }
 
 /** The WORKLOADS column: containers rolled out of those the update applies to. */
@@ -438,8 +450,4 @@ function finish(plan: UpdatePlan, _now: Date): UpdatePlan {
 
 function describe(update: ImageUpdate): string {
   return `${update.spec.image} → ${shortDigest(update.spec.toDigest)}`;
-}
-
-function kindsOf(wi: WatchedImage): string {
-  return (wi.spec.kinds ?? ['Deployment']).join('/');
 }

@@ -1,14 +1,20 @@
 import {
+  CONDITION_TYPE,
   type Condition,
+  historyLimitOf,
   type ImageUpdate,
+  kindsOf,
   matchWorkloads,
+  newerThan,
+  phaseOf,
+  READY_REASON,
   setCondition,
+  TERMINAL_PHASES,
   validateWatchedImage,
   type WatchedImage,
   type WatchedImageStatus,
   type WorkloadLike,
 } from '@kubewatcher/shared';
-import { newerThan, TERMINAL_PHASES } from './plan-update.ts';
 
 /**
  * The WatchedImage's controller-owned status as a pure function of the WatchedImage, the workloads
@@ -54,20 +60,20 @@ export function planWatchedImage(
   now: Date,
 ): WatchedImagePlan {
   const generation = wi.metadata.generation ?? 0;
-  const previous = (wi.status?.conditions ?? []).filter((c) => c.type === 'Ready');
+  const previous = (wi.status?.conditions ?? []).filter((c) => c.type === CONDITION_TYPE.Ready);
   const ready = (status: Condition['status'], reason: string, message: string) =>
     setCondition(
       previous,
-      { type: 'Ready', status, reason, message, observedGeneration: generation },
+      { type: CONDITION_TYPE.Ready, status, reason, message, observedGeneration: generation },
       now,
-    ).filter((c) => c.type === 'Ready');
+    ).filter((c) => c.type === CONDITION_TYPE.Ready);
 
   const newestFirst = [...updates].sort((a, b) => (newerThan(a, b) ? -1 : newerThan(b, a) ? 1 : 0));
   const latest = newestFirst[0]?.metadata.name;
-  const limit = wi.spec.historyLimit ?? 10;
+  const limit = historyLimitOf(wi.spec);
   const prune = newestFirst
     .slice(limit)
-    .filter((u) => TERMINAL_PHASES.includes(u.status?.phase ?? 'Pending'))
+    .filter((u) => TERMINAL_PHASES.includes(phaseOf(u)))
     .map((u) => u.metadata.name)
     .reverse();
 
@@ -79,7 +85,7 @@ export function planWatchedImage(
         workloads: [],
         workloadCount: 0,
         ...(latest ? { latestUpdate: latest } : {}),
-        conditions: ready('False', 'InvalidSpec', validation.errors.join('; ')),
+        conditions: ready('False', READY_REASON.InvalidSpec, validation.errors.join('; ')),
       },
       prune,
     };
@@ -97,31 +103,35 @@ export function planWatchedImage(
     ...(latest ? { latestUpdate: latest } : {}),
   };
 
-  const kinds = (wi.spec.kinds ?? ['Deployment']).join('/');
-  const resolved = wi.status?.conditions?.find((c) => c.type === 'Resolved');
+  const kinds = kindsOf(wi.spec).join('/');
+  const resolved = wi.status?.conditions?.find((c) => c.type === CONDITION_TYPE.Resolved);
   let conditions: Condition[];
   if (wi.spec.suspend) {
-    conditions = ready('False', 'Suspended', 'spec.suspend is true: no checks, no updates');
+    conditions = ready('False', READY_REASON.Suspended, 'spec.suspend is true: no checks, no updates');
   } else if (resolved?.status === 'False') {
     // The poller's failure is the most useful thing to show in READY.
     conditions = ready('False', resolved.reason, resolved.message);
   } else if (matches.length === 0) {
     conditions = ready(
       'False',
-      'NoWorkloads',
+      READY_REASON.NoWorkloads,
       `no ${kinds} in namespace ${wi.metadata.namespace} runs ${wi.spec.image}`,
     );
   } else if (!resolved) {
     conditions = ready(
       'Unknown',
-      'AwaitingFirstCheck',
+      READY_REASON.AwaitingFirstCheck,
       `${matches.length} workload(s) found; waiting for the poller's first check`,
     );
   } else {
     const names = matches.map((m) => `${m.workload.kind}/${m.workload.metadata.name}`);
     const shown =
       names.length > 5 ? `${names.slice(0, 5).join(', ')} and ${names.length - 5} more` : names.join(', ');
-    conditions = ready('True', 'WorkloadsFound', `watching ${matches.length} workload(s): ${shown}`);
+    conditions = ready(
+      'True',
+      READY_REASON.WorkloadsFound,
+      `watching ${matches.length} workload(s): ${shown}`,
+    );
   }
   return { status: { ...base, conditions }, prune };
 }

@@ -2,10 +2,14 @@ import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
   API_VERSION,
+  CONDITION_TYPE,
   IMAGE_UPDATE,
   type ImageUpdate,
+  kindsOf,
+  UPDATE_READY_REASON,
   WATCHED_IMAGE,
   type WatchedImage,
+  type WorkloadKind,
 } from '@kubewatcher/shared';
 import type { ControllerWriter } from './cluster.ts';
 import {
@@ -53,13 +57,9 @@ export function watchedImageKeyOf(update: ImageUpdate): string {
   return `${update.metadata.namespace}/${update.spec.watchedImage}`;
 }
 
-export function workloadsIn(
-  caches: Caches,
-  namespace: string,
-  kinds: readonly string[] | undefined,
-): Workload[] {
+export function workloadsIn(caches: Caches, namespace: string, kinds: readonly WorkloadKind[]): Workload[] {
   const out: Workload[] = [];
-  for (const kind of kinds ?? ['Deployment']) {
+  for (const kind of kinds) {
     const informer = caches.workloads[kind as keyof Caches['workloads']];
     if (informer) for (const w of informer.listByNamespace(namespace)) out.push({ ...w, kind } as Workload);
   }
@@ -91,7 +91,7 @@ export class WatchedImageReconciler {
     const updates = caches.updates.byIndex(BY_WATCHED_IMAGE, key);
     const plan = planWatchedImage(
       wi,
-      workloadsIn(caches, splitKey(key).namespace!, wi.spec.kinds),
+      workloadsIn(caches, splitKey(key).namespace!, kindsOf(wi.spec)),
       updates,
       now,
     );
@@ -101,7 +101,7 @@ export class WatchedImageReconciler {
       workloads: wi.status?.workloads ?? [],
       workloadCount: wi.status?.workloadCount,
       latestUpdate: wi.status?.latestUpdate,
-      conditions: (wi.status?.conditions ?? []).filter((c) => c.type === 'Ready'),
+      conditions: (wi.status?.conditions ?? []).filter((c) => c.type === CONDITION_TYPE.Ready),
     };
     const next = { latestUpdate: undefined, ...plan.status };
     if (!isDeepStrictEqual(current, next)) {
@@ -176,7 +176,8 @@ export class ImageUpdateReconciler {
       update,
       watchedImage: wi,
       siblings,
-      workloads: workloadsIn(caches, namespace, wi?.spec.kinds),
+      // Without its WatchedImage the update fails without looking at any workload.
+      workloads: wi ? workloadsIn(caches, namespace, kindsOf(wi.spec)) : [],
       now,
       rolloutTimeoutMs: this.#d.rolloutTimeoutMs,
     });
@@ -219,7 +220,7 @@ export class ImageUpdateReconciler {
           plan.events.push({
             on: { kind: patch.kind, name: patch.name },
             type: 'Warning',
-            reason: 'PatchFailed',
+            reason: UPDATE_READY_REASON.PatchFailed,
             message,
           });
           logger.warn('workload patch refused', {

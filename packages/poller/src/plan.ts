@@ -1,13 +1,16 @@
 import {
   API_VERSION,
+  CONDITION_TYPE,
   type Condition,
   IMAGE_UPDATE,
   type ImageReference,
   imageUpdateName,
+  intervalOf,
   LABEL,
   normalizeReference,
   parseDuration,
   type RateLimit,
+  RESOLVED_REASON,
   referenceString,
   setCondition,
   shortDigest,
@@ -54,9 +57,10 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
     try {
       reference = normalizeReference(wi.spec.image);
       if (reference.digest) throw new Error(`spec.image "${wi.spec.image}" must name a tag, not a digest`);
-      const parsed = parseDuration(wi.spec.interval ?? '5m');
+      const interval = intervalOf(wi.spec);
+      const parsed = parseDuration(interval);
       if (parsed === undefined)
-        throw new Error(`spec.interval "${wi.spec.interval}" is not a duration such as 5m or 1h`);
+        throw new Error(`spec.interval "${interval}" is not a duration such as 5m or 1h`);
       intervalMs = parsed;
     } catch (err) {
       selection.invalid.push({ watchedImage: wi, message: (err as Error).message });
@@ -68,7 +72,9 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
     // An edited spec (a new image, other pullSecrets) is checked at once: the Resolved condition
     // records the generation it checked. Anything else waits for the interval, a check that failed
     // before any baseline too: a 401, 404 or 429 every CronJob run is what burns rate limits.
-    const checkedGeneration = status?.conditions?.find((c) => c.type === RESOLVED)?.observedGeneration;
+    const checkedGeneration = status?.conditions?.find(
+      (c) => c.type === CONDITION_TYPE.Resolved,
+    )?.observedGeneration;
     const rebaseline =
       checkedGeneration !== undefined && wi.metadata.generation !== undefined
         ? checkedGeneration !== wi.metadata.generation
@@ -145,8 +151,6 @@ export interface Decision {
   message: string;
 }
 
-export const RESOLVED = 'Resolved';
-
 /**
  * What one resolution means for one WatchedImage. `pinnedDigest` is the digest a matched workload
  * already runs when this is the first sight (so it gets an update to the baseline).
@@ -185,7 +189,8 @@ export function decide(
 
   const digest = result.digest;
   const baseline = previous.resolvedImage === target.image ? previous.digest : undefined;
-  const ok = (message: string) => resolvedCondition(conditions, 'True', 'Resolved', message, generation, now);
+  const ok = (message: string) =>
+    resolvedCondition(conditions, 'True', RESOLVED_REASON.Resolved, message, generation, now);
   const resolvedStatus = (changedTime: string | undefined, message: string): PollerStatus => ({
     ...kept,
     digest,
@@ -232,7 +237,7 @@ export function invalidStatus(wi: WatchedImage, message: string, now: Date): Pol
     conditions: resolvedCondition(
       previous.conditions ?? [],
       'False',
-      'InvalidImage',
+      RESOLVED_REASON.InvalidImage,
       message,
       wi.metadata.generation ?? 0,
       now,
@@ -248,9 +253,13 @@ function resolvedCondition(
   observedGeneration: number,
   now: Date,
 ): Condition[] {
-  const next = setCondition(conditions, { type: RESOLVED, status, reason, message, observedGeneration }, now);
+  const next = setCondition(
+    conditions,
+    { type: CONDITION_TYPE.Resolved, status, reason, message, observedGeneration },
+    now,
+  );
   // Only our own condition goes into the apply: the controller owns the others.
-  return next.filter((c) => c.type === RESOLVED);
+  return next.filter((c) => c.type === CONDITION_TYPE.Resolved);
 }
 
 function rateLimitStatus(info: RateLimitInfo | undefined, observedTime: string): PollerStatus['rateLimit'] {

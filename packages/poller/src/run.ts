@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { type Logger, matchWorkloads, type WatchedImage } from '@kubewatcher/shared';
+import {
+  kindsOf,
+  type Logger,
+  matchWorkloads,
+  RESOLVED_REASON,
+  type ResolvedReason,
+  type WatchedImage,
+} from '@kubewatcher/shared';
 import type { PollerCluster } from './cluster.ts';
 import { decide, groupTargets, invalidStatus, isSameChange, type PollTarget, selectDue } from './plan.ts';
 import {
@@ -45,8 +52,8 @@ export interface RunSummary {
 
 /** Why a target could not even be resolved (credentials could not be gathered). */
 class GatherError extends Error {
-  readonly reason: string;
-  constructor(reason: string, message: string) {
+  readonly reason: ResolvedReason;
+  constructor(reason: ResolvedReason, message: string) {
     super(message);
     this.reason = reason;
   }
@@ -110,7 +117,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       prepared.push(await gatherer.prepare(target));
     } catch (err) {
       summary.checked++; // record() counts it as failed
-      const reason = err instanceof GatherError ? err.reason : 'RegistryError';
+      const reason = err instanceof GatherError ? err.reason : RESOLVED_REASON.RegistryError;
       const result: ResolveResult = {
         ok: false,
         reason: reason as 'RegistryError',
@@ -227,7 +234,7 @@ class CredentialGatherer {
   async prepare(target: PollTarget): Promise<Prepared> {
     const wi = target.watchedImage;
     const ns = wi.metadata.namespace!;
-    const kinds = wi.spec.kinds ?? ['Deployment'];
+    const kinds = kindsOf(wi.spec);
     const firstSight = !wi.status?.digest || wi.status.resolvedImage !== target.image;
     const named = (wi.spec.pullSecrets ?? []).map((s) => s.name);
 
@@ -263,12 +270,12 @@ class CredentialGatherer {
         if (!secret) return undefined;
         return parseDockerConfigSecret({ ...secret, name: `${ns}/${name}` });
       }).catch((err: Error) => {
-        throw new GatherError('InvalidCredentials', err.message);
+        throw new GatherError(RESOLVED_REASON.InvalidCredentials, err.message);
       });
       if (!keyring) {
         if (named.includes(name)) {
           throw new GatherError(
-            'SecretNotFound',
+            RESOLVED_REASON.SecretNotFound,
             `pull secret "${name}" named in spec.pullSecrets does not exist in namespace ${ns}`,
           );
         }

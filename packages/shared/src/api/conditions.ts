@@ -15,10 +15,8 @@ export const CONDITION_TYPE = {
 } as const;
 export type ConditionType = (typeof CONDITION_TYPE)[keyof typeof CONDITION_TYPE];
 
-/** Reasons of the WatchedImage `Resolved` condition (poller). */
-export const RESOLVED_REASON = {
-  /** True: the registry answered with a digest. */
-  Resolved: 'Resolved',
+/** The `Resolved` reasons a registry lookup itself can end with (the registry client's failures). */
+export const REGISTRY_FAILURE_REASON = {
   /** False: connection refused, DNS, TLS or timeout: the registry could not be reached. */
   RegistryUnreachable: 'RegistryUnreachable',
   /** False: the registry kept answering 5xx (after retries with backoff) or something unexpected. */
@@ -29,6 +27,14 @@ export const RESOLVED_REASON = {
   NotFound: 'NotFound',
   /** False: 429 from the registry; it is not asked again in this run and the next check waits for spec.interval. */
   RateLimited: 'RateLimited',
+} as const;
+export type RegistryFailureReason = (typeof REGISTRY_FAILURE_REASON)[keyof typeof REGISTRY_FAILURE_REASON];
+
+/** Reasons of the WatchedImage `Resolved` condition (poller). */
+export const RESOLVED_REASON = {
+  /** True: the registry answered with a digest. */
+  Resolved: 'Resolved',
+  ...REGISTRY_FAILURE_REASON,
   /** False: a secret named in spec.pullSecrets does not exist. */
   SecretNotFound: 'SecretNotFound',
   /** False: a pull secret could not be read as a docker config. */

@@ -11,18 +11,8 @@ import { Kind, type TSchema } from '@sinclair/typebox';
 import { stringify } from 'yaml';
 import { CATEGORY, GROUP, IMAGE_UPDATE, VERSION, WATCHED_IMAGE } from '../constants.ts';
 import { IMAGE_UPDATE_PRINTER_COLUMNS, ImageUpdate } from './image-update.ts';
+import type { PrinterColumn } from './meta.ts';
 import { WATCHED_IMAGE_PRINTER_COLUMNS, WatchedImage } from './watched-image.ts';
-
-/** An entry of a CRD version's additionalPrinterColumns. */
-export interface PrinterColumn {
-  name: string;
-  type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
-  jsonPath: string;
-  description?: string;
-  /** 0 for `kubectl get`, 1 for `kubectl get -o wide` only. */
-  priority?: number;
-  format?: string;
-}
 
 /** apiextensions.k8s.io/v1 JSONSchemaProps, the subset these CRDs use. */
 export interface CrdSchema {

@@ -6,7 +6,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { API_VERSION, IMAGE_UPDATE } from '../constants.ts';
 import { celRule, immutable } from './cel.ts';
-import type { PrinterColumn } from './crd.ts';
 import {
   Conditions,
   DateTime,
@@ -14,9 +13,11 @@ import {
   ObjectMeta,
   ObjectName,
   ObservedGeneration,
+  type PrinterColumn,
   StringEnum,
 } from './meta.ts';
-import { Digest, ShortDigest, TagReference, WORKLOAD_KIND } from './watched-image.ts';
+import { Digest, ShortDigest, TagReference } from './references.ts';
+import { WORKLOAD_KIND } from './watched-image.ts';
 
 export const IMAGE_UPDATE_PHASE = {
   /** Created; the controller has not acted on it yet. */
@@ -38,13 +39,25 @@ export const IMAGE_UPDATE_PHASE = {
 } as const;
 export type ImageUpdatePhase = (typeof IMAGE_UPDATE_PHASE)[keyof typeof IMAGE_UPDATE_PHASE];
 
-/** Phases after which the controller never touches the ImageUpdate again. */
-export const FINISHED_IMAGE_UPDATE_PHASES: readonly ImageUpdatePhase[] = [
+/** Phases after which the controller never touches the ImageUpdate again (and may prune it). */
+export const TERMINAL_PHASES: readonly ImageUpdatePhase[] = [
   IMAGE_UPDATE_PHASE.Succeeded,
   IMAGE_UPDATE_PHASE.Failed,
   IMAGE_UPDATE_PHASE.Superseded,
   IMAGE_UPDATE_PHASE.Observed,
 ];
+
+/** status.phase, or Pending when the controller has not written one yet. */
+export function phaseOf(update: { status?: { phase?: ImageUpdatePhase } }): ImageUpdatePhase {
+  return update.status?.phase ?? IMAGE_UPDATE_PHASE.Pending;
+}
+
+/** Creation order of ImageUpdates: timestamp, then name for a stable tie-break. */
+export function newerThan(a: ImageUpdate, b: ImageUpdate): boolean {
+  const ta = Date.parse(String(a.metadata.creationTimestamp ?? 0));
+  const tb = Date.parse(String(b.metadata.creationTimestamp ?? 0));
+  return ta !== tb ? ta > tb : a.metadata.name > b.metadata.name;
+}
 
 export const WORKLOAD_UPDATE_STATE = {
   /** Not patched yet. */

@@ -5,5 +5,6 @@ export * from './duration.ts';
 export * from './image-update.ts';
 export * from './meta.ts';
 export * from './names.ts';
+export * from './references.ts';
 export * from './validation.ts';
 export * from './watched-image.ts';

@@ -1,7 +1,7 @@
 /**
  * Kubernetes building blocks the Kubewatcher kinds share, as TypeBox schemas: object metadata,
- * metav1.Condition, metav1.LabelSelector, LocalObjectReference, and the name and time grammars
- * Kubernetes uses. Each builder takes the description, because the same shape means different
+ * metav1.Condition, metav1.LabelSelector, LocalObjectReference, the name and time grammars
+ * Kubernetes uses, and the shape of a CRD printer column. Each builder takes the description, because the same shape means different
  * things in different fields and `kubectl explain` should say which.
  */
 import {
@@ -239,3 +239,14 @@ export const LocalObjectReference = Type.Object(
   { description: 'A reference to a Secret in the same namespace.', 'x-kubernetes-map-type': 'atomic' },
 );
 export type LocalObjectReference = Static<typeof LocalObjectReference>;
+
+/** An entry of a CRD version's additionalPrinterColumns. */
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
+  jsonPath: string;
+  description?: string;
+  /** 0 for `kubectl get`, 1 for `kubectl get -o wide` only. */
+  priority?: number;
+  format?: string;
+}

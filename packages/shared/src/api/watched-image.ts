@@ -5,9 +5,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { API_VERSION, WATCHED_IMAGE } from '../constants.ts';
-import { DIGEST_PATTERN, REFERENCE_PATTERN } from '../reference.ts';
-import { type CelRule, celRule, celString } from './cel.ts';
-import type { PrinterColumn } from './crd.ts';
+import { celRule, celString } from './cel.ts';
 import { DURATION_PATTERN, parseDuration } from './duration.ts';
 import {
   Conditions,
@@ -18,8 +16,10 @@ import {
   ObjectMeta,
   ObjectName,
   ObservedGeneration,
+  type PrinterColumn,
   StringEnum,
 } from './meta.ts';
+import { Digest, ShortDigest, TagReference } from './references.ts';
 
 export const WORKLOAD_KIND = {
   Deployment: 'Deployment',
@@ -42,64 +42,33 @@ export type UpdatePolicy = (typeof UPDATE_POLICY)[keyof typeof UPDATE_POLICY];
 export const MIN_INTERVAL = '1m';
 export const DEFAULT_INTERVAL = '5m';
 export const DEFAULT_HISTORY_LIMIT = 10;
-/** Longest reference the pattern admits: a 255-character name, `:` and a 128-character tag. */
-const REFERENCE_MAX_LENGTH = 384;
-const NAME_MAX_LENGTH = 255;
-const SHORT_DIGEST_PATTERN = '^[a-f0-9]{12}$';
+export const DEFAULT_KINDS: readonly WorkloadKind[] = [WORKLOAD_KIND.Deployment];
+export const DEFAULT_UPDATE_POLICY: UpdatePolicy = UPDATE_POLICY.Auto;
 
+// The schema's defaults, for readers of a spec. The API server fills them in on admission, but an
+// object built in memory (a test, a dry run) or stored before a default existed may lack them: every
+// reader asks here rather than spelling the default again.
+
+/** spec.kinds, or its default. */
+export function kindsOf(spec: Pick<WatchedImageSpec, 'kinds'>): readonly WorkloadKind[] {
+  return spec.kinds ?? DEFAULT_KINDS;
+}
+
+/** spec.historyLimit, or its default. */
+export function historyLimitOf(spec: Pick<WatchedImageSpec, 'historyLimit'>): number {
+  return spec.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+}
+
+/** spec.interval as written (a Go duration), or its default. */
+export function intervalOf(spec: Pick<WatchedImageSpec, 'interval'>): string {
+  return spec.interval ?? DEFAULT_INTERVAL;
+}
+
+/** spec.updatePolicy, or its default. */
+export function updatePolicyOf(spec: Pick<WatchedImageSpec, 'updatePolicy'>): UpdatePolicy {
+  return spec.updatePolicy ?? DEFAULT_UPDATE_POLICY;
+}
 const durationRegExp = new RegExp(DURATION_PATTERN);
-
-/** The name part of a reference (everything before a tag), as the CEL rule computes it. */
-function referenceName(reference: string): string {
-  const colon = reference.lastIndexOf(':');
-  return colon > reference.lastIndexOf('/') ? reference.slice(0, colon) : reference;
-}
-
-/** An image reference with an optional tag and no digest, e.g. `nginx:1.27` or `ghcr.io/acme/web`. */
-const referencePattern = new RegExp(REFERENCE_PATTERN);
-
-export function TagReference(description: string, rules: readonly CelRule[] = []) {
-  return Type.String({
-    description,
-    minLength: 1,
-    maxLength: REFERENCE_MAX_LENGTH,
-    // The grammar is a CEL rule rather than a schema `pattern`: a failed pattern hides every CEL
-    // message and prints the whole regular expression, which tells a user nothing.
-    'x-kubernetes-validations': [
-      celRule<string>(
-        "!self.contains('@')",
-        'must not contain a digest: watch a tag, e.g. nginx:1.27',
-        (self) => !self.includes('@'),
-      ),
-      celRule<string>(
-        `self.contains('@') || self.matches(${celString(REFERENCE_PATTERN)})`,
-        'must be an image reference with an optional registry host and tag, e.g. nginx:1.27 or ghcr.io/acme/web:stable (repository names are lowercase)',
-        (self) => self.includes('@') || referencePattern.test(self),
-      ),
-      celRule<string>(
-        "(self.lastIndexOf(':') > self.lastIndexOf('/') ? self.substring(0, self.lastIndexOf(':')) : self).size() <= 255",
-        `repository name must not be more than ${NAME_MAX_LENGTH} characters`,
-        (self) => referenceName(self).length <= NAME_MAX_LENGTH,
-      ),
-      ...rules,
-    ],
-  });
-}
-
-/** A full digest, `sha256:` and 64 lowercase hex digits. */
-export function Digest(description: string, rules: readonly CelRule[] = []) {
-  return Type.String({
-    description,
-    pattern: DIGEST_PATTERN,
-    maxLength: 71,
-    ...(rules.length > 0 ? { 'x-kubernetes-validations': [...rules] } : {}),
-  });
-}
-
-/** The first 12 hex digits of a digest, for printer columns. */
-export function ShortDigest(description: string) {
-  return Type.String({ description, pattern: SHORT_DIGEST_PATTERN, maxLength: 12 });
-}
 
 export const WatchedImageSpec = Type.Object(
   {
@@ -117,8 +86,8 @@ export const WatchedImageSpec = Type.Object(
           description: 'A workload kind: Deployment, StatefulSet or DaemonSet.',
         }),
         {
-          description: `Workload kinds to update. Defaults to [${WORKLOAD_KIND.Deployment}].`,
-          default: [WORKLOAD_KIND.Deployment],
+          description: `Workload kinds to update. Defaults to [${DEFAULT_KINDS.join(', ')}].`,
+          default: [...DEFAULT_KINDS],
           minItems: 1,
           maxItems: 3,
           'x-kubernetes-list-type': 'set',
@@ -138,8 +107,8 @@ export const WatchedImageSpec = Type.Object(
     ),
     updatePolicy: Type.Optional(
       StringEnum(Object.values(UPDATE_POLICY), {
-        description: `What to do when the digest changes. Auto applies the ImageUpdate at once; Manual waits until its spec.approved is true; Observe records ImageUpdates and never patches workloads. Defaults to ${UPDATE_POLICY.Auto}.`,
-        default: UPDATE_POLICY.Auto,
+        description: `What to do when the digest changes. Auto applies the ImageUpdate at once; Manual waits until its spec.approved is true; Observe records ImageUpdates and never patches workloads. Defaults to ${DEFAULT_UPDATE_POLICY}.`,
+        default: DEFAULT_UPDATE_POLICY,
       }),
     ),
     interval: Type.Optional(
