@@ -4,6 +4,7 @@ import {
   API_VERSION,
   IMAGE_UPDATE,
   type ImageUpdate,
+  type Logger,
   matchWorkloads,
   phaseOf,
   reuseConnections,
@@ -24,7 +25,6 @@ import {
   informersNotStalled,
   kubeConfigSource,
   LeaderElector,
-  type LeveledLogger,
   type ProbeServer,
   reconcileMetricsRecorder,
   runWorker,
@@ -44,7 +44,7 @@ import {
 
 export interface ControllerOptions {
   kubeConfig: KubeConfig;
-  logger: LeveledLogger;
+  logger: Logger;
   registry: Registry;
   /** Namespaces to watch; all when empty. */
   namespaces?: readonly string[];

@@ -2,10 +2,16 @@ import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
   API_VERSION,
+  apiStatusCode,
   CONDITION_TYPE,
+  errorFields,
   IMAGE_UPDATE,
   type ImageUpdate,
   kindsOf,
+  type Logger,
+  namespacedKey,
+  settleWithLimit,
+  splitKey,
   UPDATE_READY_REASON,
   WATCHED_IMAGE,
   type WatchedImage,
@@ -13,16 +19,12 @@ import {
 } from '@kubewatcher/shared';
 import type { ControllerWriter } from './cluster.ts';
 import {
-  apiStatusCode,
   type ControllerMetrics,
   done,
   type EventHandler,
-  errorFields,
   type Informer,
-  type LeveledLogger,
   type Outcome,
   requeueAfter,
-  splitKey,
 } from './machinery/index.ts';
 import { PATCH_REFUSED, type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
@@ -54,7 +56,7 @@ export interface Caches {
 export const BY_WATCHED_IMAGE = 'watchedImage';
 
 export function watchedImageKeyOf(update: ImageUpdate): string {
-  return `${update.metadata.namespace}/${update.spec.watchedImage}`;
+  return namespacedKey(update.metadata.namespace, update.spec.watchedImage);
 }
 
 export function workloadsIn(caches: Caches, namespace: string, kinds: readonly WorkloadKind[]): Workload[] {
@@ -69,7 +71,7 @@ export function workloadsIn(caches: Caches, namespace: string, kinds: readonly W
 interface ReconcilerDeps {
   caches: Caches;
   writer: ControllerWriter;
-  logger: LeveledLogger;
+  logger: Logger;
   metrics: ControllerMetrics;
   now?: () => Date;
 }
@@ -185,10 +187,10 @@ export class ImageUpdateReconciler {
     // Patches before the status that records them: a crash in between leaves the update in Applying,
     // and the next reconcile finds the containers already on the new image and patches nothing twice.
     // The workloads of one update are independent: patch them several at a time, so an update costs a
-    // round trip per batch rather than per workload (50 updates of 5 Deployments, one patch after the
-    // other on two workers, left the last Deployment unpatched a minute after the push). A transient
-    // failure still fails the reconcile, once every patch of the batch has been answered.
-    const outcomes = await inBatches(plan.patches, async (patch) => {
+    // round trip per WRITES_IN_FLIGHT workloads rather than per workload (50 updates of 5 Deployments,
+    // one patch after the other on two workers, left the last Deployment unpatched a minute after the
+    // push). A transient failure still fails the reconcile, once every patch has been answered.
+    const outcomes = await settleWithLimit(plan.patches, WRITES_IN_FLIGHT, async (patch) => {
       try {
         await writer.patchWorkload(namespace, patch, update.metadata.name);
         metrics.updatesApplied.inc({ kind: patch.kind });
@@ -239,7 +241,7 @@ export class ImageUpdateReconciler {
       this.#writes.wroteOver(key, update);
       this.#observeCompletion(update, plan.status);
       // Best effort and independent of each other: recorded several at a time.
-      await inBatches(plan.events, (e) => {
+      await settleWithLimit(plan.events, WRITES_IN_FLIGHT, (e) => {
         const involved =
           e.on === 'update'
             ? {
@@ -275,19 +277,7 @@ export class ImageUpdateReconciler {
 }
 
 /** Writes in flight at once for one reconcile (workload patches, Events). */
-const WRITE_BATCH = 8;
-
-/** Runs `fn` over `items`, WRITE_BATCH at a time, and reports every outcome. */
-async function inBatches<T>(
-  items: readonly T[],
-  fn: (item: T) => Promise<void>,
-): Promise<PromiseSettledResult<void>[]> {
-  const outcomes: PromiseSettledResult<void>[] = [];
-  for (let i = 0; i < items.length; i += WRITE_BATCH) {
-    outcomes.push(...(await Promise.allSettled(items.slice(i, i + WRITE_BATCH).map(fn))));
-  }
-  return outcomes;
-}
+const WRITES_IN_FLIGHT = 8;
 
 /**
  * The resourceVersion each key's last status write was made over. Until the informer delivers the

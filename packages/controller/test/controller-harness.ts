@@ -3,10 +3,9 @@
  * its own prom-client Registry (read with `metric`), stopped gracefully by `stop`.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { createLogger } from '@kubewatcher/shared';
+import { createLogger, silentLogger } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';
 import { Controller, type ControllerOptions } from '../src/controller.ts';
-import { silentLogger } from '../src/machinery/index.ts';
 
 /** Silent unless KUBEWATCHER_TEST_VERBOSE=1: expected errors (a stopped API server) are not noise. */
 export const testLogger =

@@ -3,8 +3,11 @@ import {
   kindsOf,
   type Logger,
   matchWorkloads,
+  namespacedKey,
+  objectKey,
   RESOLVED_REASON,
   type ResolvedReason,
+  settleWithLimit,
   type WatchedImage,
 } from '@kubewatcher/shared';
 import type { PollerCluster } from './cluster.ts';
@@ -103,7 +106,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   summary.suspended = selection.suspended;
   summary.invalid = selection.invalid.length;
   for (const { watchedImage, message } of selection.invalid) {
-    logger.warn('invalid WatchedImage skipped', { watchedImage: key(watchedImage), error: message });
+    logger.warn('invalid WatchedImage skipped', { watchedImage: objectKey(watchedImage), error: message });
     if (!opts.dryRun)
       await guarded(logger, watchedImage, () =>
         cluster.applyStatus(watchedImage, invalidStatus(watchedImage, message, now())),
@@ -129,7 +132,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
 
   const groups = [...groupTargets(prepared, (p) => p.credentialId).values()];
   summary.resolutions = groups.length;
-  await forEachLimit(groups, opts.concurrency ?? 8, async (group) => {
+  const outcomes = await settleWithLimit(groups, opts.concurrency ?? 8, async (group) => {
     const first = group[0]!;
     const result = await opts.registry.resolveDigest(first.reference, first.credential);
     for (const target of group) {
@@ -137,6 +140,9 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       await record(target, result, target.pinnedDigest);
     }
   });
+  // Each group's failures are recorded on its WatchedImages; a rejection here is a defect, not a fault.
+  const defect = outcomes.find((o) => o.status === 'rejected');
+  if (defect) throw defect.reason;
 
   const stats = opts.registry.stats();
   summary.requests = {
@@ -157,8 +163,8 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     else summary.unchanged++;
     const level =
       decision.outcome === 'failed' ? 'warn' : decision.outcome === 'unchanged' ? 'debug' : 'info';
-    logger.log(level, decision.message, {
-      watchedImage: key(wi),
+    logger[level](decision.message, {
+      watchedImage: objectKey(wi),
       image: wi.spec.image,
       outcome: decision.outcome,
     });
@@ -190,7 +196,9 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       };
       const res = await cluster.createImageUpdate(candidate);
       if (res.created) {
-        logger.info('ImageUpdate created', { imageUpdate: `${draft.body.metadata.namespace}/${name}` });
+        logger.info('ImageUpdate created', {
+          imageUpdate: namespacedKey(draft.body.metadata.namespace, name),
+        });
         return true;
       }
       if (isSameChange(res.existing, candidate, baselineSince)) return false;
@@ -201,16 +209,15 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   }
 }
 
-function key(wi: WatchedImage): string {
-  return `${wi.metadata.namespace}/${wi.metadata.name}`;
-}
-
 /** Writes for one WatchedImage never stop the others: failures are logged and the run goes on. */
 async function guarded(logger: Logger, wi: WatchedImage, write: () => Promise<void>): Promise<void> {
   try {
     await write();
   } catch (err) {
-    logger.error('could not record the result', { watchedImage: key(wi), error: (err as Error).message });
+    logger.error('could not record the result', {
+      watchedImage: objectKey(wi),
+      error: (err as Error).message,
+    });
   }
 }
 
@@ -318,19 +325,4 @@ function pinnedDigestOf(matches: ReturnType<typeof matchWorkloads>): string | un
   let best: string | undefined;
   for (const [d, n] of counts) if (!best || n > counts.get(best)!) best = d;
   return best;
-}
-
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }

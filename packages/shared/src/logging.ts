@@ -47,4 +47,21 @@ export function createLogger(opts: {
   });
 }
 
-export type Logger = winston.Logger;
+/**
+ * The logger every part of Kubewatcher takes: the four levels, a message and structured fields. The
+ * winston logger from `createLogger` is one; tests pass `silentLogger` or a recorder.
+ */
+export interface Logger {
+  error(message: string, meta?: Record<string, unknown>): unknown;
+  warn(message: string, meta?: Record<string, unknown>): unknown;
+  info(message: string, meta?: Record<string, unknown>): unknown;
+  debug(message: string, meta?: Record<string, unknown>): unknown;
+}
+
+/** Drops every line. */
+export const silentLogger: Logger = {
+  error: () => undefined,
+  warn: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+};

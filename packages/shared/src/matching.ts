@@ -1,4 +1,4 @@
-import type { WorkloadKind } from './api/index.ts';
+import { DEFAULT_KINDS, type WorkloadKind } from './api/index.ts';
 import { normalizeReference, sameImage } from './reference.ts';
 
 /**
@@ -111,7 +111,8 @@ export function matchWorkloads<W extends WorkloadLike>(
   criteria: MatchCriteria,
   candidates: Iterable<W>,
 ): WorkloadMatch<W>[] {
-  const kinds = new Set(criteria.kinds && criteria.kinds.length > 0 ? criteria.kinds : ['Deployment']);
+  // An empty list (which the schema refuses) counts as absent.
+  const kinds = new Set<string>(criteria.kinds && criteria.kinds.length > 0 ? criteria.kinds : DEFAULT_KINDS);
   const out: WorkloadMatch<W>[] = [];
   for (const workload of candidates) {
     if (!kinds.has(workload.kind)) continue;

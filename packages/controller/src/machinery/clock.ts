@@ -39,14 +39,6 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
   });
 }
 
-/**
- * `ms` stretched by a random fraction of up to `factor` (client-go's `wait.Jitter`), so many replicas
- * or informers that started together do not keep hitting the API server at the same instant.
- */
-export function jitter(ms: number, factor: number, random: () => number = Math.random): number {
-  return ms * (1 + factor * random());
-}
-
 interface ManualTimer {
   id: number;
   at: number;

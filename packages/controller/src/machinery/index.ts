@@ -35,7 +35,7 @@
  * if ((await elector.run()) === 'lost') process.exit(1);
  * ```
  */
-export { type Clock, jitter, ManualClock, sleep, systemClock, type TimerHandle } from './clock.ts';
+export { type Clock, ManualClock, sleep, systemClock, type TimerHandle } from './clock.ts';
 export {
   type EventHandler,
   enqueueTo,
@@ -45,11 +45,9 @@ export {
   kubeConfigSource,
   type ListQuery,
   type ListWatchSource,
-  objectKey,
   type ResourceType,
   type RestartReason,
   resourcePath,
-  splitKey,
 } from './informer.ts';
 export {
   coordinationLeaseClient,
@@ -59,7 +57,6 @@ export {
   LeaderElector,
   type LeaseClient,
 } from './leader-election.ts';
-export { apiStatusCode, errorFields, type LeveledLogger, silentLogger } from './logger.ts';
 export {
   type ControllerMetrics,
   createControllerMetrics,

@@ -1,4 +1,5 @@
 import type { KubernetesListObject, KubernetesObject, V1ConfigMap } from '@kubernetes/client-node';
+import { objectKey, splitKey } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from './clock.ts';
 import {
@@ -6,10 +7,8 @@ import {
   Informer,
   type InformerOptions,
   type ListWatchSource,
-  objectKey,
   type RestartReason,
   resourcePath,
-  splitKey,
 } from './informer.ts';
 import { WorkQueue } from './workqueue.ts';
 

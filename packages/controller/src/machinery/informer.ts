@@ -5,9 +5,16 @@ import {
   ListWatch,
   Watch,
 } from '@kubernetes/client-node';
-import { requestJson } from '@kubewatcher/shared';
-import { type Clock, jitter, sleep, systemClock, type TimerHandle } from './clock.ts';
-import { errorFields, type LeveledLogger, silentLogger } from './logger.ts';
+import {
+  errorFields,
+  exponentialDelay,
+  jitter,
+  type Logger,
+  objectKey,
+  requestJson,
+  silentLogger,
+} from '@kubewatcher/shared';
+import { type Clock, sleep, systemClock, type TimerHandle } from './clock.ts';
 
 /** Which resource an informer watches. */
 export interface ResourceType {
@@ -38,19 +45,6 @@ export interface ObjectWithMeta {
   apiVersion?: string;
   kind?: string;
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
-}
-
-/** `namespace/name`, or `name` for cluster-scoped objects (client-go's `MetaNamespaceKeyFunc`). */
-export function objectKey(obj: ObjectWithMeta): string {
-  const name = obj.metadata?.name ?? '';
-  const namespace = obj.metadata?.namespace;
-  return namespace ? `${namespace}/${name}` : name;
-}
-
-/** The inverse of `objectKey`. */
-export function splitKey(key: string): { namespace?: string; name: string } {
-  const slash = key.indexOf('/');
-  return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
 
 export type ListQuery = { labelSelector?: string; fieldSelector?: string };
@@ -145,7 +139,7 @@ export interface InformerOptions<T extends ObjectWithMeta> {
   fieldSelector?: string;
   /** Secondary indexes: name → the index values of an object (e.g. its owners' keys, a label value). */
   indexers?: Readonly<Record<string, (obj: T) => readonly string[]>>;
-  /** Start over with a fresh list this often, jittered by up to +20 %. Default 5 min. 0 disables. */
+  /** Start over with a fresh list this often, jittered (shortened) by up to 20 %. Default 5 min. 0 disables. */
   relistIntervalMs?: number;
   /**
    * No watch event and no successful list for this long is a stall: the informer restarts and
@@ -159,7 +153,7 @@ export interface InformerOptions<T extends ObjectWithMeta> {
   clock?: Clock;
   /** Source of randomness for jitter. Default `Math.random`. */
   random?: () => number;
-  logger?: LeveledLogger;
+  logger?: Logger;
   /** Called on each restart, e.g. to count it in `kubewatcher_informer_restarts_total`. */
   onRestart?: (reason: RestartReason) => void;
 }
@@ -196,7 +190,7 @@ export class Informer<T extends ObjectWithMeta> {
   readonly #opts: InformerOptions<T>;
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #logger: LeveledLogger;
+  readonly #logger: Logger;
   readonly #source: ListWatchSource;
   readonly #streams: NamespaceStream<T>[];
 
@@ -458,7 +452,7 @@ interface StreamContext<T extends ObjectWithMeta> {
   opts: InformerOptions<T>;
   clock: Clock;
   random: () => number;
-  logger: LeveledLogger;
+  logger: Logger;
   source: ListWatchSource;
   stopped(): boolean;
   upsert(obj: T): void;
@@ -623,7 +617,7 @@ class NamespaceStream<T extends ObjectWithMeta> {
     if (clock.now() - this.#launchedAt > 2 * max) this.#failures = 0;
     // Jitter shortens the delay (by up to 20 %) so that it never exceeds `max` yet spreads out even
     // informers that all sit at the cap.
-    const delay = Math.min(max, initial * 2 ** this.#failures) * (1 - JITTER * random());
+    const delay = jitter(exponentialDelay(this.#failures, initial, max), JITTER, random);
     this.#failures++;
     logger.warn('informer: list/watch failed, restarting', {
       ...this.#label,

@@ -7,8 +7,15 @@ import {
   type V1LeaseSpec,
   V1MicroTime,
 } from '@kubernetes/client-node';
-import { type Clock, jitter, sleep, systemClock } from './clock.ts';
-import { apiStatusCode, errorFields, type LeveledLogger, silentLogger } from './logger.ts';
+import {
+  apiStatusCode,
+  errorFields,
+  jitter,
+  type Logger,
+  namespacedKey,
+  silentLogger,
+} from '@kubewatcher/shared';
+import { type Clock, sleep, systemClock } from './clock.ts';
 
 /** The Lease calls the elector makes; `coordinationLeaseClient` is the real one, tests may wrap it. */
 export interface LeaseClient {
@@ -55,7 +62,7 @@ export interface LeaderElectionOptions {
   leaseDurationSeconds?: number;
   /** The leader gives up when it could not renew for this long. Default 10 s. Must be < lease duration. */
   renewDeadlineMs?: number;
-  /** Time between attempts to acquire or renew. Default 2 s, jittered when acquiring. */
+  /** Time between attempts to acquire or renew. Default 2 s, jittered (shortened by up to 20 %) when acquiring. */
   retryPeriodMs?: number;
   /**
    * Called once when this candidate becomes leader: start the workers here. `signal` aborts the
@@ -71,7 +78,7 @@ export interface LeaderElectionOptions {
   onNewLeader?: (identity: string) => void;
   clock?: Clock;
   random?: () => number;
-  logger?: LeveledLogger;
+  logger?: Logger;
 }
 
 /** Why `run` ended: `stopped` by `stop()`, or `lost` (renewal failed or another holder took over). */
@@ -99,7 +106,7 @@ export class LeaderElector {
   readonly #client: LeaseClient;
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #logger: LeveledLogger;
+  readonly #logger: Logger;
   readonly #leaseDurationMs: number;
   readonly #renewDeadlineMs: number;
   readonly #retryPeriodMs: number;
@@ -166,7 +173,7 @@ export class LeaderElector {
   async #run(): Promise<LeaderElectionEnd> {
     const { namespace, name } = this.#opts;
     this.#logger.info('leader election: campaigning', {
-      lease: `${namespace}/${name}`,
+      lease: namespacedKey(namespace, name),
       identity: this.identity,
     });
     while (!this.#stopping) {
@@ -181,7 +188,10 @@ export class LeaderElector {
 
     this.#leading = true;
     this.#leadership = new AbortController();
-    this.#logger.info('leader election: leading', { lease: `${namespace}/${name}`, identity: this.identity });
+    this.#logger.info('leader election: leading', {
+      lease: namespacedKey(namespace, name),
+      identity: this.identity,
+    });
     const signal = this.#leadership.signal;
     Promise.resolve()
       .then(() => this.#opts.onStartedLeading(signal))
@@ -204,7 +214,7 @@ export class LeaderElector {
       const overdue = this.#clock.now() - lastRenew >= this.#renewDeadlineMs;
       if (attempt === 'held' || overdue) {
         this.#logger.error('leader election: lost the lease, stopping leading', {
-          lease: `${namespace}/${name}`,
+          lease: namespacedKey(namespace, name),
           identity: this.identity,
           holder: this.#observed?.holder,
           reason: attempt === 'held' ? 'another holder' : 'renew deadline passed',
@@ -300,7 +310,7 @@ export class LeaderElector {
           },
         });
         this.#logger.info('leader election: released the lease', {
-          lease: `${namespace}/${name}`,
+          lease: namespacedKey(namespace, name),
           identity: this.identity,
         });
         return;

@@ -1,7 +1,7 @@
 import { ApiException } from '@kubernetes/client-node';
+import type { Logger } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from './clock.ts';
-import type { LeveledLogger } from './logger.ts';
 import {
   applyOutcome,
   done,
@@ -24,7 +24,7 @@ function recordingLogger() {
     (message: string, meta?: Record<string, unknown>): void => {
       lines.push({ level, message, meta });
     };
-  const logger: LeveledLogger = {
+  const logger: Logger = {
     error: at('error'),
     warn: at('warn'),
     info: at('info'),

@@ -1,5 +1,5 @@
+import { apiStatusCode, errorFields, type Logger, silentLogger } from '@kubewatcher/shared';
 import { type Clock, systemClock } from './clock.ts';
-import { apiStatusCode, errorFields, type LeveledLogger, silentLogger } from './logger.ts';
 import type { WorkQueue } from './workqueue.ts';
 
 /**
@@ -40,7 +40,7 @@ export interface OutcomeReport {
 export type Reconcile = (key: string) => Promise<Outcome> | Outcome;
 
 export interface RunWorkerOptions {
-  logger?: LeveledLogger;
+  logger?: Logger;
   /** Called after each key with what happened; errors it throws are logged and ignored. */
   onOutcome?: (report: OutcomeReport) => void;
   /** Measures reconcile durations. Default: the system clock. */
@@ -123,7 +123,7 @@ function isOutcome(value: unknown): value is Outcome {
 }
 
 function logOutcome(
-  logger: LeveledLogger,
+  logger: Logger,
   queue: WorkQueue,
   key: string,
   outcome: Outcome,

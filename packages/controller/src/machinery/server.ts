@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { errorFields, type Logger, silentLogger } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
-import { errorFields, type LeveledLogger, silentLogger } from './logger.ts';
 
 /** One named probe check: `true` when fine, otherwise why not. */
 export interface HealthCheck {
@@ -18,7 +18,7 @@ export interface ProbeServerOptions {
   liveness?: readonly HealthCheck[];
   /** `/readyz` (readiness): fails when any fails. */
   readiness?: readonly HealthCheck[];
-  logger?: LeveledLogger;
+  logger?: Logger;
 }
 
 export interface ProbeServer {

@@ -1,3 +1,4 @@
+import { exponentialDelay } from '@kubewatcher/shared';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 
 /**
@@ -26,8 +27,9 @@ export class ItemExponentialBackoff implements RateLimiter {
   when(key: string): number {
     const failures = this.#failures.get(key) ?? 0;
     this.#failures.set(key, failures + 1);
-    // 2^failures overflows to Infinity long before it matters; the cap keeps the result finite.
-    return Math.min(this.#baseDelayMs * 2 ** failures, this.#maxDelayMs);
+    // Not jittered, as client-go's per-item limiter is not: the overall token bucket bounds a crowd of
+    // retries.
+    return exponentialDelay(failures, this.#baseDelayMs, this.#maxDelayMs);
   }
 
   forget(key: string): void {

@@ -1,23 +1,9 @@
 import { ApiException } from '@kubernetes/client-node';
 
 /**
- * The few logger methods the machinery calls. The winston logger from `createLogger`
- * (`@kubewatcher/shared`) satisfies it; tests may pass `silentLogger` or a recorder.
+ * What an error from the API server (client-node's generated clients, `requestJson`, a watch) says,
+ * read the one way every caller reads it: its HTTP status, and its fields for a log line.
  */
-export interface LeveledLogger {
-  error(message: string, meta?: Record<string, unknown>): unknown;
-  warn(message: string, meta?: Record<string, unknown>): unknown;
-  info(message: string, meta?: Record<string, unknown>): unknown;
-  debug(message: string, meta?: Record<string, unknown>): unknown;
-}
-
-/** Drops every line. */
-export const silentLogger: LeveledLogger = {
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-};
 
 /** HTTP status of an API error: client-node's `ApiException.code`, or a watch error's `statusCode`. */
 export function apiStatusCode(err: unknown): number | undefined {

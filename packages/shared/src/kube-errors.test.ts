@@ -1,7 +1,7 @@
 import { ApiException } from '@kubernetes/client-node';
-import { createLogger } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
-import { apiStatusCode, errorFields, type LeveledLogger } from './logger.ts';
+import { apiStatusCode, errorFields } from './kube-errors.ts';
+import { createLogger, type Logger } from './logging.ts';
 
 describe('errorFields', () => {
   it('gives the API Status message of an ApiException, not its body and headers dump', () => {
@@ -50,6 +50,6 @@ describe('errorFields', () => {
 });
 
 it('accepts the project logger', () => {
-  const logger: LeveledLogger = createLogger({ component: 'test', level: 'error' });
+  const logger: Logger = createLogger({ component: 'test', level: 'error' });
   expect(typeof logger.info).toBe('function');
 });
