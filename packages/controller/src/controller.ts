@@ -13,7 +13,7 @@ import {
   type WatchedImage,
 } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
-import { ControllerWriter, withoutManagedFields } from './cluster.ts';
+import { ControllerWriter } from './cluster.ts';
 import {
   type ControllerMetrics,
   cachesSyncedOrStandby,
@@ -30,6 +30,7 @@ import {
   runWorker,
   startProbeServer,
   WorkQueue,
+  withoutManagedFields,
   workQueueHooks,
 } from './machinery/index.ts';
 import type { Workload } from './plan-update.ts';

@@ -48,6 +48,7 @@ export {
   type ResourceType,
   type RestartReason,
   resourcePath,
+  withoutManagedFields,
 } from './informer.ts';
 export {
   coordinationLeaseClient,

@@ -6,6 +6,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import {
+  dropManagedFields,
   errorFields,
   exponentialDelay,
   jitter,
@@ -107,6 +108,23 @@ export function kubeConfigSource(
       return { ...first, metadata: { resourceVersion: first.metadata?.resourceVersion }, items };
     },
     watch: (path, params, callback, done) => watcher.watch(path, params, callback, done),
+  };
+}
+
+/**
+ * An informer source without `metadata.managedFields`: the controller never reads them, and they are half of
+ * a Deployment's JSON (and more of an ImageUpdate's with 500 results), so the caches hold 5,000
+ * Deployments in ~24 MB instead of ~38 MB (client-go controllers strip them the same way).
+ */
+export function withoutManagedFields(source: ListWatchSource): ListWatchSource {
+  return {
+    async list(path, query) {
+      const list = await source.list(path, query);
+      for (const item of list.items ?? []) dropManagedFields(item);
+      return list;
+    },
+    watch: (path, params, callback, done) =>
+      source.watch(path, params, (phase, obj, raw) => callback(phase, dropManagedFields(obj), raw), done),
   };
 }
 
