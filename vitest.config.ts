@@ -9,6 +9,11 @@ export default defineConfig({
   ssr: { resolve: { conditions, externalConditions: conditions } },
   test: {
     reporters: ['default'],
+    // The components under test log as they would in production (JSON lines, through the console).
+    // Vitest keeps each test's console output with the test and prints it only when the test fails,
+    // so a passing run shows the summary and a failing test shows what it logged.
+    // KUBEWATCHER_TEST_VERBOSE=1 prints everything as it happens.
+    silent: process.env.KUBEWATCHER_TEST_VERBOSE === '1' ? false : 'passed-only',
     projects: [
       {
         extends: true,

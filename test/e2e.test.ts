@@ -25,7 +25,12 @@ describe('the demo, end to end', () => {
   const json = async (...args: string[]) => JSON.parse(await kubectl(...args, '-o', 'json'));
 
   beforeAll(async () => {
-    result = await runDemo({ info, repoRoot, workDir, say: (t) => said.push(t), show: (t) => shown.push(t) });
+    // Collected for the checks, and on the console, which vitest prints only when a test fails.
+    const narrate = (into: string[]) => (text: string) => {
+      into.push(text);
+      console.log(text);
+    };
+    result = await runDemo({ info, repoRoot, workDir, say: narrate(said), show: narrate(shown) });
   }, 300_000);
 
   afterAll(async () => {

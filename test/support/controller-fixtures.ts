@@ -542,7 +542,8 @@ export class ControllerProcess {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         nl = buffer.indexOf('\n');
-        if (opts.echo) process.stderr.write(`[controller ${this.child.pid}] ${line}\n`);
+        // Through the console, so a test runner can keep the lines with the test that caused them.
+        if (opts.echo) console.error(`[controller ${this.child.pid}] ${line}`);
         this.#stderr.push(line);
         if (this.#stderr.length > 200) this.#stderr.shift();
         try {

@@ -7,11 +7,16 @@ import { createLogger, silentLogger } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';
 import { Controller, type ControllerOptions } from '../src/controller.ts';
 
-/** Silent unless KUBEWATCHER_TEST_VERBOSE=1: expected errors (a stopped API server) are not noise. */
-export const testLogger =
-  process.env.KUBEWATCHER_TEST_VERBOSE === '1'
-    ? createLogger({ component: 'controller-test', level: 'debug' })
-    : silentLogger;
+/**
+ * The in-process controller logs to the console like the real one. Vitest prints a test's console
+ * output only when the test fails (vitest.config.ts), so expected errors (a stopped API server) stay
+ * out of a passing run and explain a failing one. KUBEWATCHER_TEST_VERBOSE=1 adds debug lines.
+ */
+export const testLogger = createLogger({
+  component: 'controller-test',
+  level: process.env.KUBEWATCHER_TEST_VERBOSE === '1' ? 'debug' : 'info',
+  format: 'json',
+});
 
 export interface RunningController {
   controller: Controller;

@@ -31,7 +31,6 @@ import {
 const info = inject('localCluster');
 let clients: Clients;
 const WEB = 'ghcr.io/acme/web:1.0';
-const echo = process.env.KUBEWATCHER_TEST_VERBOSE === '1';
 
 const namespaces: string[] = [];
 const processes: ControllerProcess[] = [];
@@ -51,7 +50,8 @@ afterAll(async () => {
 });
 
 function startProcess(args: string[]): ControllerProcess {
-  const p = new ControllerProcess(info.kubeconfig, args, { echo });
+  // Echoed to the console: vitest shows the lines only with a failing test (vitest.config.ts).
+  const p = new ControllerProcess(info.kubeconfig, args, { echo: true });
   processes.push(p);
   return p;
 }

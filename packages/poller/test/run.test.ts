@@ -161,7 +161,10 @@ async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
   const logs: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      const lines = chunk.toString('utf8').split('\n').filter(Boolean);
+      logs.push(...lines);
+      // Also to the console, which vitest prints only for a failing test (vitest.config.ts).
+      for (const line of lines) console.error(line);
       done();
     },
   });
@@ -980,7 +983,9 @@ describe('the CLI', () => {
       child.once('error', reject);
       child.once('close', resolve);
     });
-    return { code, lines: out.split('\n').filter(Boolean) };
+    const lines = out.split('\n').filter(Boolean);
+    for (const line of lines) console.error(line); // shown only if the test fails
+    return { code, lines };
   }
 
   it('runs once, exits 0 and ends with a summary line', async () => {
