@@ -4,11 +4,13 @@
  *  - every field of the committed CRDs, every printer column and every CEL message is in api.md;
  *  - every `--flag` the hand-written pages mention is a flag of the controller or the poller, or one
  *    of the other tools' flags listed here (so renaming a flag fails until the pages follow);
- *  - every relative link between the pages points at a file and a heading that exist.
+ *  - every relative link between the pages points at a file and a heading that exist;
+ *  - every repository path that a page or a code comment names (from the root, or from the file's
+ *    folder when it starts with a dot) exists, and none points outside the repository.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -27,8 +29,8 @@ const HAND_WRITTEN = [
   'docs/install.md',
   'README.md',
 ];
-/** Checked for links only: its flags are the benchmark scripts'. */
-const LINKS_ONLY = ['docs/benchmarks.md', 'bench/README.md'];
+/** Checked for links only: its flags are the benchmark scripts', the other's are options. */
+const LINKS_ONLY = ['docs/benchmarks.md', 'bench/README.md', 'packages/poller/src/registry/README.md'];
 const GENERATED = ['docs/api.md', 'docs/cli.md', 'docs/metrics.md'];
 
 describe('generated docs', () => {
@@ -212,4 +214,108 @@ describe('hand-written docs', () => {
       expect(broken).toEqual([]);
     },
   );
+});
+
+// Paths named in prose and comments
+
+/** Not written by hand, or not in the repository at all. */
+const UNSCANNED_DIRS = new Set(['node_modules', 'dist', '.git', '.local', 'coverage']);
+/** Generated from the schemas and CLIs: checked by the drift tests instead. */
+const GENERATED_FILES = new Set([...GENERATED, 'manifests/install.yaml']);
+
+function repositoryFiles(dir = ''): string[] {
+  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => {
+    const path = dir ? `${dir}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) return UNSCANNED_DIRS.has(entry.name) ? [] : repositoryFiles(path);
+    return GENERATED_FILES.has(path) ? [] : [path];
+  });
+}
+
+/**
+ * The text of a file that talks about the repository: all of a Markdown page; the comments of
+ * TypeScript (block and line comments, a URL's `//` included, which the path rule skips) and of
+ * shell scripts, YAML and the Dockerfile.
+ */
+function prose(path: string, text: string): string | undefined {
+  if (path.endsWith('.md')) return text;
+  if (path.endsWith('.ts')) return (text.match(/\/\*[\s\S]*?\*\/|\/\/.*$/gm) ?? []).join('\n');
+  const hashComments = /\.(sh|ya?ml)$/.test(path) || path === 'Dockerfile' || /^scripts\/[\w-]+$/.test(path);
+  if (hashComments) return (text.match(/(^|\s)#.*$/gm) ?? []).join('\n');
+  return undefined;
+}
+
+const TOP_LEVEL = new Set(readdirSync(root).filter((name) => !UNSCANNED_DIRS.has(name)));
+
+/**
+ * Paths in `text` that should name something in the repository: those starting at one of its
+ * top-level folders (`scripts/lib/demo.ts`), resolved from the root, and in TypeScript and Markdown
+ * those starting with `./` or `../`, resolved from the file's folder (shell comments use them for
+ * paths inside Go modules). A name stops at characters a path here never holds (`*`, `<`, `#`, a
+ * backtick), so a glob or an anchor leaves its checkable head. An image reference
+ * (`bench/img-1:stable`) is not a path.
+ */
+function namedPaths(file: string, text: string): { named: string; resolved: string }[] {
+  const out: { named: string; resolved: string }[] = [];
+  for (const match of text.matchAll(/(?<![\w.:/@~$-])(?:\.{1,2}\/)*[\w][\w.-]*(?:\/[\w.-]+)*\/?/g)) {
+    const after = text.slice(match.index + match[0].length);
+    if (/^:\w/.test(after)) continue; // repository:tag
+    const named = match[0].replace(/[.:]+$/, '');
+    const relativeToFile = /\.(ts|md)$/.test(file) && (named.startsWith('./') || named.startsWith('../'));
+    const first = named.split('/')[0]!;
+    if (!relativeToFile && !(named.includes('/') && TOP_LEVEL.has(first))) continue;
+    if ((named.startsWith('./') || named.startsWith('../')) && !relativeToFile) continue;
+    if (named.split('/').some((segment) => segment === 'dist' || segment === 'node_modules')) continue;
+    const resolved = relative(root, join(root, relativeToFile ? dirname(file) : '', named));
+    out.push({ named, resolved });
+  }
+  return out;
+}
+
+describe('paths named in docs and comments', () => {
+  const scanned = repositoryFiles()
+    .map((path) => [path, prose(path, read(path))] as const)
+    .filter((entry): entry is readonly [string, string] => entry[1] !== undefined);
+
+  it('finds the files to read', () => {
+    const paths = scanned.map(([path]) => path);
+    expect(paths).toContain('README.md');
+    expect(paths).toContain('packages/poller/src/registry/client.ts');
+    expect(paths).toContain('scripts/test');
+  });
+
+  it.each(scanned)('%s names only paths that exist', (path, text) => {
+    const missing = namedPaths(path, text)
+      .filter(({ resolved }) => resolved.startsWith('..') || !existsSync(join(root, resolved)))
+      .map(({ named, resolved }) => (named === resolved ? named : `${named} (${resolved})`));
+    expect([...new Set(missing)]).toEqual([]);
+  });
+
+  it.each(scanned)('%s cites nothing outside the repository', (path, text) => {
+    // Design notes kept outside the repository: what a reader needs from them is in docs/.
+    const outside = text.match(/\bDESIGN\.md\b|\bresearch\/[\w.-]+|\.\.\/shared\b/g) ?? [];
+    expect(outside).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a root path',
+      'packages/poller/src/registry/client.ts',
+      'see scripts/lib/demo.ts.',
+      ['scripts/lib/demo.ts'],
+    ],
+    ['a folder', 'README.md', 'under `manifests/overlays/namespaced`,', ['manifests/overlays/namespaced']],
+    [
+      'relative to the file',
+      'packages/poller/src/registry/client.ts',
+      '(./README.md)',
+      ['packages/poller/src/registry/README.md'],
+    ],
+    ['a glob keeps its head', 'vitest.config.ts', "'packages/*/src/**'", ['packages']],
+    ['an image reference is no path', 'docs/benchmarks.md', '`bench/img-NNN:stable`', []],
+    ["a shell comment's ./ is no path", 'scripts/build-keel.sh', 'by a local path (./x)', []],
+    ['an anchor is cut off', 'x.ts', 'docs/architecture.md#who-writes-what', ['docs/architecture.md']],
+    ['not a repository path', 'README.md', 'ghcr.io/acme/web:stable, https://example.com/docs/x, run.ts', []],
+  ])('reads %s', (_what, file, text, expected) => {
+    expect(namedPaths(file, text).map((p) => p.resolved)).toEqual(expected);
+  });
 });

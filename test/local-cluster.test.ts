@@ -14,7 +14,10 @@ import { pushTestImage } from '../scripts/lib/images.ts';
 
 const info = inject('localCluster');
 
-/** One Accept header with the four manifest types, as research/registry.md prescribes. */
+/**
+ * One Accept header with the four manifest types, as the poller sends it
+ * (packages/poller/src/registry/README.md).
+ */
 const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',

@@ -22,7 +22,7 @@ import {
  * condition, and which old updates fall outside `historyLimit`.
  */
 
-/** The status fields the controller owns (the poller owns the rest, see DESIGN.md). */
+/** The status fields the controller owns (the poller owns the rest: docs/architecture.md#who-writes-what). */
 export type ControllerStatus = Pick<
   WatchedImageStatus,
   'observedGeneration' | 'workloads' | 'workloadCount' | 'latestUpdate'

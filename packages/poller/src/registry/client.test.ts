@@ -1,7 +1,7 @@
 /**
  * RegistryClient decisions that a real registry cannot be made to show on demand (identity-token
  * grants, a revoked cached token, Docker Hub's host), driven by a scripted fetch. The protocol against
- * real registries is covered by test/registry-client.test.ts.
+ * real registries is covered by packages/poller/test/registry-client.test.ts.
  */
 import { normalizeReference } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';

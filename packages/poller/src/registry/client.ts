@@ -1,5 +1,5 @@
 /**
- * Resolves a tag to the digest behind it (research/registry.md): HEAD the manifest with the four
+ * Resolves a tag to the digest behind it (./README.md explains it): HEAD the manifest with the four
  * Accept types, answer 401 challenges (Bearer tokens, cached; Basic), fall back to GET + sha256 of the
  * raw body when HEAD gives no digest, and keep each registry's limits: a per-host concurrency cap,
  * retries with jittered backoff on 5xx, and a pause for the rest of the run after a 429.

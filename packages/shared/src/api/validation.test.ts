@@ -105,7 +105,7 @@ describe('validateWatchedImage', () => {
     expect(errorsOf(result)).toEqual([]);
   });
 
-  // The same verdicts the API server gives (test/crds.test.ts checks it against a real one).
+  // The same verdicts the API server gives (packages/shared/test/crds.test.ts checks it against a real one).
   it.each([
     { case: 'missing image', spec: {}, errors: ['spec.image: Required value', RULES_NOT_CHECKED] },
     {
