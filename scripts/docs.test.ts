@@ -290,7 +290,7 @@ describe('paths named in docs and comments', () => {
     expect([...new Set(missing)]).toEqual([]);
   });
 
-  it.each(scanned)('%s cites nothing outside the repository', (path, text) => {
+  it.each(scanned)('%s cites nothing outside the repository', (_path, text) => {
     // Design notes kept outside the repository: what a reader needs from them is in docs/.
     const outside = text.match(/\bDESIGN\.md\b|\bresearch\/[\w.-]+|\.\.\/shared\b/g) ?? [];
     expect(outside).toEqual([]);
