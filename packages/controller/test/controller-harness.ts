@@ -3,7 +3,7 @@
  * its own prom-client Registry (read with `metric`), stopped gracefully by `stop`.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { createLogger, silentLogger } from '@kubewatcher/shared';
+import { createLogger } from '@kubewatcher/shared';
 import { Registry } from 'prom-client';
 import { Controller, type ControllerOptions } from '../src/controller.ts';
 
