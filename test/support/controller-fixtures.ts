@@ -36,10 +36,10 @@ import {
 } from '../../packages/shared/src/index.ts';
 import { loadKubeConfig } from '../../packages/shared/src/kube.ts';
 import type { LocalClusterInfo } from '../../scripts/lib/cluster-info.ts';
+import { installCrds as installCrdsAs } from './crds.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
-export const CRDS_DIR = `${root}crds/`;
 export const CONTROLLER_MAIN = `${root}packages/controller/src/main.ts`;
 /** The built entry point, what the container image runs (`pnpm -r build` first). */
 export const CONTROLLER_DIST_MAIN = `${root}packages/controller/dist/main.js`;
@@ -77,33 +77,8 @@ export async function kubectl(info: LocalClusterInfo, ...args: string[]): Promis
 }
 
 /** Installs the CRDs (server-side apply, idempotent) and waits until both kinds serve. */
-export async function installCrds(info: LocalClusterInfo): Promise<void> {
-  await kubectl(
-    info,
-    'apply',
-    '--server-side',
-    '--force-conflicts',
-    '--field-manager=kubewatcher-controller-test',
-    '-f',
-    CRDS_DIR,
-  );
-  await kubectl(
-    info,
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    `crd/${WATCHED_IMAGE.plural}.${GROUP}`,
-    `crd/${IMAGE_UPDATE.plural}.${GROUP}`,
-  );
-  // Established can come a moment before the endpoints serve.
-  const { custom } = clientsFor(info);
-  for (const resource of [WI, IU]) {
-    await until(
-      () => custom.listNamespacedCustomObject({ ...resource, namespace: 'default' }).then(() => true),
-      (ok) => ok,
-      { what: `${resource.plural} to serve`, timeoutMs: 60_000, ignoreErrors: true },
-    );
-  }
+export function installCrds(info: LocalClusterInfo): Promise<void> {
+  return installCrdsAs(info, 'kubewatcher-controller-test');
 }
 
 /** Creates a namespace with a random suffix and returns its name. */

@@ -36,16 +36,11 @@ export async function installCrds(
     '-f',
     CRDS_DIR,
   );
-  await kubectl(
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    `crd/${WATCHED_IMAGE.plural}.${GROUP}`,
-    `crd/${IMAGE_UPDATE.plural}.${GROUP}`,
-  );
-  // Established can come a moment before the new endpoints serve: wait until both kinds list.
+  // Both kinds list once their CRDs are Established and the endpoints serve. No `kubectl wait
+  // --for=condition=Established`: it fails at once ("accessor error: <nil>") when it reads a CRD whose
+  // status has no conditions yet, which happens right after the apply.
   const custom = loadKubeConfig(info.kubeconfig).makeApiClient(CustomObjectsApi);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   for (const plural of [WATCHED_IMAGE.plural, IMAGE_UPDATE.plural]) {
     for (;;) {
       try {
