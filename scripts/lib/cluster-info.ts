@@ -15,6 +15,26 @@ export interface RegistryEndpoint {
   caFile?: string;
 }
 
+/** The real node (`startLocalCluster({ realNode: true })`): what tests and installs on it need. */
+export interface RealNodeInfo {
+  /** Node name, also its InternalIP: `127.0.0.1`. */
+  name: string;
+  /** Where pods with `hostNetwork: true` reach the apiserver (no kube-proxy: the Service IP routes nowhere). */
+  apiServerHost: string;
+  apiServerPort: number;
+  /** containerd's socket (`ctr --address SOCKET --namespace k8s.io ...`). */
+  containerdSocket: string;
+  containerdNamespace: string;
+  /** The kubelet's API port on 127.0.0.1. */
+  kubeletPort: number;
+  /** Pods' IPs (they live on no interface: probes to them reach the host; use exec probes). */
+  podSubnet: string;
+  /** The pause image every pod's sandbox runs. */
+  sandboxImage: string;
+  /** `host:port` of each registry as the node pulls from it (image references for pods). */
+  registries: { open: string; basic: string; token: string };
+}
+
 export interface LocalClusterInfo {
   /** Admin kubeconfig (system:masters). */
   kubeconfig: string;
@@ -26,6 +46,10 @@ export interface LocalClusterInfo {
   binDir: string;
   /** Working folder of this environment (logs, data, pids). */
   dir: string;
+  /** The node pods run on: `kwok-node-0` (fake, the default) or `127.0.0.1` (the real node). */
+  nodeName: string;
+  /** Set when the environment has a real node (containerd + kubelet) instead of the kwok one. */
+  realNode?: RealNodeInfo;
   registries: {
     /** No authentication, plain HTTP. */
     open: RegistryEndpoint;

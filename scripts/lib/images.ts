@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -66,28 +66,55 @@ interface Descriptor {
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-/** A tar archive holding one regular file (ustar). */
-function tarWithFile(name: string, content: Buffer): Buffer {
-  const header = Buffer.alloc(512);
+/** One entry of a layer: a regular file, a folder or a symbolic link (owned by root). */
+export type TarEntry =
+  | { type: 'file'; name: string; content: Buffer; mode?: number }
+  | { type: 'dir'; name: string; mode?: number }
+  | { type: 'symlink'; name: string; target: string };
+
+/** A tar archive (ustar) of `entries`, in the order given, with zero timestamps (same input, same bytes). */
+export function tarArchive(entries: TarEntry[]): Buffer {
   const octal = (value: number, width: number) => `${value.toString(8).padStart(width - 1, '0')}\0`;
-  header.write(name, 0, 100, 'utf8');
-  header.write(octal(0o644, 8), 100);
-  header.write(octal(0, 8), 108);
-  header.write(octal(0, 8), 116);
-  header.write(octal(content.length, 12), 124);
-  header.write(octal(0, 12), 136);
-  header.write(' '.repeat(8), 148); // the checksum counts its own field as spaces
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  const checksum = header.reduce((sum, byte) => sum + byte, 0);
-  header.write(`${checksum.toString(8).padStart(6, '0')}\0 `, 148);
-  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
+  const parts: Buffer[] = [];
+  for (const entry of entries) {
+    const header = Buffer.alloc(512);
+    const content = entry.type === 'file' ? entry.content : Buffer.alloc(0);
+    const defaultMode = entry.type === 'file' ? 0o644 : 0o755;
+    if (Buffer.byteLength(entry.name) > 100)
+      throw new Error(`tar entry name longer than 100 bytes: ${entry.name}`);
+    header.write(entry.name, 0, 100, 'utf8');
+    header.write(octal(entry.type === 'symlink' ? 0o777 : (entry.mode ?? defaultMode), 8), 100);
+    header.write(octal(0, 8), 108);
+    header.write(octal(0, 8), 116);
+    header.write(octal(content.length, 12), 124);
+    header.write(octal(0, 12), 136);
+    header.write(' '.repeat(8), 148); // the checksum counts its own field as spaces
+    header.write({ file: '0', dir: '5', symlink: '2' }[entry.type], 156);
+    if (entry.type === 'symlink') header.write(entry.target, 157, 100, 'utf8');
+    header.write('ustar\0', 257);
+    header.write('00', 263);
+    const checksum = header.reduce((sum, byte) => sum + byte, 0);
+    header.write(`${checksum.toString(8).padStart(6, '0')}\0 `, 148);
+    parts.push(header, content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  return Buffer.concat([...parts, Buffer.alloc(1024)]);
+}
+
+/** A tar archive holding one regular file. */
+function tarWithFile(name: string, content: Buffer): Buffer {
+  return tarArchive([{ type: 'file', name, content }]);
+}
+
+/** One platform's image of a layout: its single layer (uncompressed tar) and what its config says. */
+interface PlatformImage {
+  architecture: string;
+  layer: Buffer;
+  /** The config's `config` section (Entrypoint, Cmd, Env, Labels...). */
+  config: Record<string, unknown>;
 }
 
 /** Writes an OCI image layout whose index.json names the image (or index) to push; returns it. */
-async function writeLayout(dir: string, tag: string, multiArch: boolean, format: 'oci' | 'docker') {
+async function writeLayout(dir: string, tag: string, images: PlatformImage[], format: 'oci' | 'docker') {
   const types = mediaTypes[format];
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
   const blob = async (mediaType: string, data: Buffer): Promise<Descriptor> => {
@@ -97,11 +124,11 @@ async function writeLayout(dir: string, tag: string, multiArch: boolean, format:
   };
   const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
-  const image = async (architecture: string): Promise<Descriptor> => {
-    const tar = tarWithFile(
-      'kubewatcher-test-image',
-      Buffer.from(`linux/${architecture} ${randomBytes(32).toString('hex')}\n`),
-    );
+  const image = async ({
+    architecture,
+    layer: tar,
+    config: imageConfig,
+  }: PlatformImage): Promise<Descriptor> => {
     const layer = await blob(types.layer, gzipSync(tar));
     const created = new Date().toISOString();
     const config = await blob(
@@ -110,7 +137,7 @@ async function writeLayout(dir: string, tag: string, multiArch: boolean, format:
         architecture,
         os: 'linux',
         created,
-        config: { Labels: { 'io.kubewatcher.test-image': 'true' } },
+        config: imageConfig,
         rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
         history: [{ created, created_by: 'kubewatcher scripts/lib/images.ts' }],
       }),
@@ -122,10 +149,11 @@ async function writeLayout(dir: string, tag: string, multiArch: boolean, format:
     return { ...manifest, platform: { os: 'linux', architecture } };
   };
 
-  const platforms = await Promise.all((multiArch ? ['amd64', 'arm64'] : ['amd64']).map(image));
-  const top = multiArch
-    ? await blob(types.index, json({ schemaVersion: 2, mediaType: types.index, manifests: platforms }))
-    : (platforms[0] as Descriptor);
+  const platforms = await Promise.all(images.map(image));
+  const top =
+    images.length > 1
+      ? await blob(types.index, json({ schemaVersion: 2, mediaType: types.index, manifests: platforms }))
+      : (platforms[0] as Descriptor);
   const entry = { mediaType: top.mediaType, digest: top.digest, size: top.size };
   await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(
@@ -149,8 +177,8 @@ function resolveEndpoint(options: PushImageOptions): RegistryEndpoint {
   return options.info.registries[registry];
 }
 
-/** Pushes a fresh random image to `registry/repository:tag` and returns what was pushed. */
-export async function pushTestImage(options: PushImageOptions): Promise<PushedImage> {
+/** Writes the layout of `images` and pushes it with crane to `registry/repository:tag`. */
+async function pushImages(options: PushImageOptions, images: PlatformImage[]): Promise<PushedImage> {
   const endpoint = resolveEndpoint(options);
   const binDir = options.binDir ?? options.info?.binDir;
   if (!binDir) throw new Error("pushImage: pass 'binDir' or 'info' to find crane");
@@ -160,7 +188,7 @@ export async function pushTestImage(options: PushImageOptions): Promise<PushedIm
     const { top, platforms } = await writeLayout(
       join(work, 'layout'),
       options.tag,
-      options.multiArch ?? false,
+      images,
       options.format ?? 'oci',
     );
     // A private docker config: only these credentials, never the user's.
@@ -194,7 +222,88 @@ export async function pushTestImage(options: PushImageOptions): Promise<PushedIm
   }
 }
 
+/** Pushes a fresh random image (one file, no program) to `registry/repository:tag`; returns what was pushed. */
+export async function pushTestImage(options: PushImageOptions): Promise<PushedImage> {
+  const architectures = options.multiArch ? ['amd64', 'arm64'] : ['amd64'];
+  return pushImages(
+    options,
+    architectures.map((architecture) => ({
+      architecture,
+      layer: tarWithFile(
+        'kubewatcher-test-image',
+        Buffer.from(`linux/${architecture} ${randomBytes(32).toString('hex')}\n`),
+      ),
+      config: { Labels: { 'io.kubewatcher.test-image': 'true' } },
+    })),
+  );
+}
+
 /** Pushes a fresh random image to `registry/repository:tag` and returns the digest the tag points at. */
 export async function pushImage(options: PushImageOptions): Promise<string> {
   return (await pushTestImage(options)).digest;
+}
+
+/** Where Debian's busybox-static puts its binary (a static build: it runs in an image with nothing else). */
+export const BUSYBOX_STATIC = '/bin/busybox';
+/** Path of the content file inside a busybox image. */
+export const BUSYBOX_CONTENT_FILE = '/kubewatcher/content';
+const BUSYBOX_APPLETS = ['sh', 'cat', 'echo', 'ls', 'sleep', 'true', 'false', 'id', 'env'];
+
+export interface BusyboxImageOptions extends Omit<PushImageOptions, 'multiArch'> {
+  /** Written to /kubewatcher/content (default: a random line, so each push is a new digest). */
+  content?: string;
+  /** The image's Entrypoint (default: print the content file, then sleep until SIGTERM). */
+  entrypoint?: string[];
+  /** busybox binary to copy in (default /bin/busybox). */
+  busybox?: string;
+}
+
+/**
+ * Pushes a runnable linux/amd64 image of one layer: the host's static busybox as /bin/busybox with a few
+ * applet links (/bin/sh, /bin/cat, ...), and a content file. By default it prints the content and sleeps,
+ * exiting at once on SIGTERM (a plain `sleep` as PID 1 ignores it and would wait out the grace period).
+ */
+export async function pushBusyboxImage(
+  options: BusyboxImageOptions,
+): Promise<PushedImage & { content: string }> {
+  const busyboxPath = options.busybox ?? BUSYBOX_STATIC;
+  let busybox: Buffer;
+  try {
+    busybox = await readFile(busyboxPath);
+  } catch (err) {
+    throw new Error(
+      `pushBusyboxImage: cannot read ${busyboxPath} (Debian package busybox-static): ${(err as Error).message}`,
+    );
+  }
+  const content = options.content ?? `kubewatcher ${randomBytes(8).toString('hex')}\n`;
+  const entrypoint = options.entrypoint ?? [
+    '/bin/busybox',
+    'sh',
+    '-c',
+    `trap 'exit 0' TERM INT; cat ${BUSYBOX_CONTENT_FILE}; while :; do sleep 3600 & wait $!; done`,
+  ];
+  const layer = tarArchive([
+    { type: 'dir', name: 'bin/' },
+    { type: 'file', name: 'bin/busybox', content: busybox, mode: 0o755 },
+    ...BUSYBOX_APPLETS.map((applet) => ({
+      type: 'symlink' as const,
+      name: `bin/${applet}`,
+      target: 'busybox',
+    })),
+    { type: 'dir', name: 'kubewatcher/' },
+    { type: 'file', name: BUSYBOX_CONTENT_FILE.slice(1), content: Buffer.from(content) },
+    { type: 'dir', name: 'tmp/', mode: 0o1777 },
+  ]);
+  const pushed = await pushImages(options, [
+    {
+      architecture: 'amd64',
+      layer,
+      config: {
+        Entrypoint: entrypoint,
+        Env: ['PATH=/bin'],
+        Labels: { 'io.kubewatcher.test-image': 'true' },
+      },
+    },
+  ]);
+  return { ...pushed, content };
 }

@@ -14,19 +14,24 @@ import {
   readProcessRecords,
   removeLocalClusterState,
   startLocalCluster,
-  stopRecordedProcesses,
+  stopLocalCluster,
 } from './local-cluster.ts';
 
-const usage = `Usage: scripts/local-cluster <command> [--dir DIR]
+const usage = `Usage: scripts/local-cluster <command> [--dir DIR] [--real-node]
 
 Commands:
-  up       start the control plane and registries in the background (no-op when already running)
-  down     stop exactly the processes 'up' started and remove the state
+  up       start the control plane, registries and a node in the background (no-op when already running)
+  down     stop exactly the processes 'up' started (and the real node's containers, mounts, cgroups)
+           and remove the state
   status   show whether each part runs and answers (exit code 1 when not all do)
   env      print shell exports: eval "$(scripts/local-cluster env)"
 
 Options:
   --dir DIR       state folder (default: .local in the repository)
+  --real-node     with up: a real node (containerd, runc, kubelet; node 127.0.0.1) that runs
+                  containers, instead of kwok's fake node; needs root on Linux and installs the
+                  Debian packages containerd, runc, containernetworking-plugins, busybox-static
+                  with apt-get when missing
   --bin-dir DIR   folder of the built binaries (set by scripts/local-cluster)`;
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -35,8 +40,12 @@ const say = (line: string) => console.error(`local-cluster: ${line}`);
 function summary(info: LocalClusterInfo, dir: string): string {
   const rel = (p: string) => relative(process.cwd(), p) || '.';
   const { open, basic, token } = info.registries;
+  const node = info.realNode
+    ? `  node            ${info.realNode.name}  (real: kubelet + containerd ${rel(info.realNode.containerdSocket)})`
+    : `  node            ${info.nodeName ?? 'kwok-node-0'}  (kwok: fake, no containers run)`;
   return [
     `  kube-apiserver  ${info.apiServer}  (kubeconfig ${rel(info.kubeconfig)})`,
+    node,
     `  registry open   ${open.host}  (HTTP, no auth)`,
     `  registry basic  ${basic.host}  (HTTPS, user ${basic.username}, CA ${rel(basic.caFile ?? '')})`,
     `  registry token  ${token.host}  (HTTP, user ${token.username}, token realm ${token.tokenRealm})`,
@@ -48,25 +57,31 @@ function summary(info: LocalClusterInfo, dir: string): string {
   ].join('\n');
 }
 
-async function up(dir: string, binDir: string | undefined): Promise<number> {
+async function up(dir: string, binDir: string | undefined, realNode: boolean): Promise<number> {
   const running = await findRunningLocalCluster(dir);
   if (running) {
     console.log(`Local environment already running in ${dir}\n${summary(running, dir)}`);
+    if (realNode !== (running.realNode !== undefined)) {
+      say(
+        `it runs ${running.realNode ? 'a real node' : 'the kwok node'}: scripts/local-cluster down, then up again`,
+      );
+      return 1;
+    }
     return 0;
   }
   if ((await readProcessRecords(dir)).length > 0) {
-    const stopped = await stopRecordedProcesses(dir);
+    const stopped = await stopLocalCluster(dir);
     say(`a previous environment was partly running; stopped ${stopped.join(', ') || 'nothing'}`);
   }
   const started = performance.now();
-  const { info } = await startLocalCluster({ dir, binDir, detached: true, log: say });
+  const { info } = await startLocalCluster({ dir, binDir, detached: true, log: say, realNode });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log(`Local environment up in ${seconds}s in ${dir}\n${summary(info, dir)}`);
   return 0;
 }
 
 async function down(dir: string): Promise<number> {
-  const stopped = await stopRecordedProcesses(dir);
+  const stopped = await stopLocalCluster(dir);
   await removeLocalClusterState(dir);
   console.log(stopped.length > 0 ? `Stopped ${stopped.join(', ')}` : 'Nothing was running');
   return 0;
@@ -106,6 +121,7 @@ async function main(): Promise<number> {
     options: {
       dir: { type: 'string', default: join(repoRoot, '.local') },
       'bin-dir': { type: 'string' },
+      'real-node': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -117,7 +133,7 @@ async function main(): Promise<number> {
   const dir = resolve(values.dir);
   switch (command) {
     case 'up':
-      return up(dir, values['bin-dir']);
+      return up(dir, values['bin-dir'], values['real-node']);
     case 'down':
       return down(dir);
     case 'status':

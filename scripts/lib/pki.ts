@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -15,6 +15,9 @@ export interface LocalPki {
   /** Serving certificate of kube-apiserver (127.0.0.1, localhost and the in-cluster `kubernetes` names). */
   apiServerCert: string;
   apiServerKey: string;
+  /** Client certificate kube-apiserver presents to kubelets (logs, exec); RBAC binds it to kubelet-api-admin. */
+  apiServerKubeletClientCert: string;
+  apiServerKubeletClientKey: string;
   /** Serving certificate of the HTTPS registry (127.0.0.1, localhost). */
   registryCert: string;
   registryKey: string;
@@ -42,12 +45,17 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
 subjectAltName = IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-[registry_ext]
+[loopback_server_ext]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
 subjectAltName = IP:127.0.0.1,DNS:localhost
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
 [signing_ext]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
@@ -76,6 +84,8 @@ export async function createLocalPki(dir: string): Promise<LocalPki> {
     caKey: file('ca.key'),
     apiServerCert: file('apiserver.crt'),
     apiServerKey: file('apiserver.key'),
+    apiServerKubeletClientCert: file('apiserver-kubelet-client.crt'),
+    apiServerKubeletClientKey: file('apiserver-kubelet-client.key'),
     registryCert: file('registry.crt'),
     registryKey: file('registry.key'),
     tokenSigningCert: file('token-signing.crt'),
@@ -112,33 +122,53 @@ export async function createLocalPki(dir: string): Promise<LocalPki> {
     '-extensions',
     'ca_ext',
   ]);
-  const leaf = (cert: string, key: string, cn: string, ext: string) =>
-    openssl([
-      'req',
-      '-x509',
-      '-config',
-      cnf,
-      ...ecKey,
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '825',
-      '-subj',
-      `/CN=${cn}`,
-      '-extensions',
-      ext,
-      '-CA',
-      pki.caCert,
-      '-CAkey',
-      pki.caKey,
-    ]);
+  const leaf = (cert: string, key: string, cn: string, ext: CertificateUse) =>
+    issueCertificate(pki, { cert, key, subject: `/CN=${cn}`, use: ext });
   await Promise.all([
     leaf(pki.apiServerCert, pki.apiServerKey, 'kube-apiserver', 'apiserver_ext'),
-    leaf(pki.registryCert, pki.registryKey, 'kubewatcher-registry', 'registry_ext'),
+    leaf(
+      pki.apiServerKubeletClientCert,
+      pki.apiServerKubeletClientKey,
+      'kube-apiserver-kubelet-client',
+      'client_ext',
+    ),
+    leaf(pki.registryCert, pki.registryKey, 'kubewatcher-registry', 'loopback_server_ext'),
     leaf(pki.tokenSigningCert, pki.tokenSigningKey, 'kubewatcher-token-signer', 'signing_ext'),
     serviceAccountKeys,
   ]);
   return pki;
+}
+
+/** What a certificate is for: serving on 127.0.0.1 and localhost, a TLS client, or signing tokens. */
+export type CertificateUse = 'apiserver_ext' | 'loopback_server_ext' | 'client_ext' | 'signing_ext';
+
+/**
+ * Issues a certificate signed by the environment's CA, e.g. a kubelet's client certificate with subject
+ * `/O=system:nodes/CN=system:node:127.0.0.1` (the Node authorizer's identity of node 127.0.0.1).
+ */
+export async function issueCertificate(
+  pki: Pick<LocalPki, 'caCert' | 'caKey'>,
+  o: { cert: string; key: string; subject: string; use: CertificateUse },
+): Promise<void> {
+  await openssl([
+    'req',
+    '-x509',
+    '-config',
+    join(dirname(pki.caCert), 'openssl.cnf'),
+    ...ecKey,
+    '-keyout',
+    o.key,
+    '-out',
+    o.cert,
+    '-days',
+    '825',
+    '-subj',
+    o.subject,
+    '-extensions',
+    o.use,
+    '-CA',
+    pki.caCert,
+    '-CAkey',
+    pki.caKey,
+  ]);
 }

@@ -1,0 +1,582 @@
+/**
+ * The real node room: containerd (Debian's, with runc) and a kubelet built at the control plane's version,
+ * registered as node `127.0.0.1`, so pods pull real images from the local registries and run real
+ * containers.
+ *
+ * Everything is private to `dir/node/`: containerd's root, state, sockets and runc root, the kubelet's
+ * root, certificates and pod logs, CNI configuration and IPAM data. The rules of this environment shape
+ * the rest:
+ * - no traffic to any non-loopback address: the node is `127.0.0.1` (`--hostname-override` with an IP
+ *   literal: no DNS lookup, InternalIP 127.0.0.1; `--node-ip` refuses loopback), pods get addresses from
+ *   host-local IPAM over 127.100.0.0/16 that live on no interface (their namespace has only `lo`; a probe
+ *   to a pod IP reaches the host itself, so use exec probes), their resolv.conf names 127.0.0.1, and the
+ *   kubelet runs with a PATH without /usr/sbin so it finds no iptables and leaves netfilter alone;
+ * - root without CAP_SYS_RESOURCE: runc cannot lower oom_score_adj, so containerd restricts it
+ *   (`restrict_oom_score_adj`);
+ * - no systemd: the cgroupfs driver, pods under a cgroup root of the node's own (`/kubewatcher-<id>`).
+ * The node authenticates with a `system:node:127.0.0.1` certificate (Node authorizer, NodeRestriction),
+ * and serves its API with a certificate from the environment's CA to the apiserver's client certificate.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import type { LocalClusterInfo, RealNodeInfo } from '../cluster-info.ts';
+import { BUSYBOX_STATIC, pushBusyboxImage } from '../images.ts';
+import { issueCertificate } from '../pki.ts';
+import { type EnvironmentContext, inBin, type PortPool } from './context.ts';
+import type { ControlPlane } from './control-plane.ts';
+import { readyCondition } from './node-status.ts';
+import { isRecordedProcessAlive, readProcessRecords, STOP_GRACE_MS, stopProcessGroups } from './processes.ts';
+import {
+  CNI_BIN_DIR,
+  cleanFixedPaths,
+  ensureRealNodePrerequisites,
+  type HostState,
+  pidsInCgroups,
+  prepareHost,
+  RUNC,
+  readHostState,
+  removeCgroups,
+  restoreSysctls,
+  unmountUnder,
+} from './real-node-host.ts';
+import type { Registries } from './registries.ts';
+
+export const REAL_NODE_NAME = '127.0.0.1';
+/** Ports the real node takes from the pool: the kubelet's API and its health port. */
+export const REAL_NODE_PORTS = 2;
+const POD_SUBNET = '127.100.0.0/16';
+/** The kubelet's and containerd's PATH: no /usr/sbin, so no iptables (and no host netfilter changes). */
+const NODE_PATH = '/usr/local/bin:/usr/bin:/bin';
+const CRI_NAMESPACE = 'k8s.io';
+
+/** The files of the node under `dir/node/`. */
+export function realNodePaths(dir: string) {
+  const node = join(dir, 'node');
+  const file = (name: string) => join(node, name);
+  return {
+    node,
+    hostState: file('host-state.json'),
+    containerdConfig: file('containerd.toml'),
+    containerdRoot: file('containerd/root'),
+    containerdState: file('containerd/state'),
+    containerdSocket: file('containerd.sock'),
+    runcRoot: file('runc'),
+    registryHosts: file('certs.d'),
+    cniConf: file('cni/conf'),
+    cniData: file('cni/ipam'),
+    kubeletRoot: file('kubelet'),
+    kubeletPki: file('pki'),
+    kubeletConfig: file('kubelet.yaml'),
+    kubeletKubeconfig: file('kubelet.kubeconfig'),
+    podLogs: file('pod-logs'),
+    resolvConf: file('resolv.conf'),
+  };
+}
+
+export interface RealNode {
+  paths: ReturnType<typeof realNodePaths>;
+  kubeletPort: number;
+  healthzPort: number;
+  sandboxImage: string;
+  info: RealNodeInfo;
+}
+
+/** A short id of the environment folder: names the node's cgroup root and CNI network. */
+function environmentId(dir: string): string {
+  return createHash('sha256').update(dir).digest('hex').slice(0, 8);
+}
+
+/** Checks the machine (installing missing Debian packages when allowed) before anything starts. */
+export async function checkRealNodeHost(ctx: Pick<EnvironmentContext, 'binDir' | 'log'>, install: boolean) {
+  await ensureRealNodePrerequisites({ kubelet: inBin(ctx, 'kubelet'), install, log: ctx.log });
+}
+
+/** containerd's configuration (version 2 format of containerd 1.6). */
+export function containerdConfigToml(o: {
+  paths: ReturnType<typeof realNodePaths>;
+  sandboxImage: string;
+}): string {
+  const q = (s: string) => JSON.stringify(s); // a JSON string is a TOML basic string
+  const p = o.paths;
+  const cri = '[plugins."io.containerd.grpc.v1.cri"';
+  return `# Written by scripts/lib/local-cluster/real-node.ts for this environment only.
+version = 2
+root = ${q(p.containerdRoot)}
+state = ${q(p.containerdState)}
+# Plugins this node does not use; the v1 runtime would use /run/containerd/runc.
+disabled_plugins = [
+  "io.containerd.runtime.v1.linux",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = ${q(p.containerdSocket)}
+
+[ttrpc]
+  address = ${q(`${p.containerdSocket}.ttrpc`)}
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = ${q(join(p.node, 'containerd/opt'))}
+
+${cri}]
+  sandbox_image = ${q(o.sandboxImage)}
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  # Root here lacks CAP_SYS_RESOURCE: runc may not set an oom_score_adj below containerd's own.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_selinux = false
+  disable_apparmor = true
+
+${cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+${cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+${cri}.containerd.runtimes.runc.options]
+  BinaryName = ${q(RUNC)}
+  Root = ${q(p.runcRoot)}
+  SystemdCgroup = false
+
+${cri}.cni]
+  bin_dir = ${q(CNI_BIN_DIR)}
+  conf_dir = ${q(p.cniConf)}
+  max_conf_num = 1
+
+${cri}.registry]
+  config_path = ${q(p.registryHosts)}
+`;
+}
+
+/** `certs.d/HOST/hosts.toml` per local registry: plain HTTP for two, the environment CA for the third. */
+export function registryHostsFiles(
+  registries: LocalClusterInfo['registries'],
+  caFile: string,
+): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const endpoint of Object.values(registries)) {
+    const lines = [
+      `server = ${JSON.stringify(endpoint.url)}`,
+      '',
+      `[host.${JSON.stringify(endpoint.url)}]`,
+      '  capabilities = ["pull", "resolve"]',
+    ];
+    if (endpoint.url.startsWith('https://'))
+      lines.push(`  ca = ${JSON.stringify(endpoint.caFile ?? caFile)}`);
+    files[endpoint.host] = `${lines.join('\n')}\n`;
+  }
+  return files;
+}
+
+/** The CNI network: host-local IPAM alone, so pods get an address (containerd 1.6 wants one) and no link. */
+export function cniConflist(network: string, dataDir: string): string {
+  return `${JSON.stringify(
+    {
+      cniVersion: '0.4.0',
+      name: network,
+      plugins: [
+        {
+          type: 'host-local',
+          ipam: { type: 'host-local', ranges: [[{ subnet: POD_SUBNET }]], dataDir },
+        },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+export function kubeletConfigYaml(o: {
+  paths: ReturnType<typeof realNodePaths>;
+  kubeletPort: number;
+  healthzPort: number;
+  caFile: string;
+  cgroupRoot: string;
+}): string {
+  const p = o.paths;
+  return toYaml({
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    kind: 'KubeletConfiguration',
+    address: '127.0.0.1',
+    port: o.kubeletPort,
+    readOnlyPort: 0,
+    healthzBindAddress: '127.0.0.1',
+    healthzPort: o.healthzPort,
+    tlsCertFile: join(p.kubeletPki, 'kubelet.crt'),
+    tlsPrivateKeyFile: join(p.kubeletPki, 'kubelet.key'),
+    rotateCertificates: false,
+    serverTLSBootstrap: false,
+    // Only the apiserver's client certificate (or a token the apiserver vouches for) gets in.
+    authentication: {
+      anonymous: { enabled: false },
+      webhook: { enabled: true },
+      x509: { clientCAFile: o.caFile },
+    },
+    authorization: { mode: 'Webhook' },
+    containerRuntimeEndpoint: `unix://${p.containerdSocket}`,
+    cgroupDriver: 'cgroupfs',
+    cgroupRoot: o.cgroupRoot,
+    failCgroupV1: false,
+    failSwapOn: false,
+    resolvConf: p.resolvConf,
+    podLogsDir: p.podLogs,
+    volumePluginDir: join(p.kubeletRoot, 'volume-plugins'),
+    clusterDomain: 'cluster.local',
+    // A shared machine: evict only when really short, and keep the images (they are the point).
+    evictionHard: {
+      'memory.available': '100Mi',
+      'nodefs.available': '2%',
+      'imagefs.available': '2%',
+      'nodefs.inodesFree': '2%',
+    },
+    imageGCHighThresholdPercent: 100,
+    imageGCLowThresholdPercent: 99,
+    maxPods: 110,
+    serializeImagePulls: false,
+  });
+}
+
+/** A kubeconfig with a client certificate (the kubelet's node identity). */
+function certificateKubeconfig(server: string, caFile: string, cert: string, key: string): string {
+  return toYaml({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server, 'certificate-authority': caFile } }],
+    users: [{ name: 'node', user: { 'client-certificate': cert, 'client-key': key } }],
+    contexts: [{ name: 'local', context: { cluster: 'local', user: 'node' } }],
+    'current-context': 'local',
+  });
+}
+
+/**
+ * Writes the node's certificates and configuration, records the host state to restore, and creates its
+ * cgroup root. The containerd configuration is written fresh each time: the registries' ports change.
+ */
+export async function configureRealNode(
+  ctx: EnvironmentContext,
+  pool: PortPool,
+  cp: ControlPlane,
+  registries: Registries,
+): Promise<RealNode> {
+  const paths = realNodePaths(ctx.dir);
+  const kubeletPort = pool.next();
+  const healthzPort = pool.next();
+  const id = environmentId(ctx.dir);
+  const sandboxImage = `${registries.info.open.host}/kubewatcher/pause:1`;
+  for (const d of [
+    paths.containerdRoot,
+    paths.containerdState,
+    paths.runcRoot,
+    paths.cniConf,
+    paths.cniData,
+  ]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+  }
+  for (const d of [paths.kubeletRoot, paths.kubeletPki, paths.podLogs]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+  }
+  const cert = (name: string) => ({
+    cert: join(paths.kubeletPki, `${name}.crt`),
+    key: join(paths.kubeletPki, `${name}.key`),
+  });
+  await Promise.all([
+    // The Node authorizer's identity of this node: user system:node:127.0.0.1 in group system:nodes.
+    issueCertificate(ctx.pki, {
+      ...cert('kubelet-client'),
+      subject: `/O=system:nodes/CN=system:node:${REAL_NODE_NAME}`,
+      use: 'client_ext',
+    }),
+    issueCertificate(ctx.pki, {
+      ...cert('kubelet'),
+      subject: `/CN=${REAL_NODE_NAME}`,
+      use: 'loopback_server_ext',
+    }),
+  ]);
+  const hosts = registryHostsFiles(registries.info, ctx.pki.caCert);
+  await Promise.all([
+    writeFile(paths.containerdConfig, containerdConfigToml({ paths, sandboxImage })),
+    ...Object.entries(hosts).map(async ([host, toml]) => {
+      await mkdir(join(paths.registryHosts, host), { recursive: true });
+      await writeFile(join(paths.registryHosts, host, 'hosts.toml'), toml);
+    }),
+    writeFile(
+      join(paths.cniConf, '10-kubewatcher.conflist'),
+      cniConflist(`kubewatcher-${id}`, paths.cniData),
+    ),
+    writeFile(paths.resolvConf, 'nameserver 127.0.0.1\n'),
+    writeFile(
+      paths.kubeletConfig,
+      kubeletConfigYaml({
+        paths,
+        kubeletPort,
+        healthzPort,
+        caFile: ctx.pki.caCert,
+        cgroupRoot: `/kubewatcher-${id}`,
+      }),
+    ),
+    writeFile(
+      paths.kubeletKubeconfig,
+      certificateKubeconfig(
+        cp.apiServer,
+        ctx.pki.caCert,
+        cert('kubelet-client').cert,
+        cert('kubelet-client').key,
+      ),
+      { mode: 0o600 },
+    ),
+  ]);
+  await prepareHost(paths.hostState, {
+    cgroupRoot: `/kubewatcher-${id}`,
+    cniNetwork: `kubewatcher-${id}`,
+    dir: ctx.dir,
+    containerdSocket: paths.containerdSocket,
+  });
+  const host = (name: keyof LocalClusterInfo['registries']) => registries.info[name].host;
+  return {
+    paths,
+    kubeletPort,
+    healthzPort,
+    sandboxImage,
+    info: {
+      name: REAL_NODE_NAME,
+      apiServerHost: '127.0.0.1',
+      apiServerPort: cp.apiPort,
+      containerdSocket: paths.containerdSocket,
+      containerdNamespace: CRI_NAMESPACE,
+      kubeletPort,
+      podSubnet: POD_SUBNET,
+      sandboxImage,
+      registries: { open: host('open'), basic: host('basic'), token: host('token') },
+    },
+  };
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
+export async function spawnContainerd(ctx: EnvironmentContext, node: RealNode): Promise<void> {
+  await ctx.sup.spawn('containerd', '/usr/bin/containerd', ['--config', node.paths.containerdConfig], {
+    PATH: NODE_PATH,
+  });
+  await ctx.sup.waitFor('containerd to listen', ['containerd'], ctx.timeoutMs, () =>
+    socketAnswers(node.paths.containerdSocket),
+  );
+  ctx.log(`containerd listening (${ctx.since()})`);
+}
+
+/** The pause image every pod's sandbox runs: busybox waiting for SIGTERM, pushed to the open registry. */
+export async function pushSandboxImage(ctx: EnvironmentContext, registries: Registries, node: RealNode) {
+  const [repository, tag] = node.sandboxImage.slice(registries.info.open.host.length + 1).split(':');
+  await pushBusyboxImage({
+    info: { binDir: ctx.binDir, registries: registries.info } as LocalClusterInfo,
+    registry: 'open',
+    repository: repository ?? 'kubewatcher/pause',
+    tag: tag ?? '1',
+    busybox: BUSYBOX_STATIC,
+    content: 'pause\n',
+    entrypoint: [
+      '/bin/busybox',
+      'sh',
+      '-c',
+      "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+    ],
+  });
+  ctx.log(`pause image pushed as ${node.sandboxImage} (${ctx.since()})`);
+}
+
+/**
+ * Lets the apiserver's kubelet client certificate use the kubelet API (logs, exec, port-forward), as
+ * kubeadm binds it; the kubelet asks the apiserver (Webhook authorization) on every call.
+ */
+export async function authorizeApiServerToKubelets(cp: ControlPlane): Promise<void> {
+  const res = await cp.kube('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+    method: 'POST',
+    body: JSON.stringify({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'kubewatcher-local:apiserver-kubelet-client' },
+      roleRef: {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'ClusterRole',
+        name: 'system:kubelet-api-admin',
+      },
+      subjects: [
+        { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'kube-apiserver-kubelet-client' },
+      ],
+    }),
+  });
+  if (res.status !== 201 && res.status !== 409) {
+    throw new Error(
+      `binding the apiserver's kubelet client to system:kubelet-api-admin failed: HTTP ${res.status} ${res.body}`,
+    );
+  }
+}
+
+export async function spawnKubelet(ctx: EnvironmentContext, node: RealNode): Promise<void> {
+  const p = node.paths;
+  await ctx.sup.spawn(
+    'kubelet',
+    inBin(ctx, 'kubelet'),
+    [
+      `--config=${p.kubeletConfig}`,
+      `--kubeconfig=${p.kubeletKubeconfig}`,
+      `--root-dir=${p.kubeletRoot}`,
+      `--cert-dir=${p.kubeletPki}`,
+      // An IP literal: taken as is (no DNS), and it becomes the node's InternalIP.
+      `--hostname-override=${REAL_NODE_NAME}`,
+      '--v=1',
+    ],
+    { PATH: NODE_PATH },
+  );
+}
+
+export async function waitRealNodeReady(ctx: EnvironmentContext, cp: ControlPlane): Promise<void> {
+  let last = '';
+  await ctx.sup.waitFor(
+    `node ${REAL_NODE_NAME} to be Ready (kubelet)`,
+    ['kubelet', 'containerd'],
+    ctx.timeoutMs,
+    async () => {
+      const ready = readyCondition(await cp.kube(`/api/v1/nodes/${REAL_NODE_NAME}`));
+      if (ready && ready.message !== last) {
+        last = ready.message ?? '';
+        if (ready.status !== 'True') ctx.log(`node ${REAL_NODE_NAME}: ${ready.reason ?? ''} ${last}`);
+      }
+      return ready?.status === 'True' || undefined;
+    },
+  );
+  ctx.log(`node ${REAL_NODE_NAME} Ready (${ctx.since()})`);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Teardown
+
+/** containerd's task bundles: the shims' pids and sockets, by namespace and container id. */
+function shimsOf(state: HostState): { pid: number; socket?: string }[] {
+  const tasks = join(state.dir, 'node/containerd/state/io.containerd.runtime.v2.task');
+  const shims: { pid: number; socket?: string }[] = [];
+  const list = (d: string) => {
+    try {
+      return readdirSync(d);
+    } catch {
+      return [];
+    }
+  };
+  for (const ns of list(tasks)) {
+    for (const id of list(join(tasks, ns))) {
+      const bundle = join(tasks, ns, id);
+      const read = (f: string) => {
+        try {
+          return readFileSync(join(bundle, f), 'utf8').trim();
+        } catch {
+          return '';
+        }
+      };
+      const pid = Number(read('shim.pid'));
+      const address = read('address');
+      shims.push({
+        pid,
+        socket: address.startsWith('unix://') ? address.slice('unix://'.length) : undefined,
+      });
+    }
+  }
+  return shims;
+}
+
+/** Whether `pid` is a shim of this node's containerd (its command line names our socket). */
+function isOurShim(pid: number, containerdSocket: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.includes(containerdSocket) && (argv[0] ?? '').includes('containerd-shim');
+  } catch {
+    return false;
+  }
+}
+
+async function killUntilGone(what: string, pids: () => number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = pids();
+    if (left.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`could not stop ${what}: pids ${left.join(', ')}`);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+/**
+ * Stops the node and undoes what it did to the machine, from `dir`'s files alone: the kubelet (so it
+ * restarts nothing), every process in the node's cgroups (the pods' containers), containerd, its shims
+ * (each by the pid in its task bundle, if its command line names this node's socket), then unmounts
+ * everything under `dir` (latest first), removes the node's cgroups, restores the kernel settings and
+ * the fixed paths. A no-op where no real node ran. Returns what it did, for a progress line.
+ */
+export async function tearDownRealNode(dir: string): Promise<string[]> {
+  const paths = realNodePaths(dir);
+  const state = await readHostState(paths.hostState);
+  if (!state) {
+    if (existsSync(paths.node)) await unmountUnder(dir);
+    return [];
+  }
+  const done: string[] = [];
+  const records = await readProcessRecords(dir);
+  const named = (name: string) => records.filter((r) => r.name === name && isRecordedProcessAlive(r));
+  const kubelet = named('kubelet');
+  await stopProcessGroups(kubelet, STOP_GRACE_MS);
+  if (kubelet.length > 0) done.push('kubelet');
+  const containerPids = pidsInCgroups(state.cgroupDirs);
+  await killUntilGone('the containers', () => pidsInCgroups(state.cgroupDirs), 10_000);
+  if (containerPids.length > 0) done.push(`${containerPids.length} container processes`);
+  const containerd = named('containerd');
+  await stopProcessGroups(containerd, STOP_GRACE_MS);
+  if (containerd.length > 0) done.push('containerd');
+  const shims = shimsOf(state);
+  // Containers of one pod share their sandbox's shim: each pid once, and never 0 (an empty shim.pid).
+  const ours = () => [
+    ...new Set(shims.filter((s) => s.pid > 0 && isOurShim(s.pid, state.containerdSocket)).map((s) => s.pid)),
+  ];
+  const shimCount = ours().length;
+  await killUntilGone("containerd's shims", ours, 5_000);
+  if (shimCount > 0) done.push(`${shimCount} shims`);
+  await unmountUnder(dir);
+  await removeCgroups(state.cgroupDirs);
+  const restored = await restoreSysctls(state.sysctls);
+  if (restored.length > 0) done.push(`restored ${restored.join(' ')}`);
+  await cleanFixedPaths(
+    state,
+    shims.map((s) => s.socket).filter((s) => s !== undefined),
+  );
+  await rm(paths.hostState, { force: true });
+  return done;
+}
