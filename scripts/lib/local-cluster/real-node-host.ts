@@ -413,7 +413,10 @@ export async function restoreSysctls(saved: Record<string, string>): Promise<str
  * and each fixed path it created, once empty (the kubelet's device-plugin socket and checkpoint too when
  * it created that folder).
  */
-export async function cleanFixedPaths(state: HostState, shimSockets: string[]): Promise<void> {
+export async function cleanFixedPaths(
+  state: HostState,
+  node: { shimSockets: string[]; containerIds: string[] },
+): Promise<void> {
   const list = (dir: string) => {
     try {
       return readdirSync(dir);
@@ -429,11 +432,16 @@ export async function cleanFixedPaths(state: HostState, shimSockets: string[]): 
       // not a link
     }
   }
+  // CNI caches each attachment as NETWORK-SANDBOXID-IFNAME: ours are our network's and the loopback
+  // network's (containerd's own, named cni-loopback) for our sandboxes.
+  const ids = new Set(node.containerIds);
   for (const name of list('/var/lib/cni/results')) {
-    if (name.startsWith(`${state.cniNetwork}-`))
+    const loopback = /^cni-loopback-([0-9a-f]+)-lo$/.exec(name)?.[1];
+    if (name.startsWith(`${state.cniNetwork}-`) || (loopback !== undefined && ids.has(loopback))) {
       await rm(join('/var/lib/cni/results', name), { force: true });
+    }
   }
-  for (const socket of shimSockets) await rm(socket, { force: true });
+  for (const socket of node.shimSockets) await rm(socket, { force: true });
   const created = new Set(state.createdPaths);
   if (created.has('/var/lib/kubelet/device-plugins')) {
     for (const f of ['kubelet.sock', 'kubelet_internal_checkpoint']) {

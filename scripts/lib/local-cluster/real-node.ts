@@ -17,11 +17,13 @@
  * The node authenticates with a `system:node:127.0.0.1` certificate (Node authorizer, NodeRestriction),
  * and serves its API with a certificate from the environment's CA to the apiserver's client certificate.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import type { LocalClusterInfo, RealNodeInfo } from '../cluster-info.ts';
 import { BUSYBOX_STATIC, pushBusyboxImage } from '../images.ts';
@@ -52,6 +54,7 @@ const POD_SUBNET = '127.100.0.0/16';
 /** The kubelet's and containerd's PATH: no /usr/sbin, so no iptables (and no host netfilter changes). */
 const NODE_PATH = '/usr/local/bin:/usr/bin:/bin';
 const CRI_NAMESPACE = 'k8s.io';
+const run = promisify(execFile);
 
 /** The files of the node under `dir/node/`. */
 export function realNodePaths(dir: string) {
@@ -107,9 +110,8 @@ export function containerdConfigToml(o: {
 version = 2
 root = ${q(p.containerdRoot)}
 state = ${q(p.containerdState)}
-# Plugins this node does not use; the v1 runtime would use /run/containerd/runc.
+# Plugins this node does not use. (The v1 runtime stays: containerd 1.6's tasks service needs it.)
 disabled_plugins = [
-  "io.containerd.runtime.v1.linux",
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -129,6 +131,9 @@ disabled_plugins = [
 
 [metrics]
   address = ""
+
+[plugins."io.containerd.runtime.v1.linux"]
+  runtime_root = ${q(join(p.node, 'containerd/runtime-v1'))}
 
 [plugins."io.containerd.internal.v1.opt"]
   path = ${q(join(p.node, 'containerd/opt'))}
@@ -476,17 +481,19 @@ export async function waitRealNodeReady(ctx: EnvironmentContext, cp: ControlPlan
 // ---------------------------------------------------------------------------------------------------
 // Teardown
 
+function listDir(d: string): string[] {
+  try {
+    return readdirSync(d);
+  } catch {
+    return [];
+  }
+}
+
 /** containerd's task bundles: the shims' pids and sockets, by namespace and container id. */
-function shimsOf(state: HostState): { pid: number; socket?: string }[] {
+function shimsOf(state: HostState): { id: string; pid: number; socket?: string }[] {
   const tasks = join(state.dir, 'node/containerd/state/io.containerd.runtime.v2.task');
-  const shims: { pid: number; socket?: string }[] = [];
-  const list = (d: string) => {
-    try {
-      return readdirSync(d);
-    } catch {
-      return [];
-    }
-  };
+  const shims: { id: string; pid: number; socket?: string }[] = [];
+  const list = listDir;
   for (const ns of list(tasks)) {
     for (const id of list(join(tasks, ns))) {
       const bundle = join(tasks, ns, id);
@@ -500,6 +507,7 @@ function shimsOf(state: HostState): { pid: number; socket?: string }[] {
       const pid = Number(read('shim.pid'));
       const address = read('address');
       shims.push({
+        id,
         pid,
         socket: address.startsWith('unix://') ? address.slice('unix://'.length) : undefined,
       });
@@ -535,6 +543,23 @@ async function killUntilGone(what: string, pids: () => number[], timeoutMs: numb
   }
 }
 
+/** Deletes runc's record of every container in the node's runc root (their processes are gone by now). */
+async function deleteRuncContainers(runcRoot: string): Promise<void> {
+  let namespaces: string[];
+  try {
+    namespaces = readdirSync(runcRoot);
+  } catch {
+    return;
+  }
+  for (const ns of namespaces) {
+    const root = join(runcRoot, ns);
+    const { stdout } = await run(RUNC, ['--root', root, 'list', '-q']).catch(() => ({ stdout: '' }));
+    for (const id of stdout.split('\n').filter((l) => l.trim() !== '')) {
+      await run(RUNC, ['--root', root, 'delete', '--force', id]).catch(() => {});
+    }
+  }
+}
+
 /**
  * Stops the node and undoes what it did to the machine, from `dir`'s files alone: the kubelet (so it
  * restarts nothing), every process in the node's cgroups (the pods' containers), containerd, its shims
@@ -550,6 +575,9 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
     return [];
   }
   const done: string[] = [];
+  // Read before anything stops: a shim that exits cleans its task bundle up.
+  const shims = shimsOf(state);
+  const sandboxIds = listDir(join(paths.containerdState, 'io.containerd.grpc.v1.cri/sandboxes'));
   const records = await readProcessRecords(dir);
   const named = (name: string) => records.filter((r) => r.name === name && isRecordedProcessAlive(r));
   const kubelet = named('kubelet');
@@ -558,10 +586,10 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
   const containerPids = pidsInCgroups(state.cgroupDirs);
   await killUntilGone('the containers', () => pidsInCgroups(state.cgroupDirs), 10_000);
   if (containerPids.length > 0) done.push(`${containerPids.length} container processes`);
+  await deleteRuncContainers(paths.runcRoot);
   const containerd = named('containerd');
   await stopProcessGroups(containerd, STOP_GRACE_MS);
   if (containerd.length > 0) done.push('containerd');
-  const shims = shimsOf(state);
   // Containers of one pod share their sandbox's shim: each pid once, and never 0 (an empty shim.pid).
   const ours = () => [
     ...new Set(shims.filter((s) => s.pid > 0 && isOurShim(s.pid, state.containerdSocket)).map((s) => s.pid)),
@@ -573,10 +601,10 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
   await removeCgroups(state.cgroupDirs);
   const restored = await restoreSysctls(state.sysctls);
   if (restored.length > 0) done.push(`restored ${restored.join(' ')}`);
-  await cleanFixedPaths(
-    state,
-    shims.map((s) => s.socket).filter((s) => s !== undefined),
-  );
+  await cleanFixedPaths(state, {
+    shimSockets: shims.map((s) => s.socket).filter((s) => s !== undefined),
+    containerIds: [...shims.map((s) => s.id), ...sandboxIds],
+  });
   await rm(paths.hostState, { force: true });
   return done;
 }
