@@ -93,9 +93,18 @@ function environmentId(dir: string): string {
   return createHash('sha256').update(dir).digest('hex').slice(0, 8);
 }
 
-/** Checks the machine (installing missing Debian packages when allowed) before anything starts. */
+/**
+ * Checks the machine (installing missing Debian packages when allowed) before anything starts. One real
+ * node per machine: every kubelet serves its device-plugin socket at the same fixed path.
+ */
 export async function checkRealNodeHost(ctx: Pick<EnvironmentContext, 'binDir' | 'log'>, install: boolean) {
   await ensureRealNodePrerequisites({ kubelet: inBin(ctx, 'kubelet'), install, log: ctx.log });
+  const kubeletSocket = '/var/lib/kubelet/device-plugins/kubelet.sock';
+  if (await socketAnswers(kubeletSocket)) {
+    throw new Error(
+      `another kubelet runs on this machine (${kubeletSocket} answers): one real node per machine; stop it first (scripts/local-cluster down)`,
+    );
+  }
 }
 
 /** containerd's configuration (version 2 format of containerd 1.6). */
