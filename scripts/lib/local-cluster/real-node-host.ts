@@ -164,8 +164,9 @@ export async function ensureRealNodePrerequisites(options: {
 }): Promise<void> {
   let missing = missingPrerequisites(options.kubelet);
   const packages = packagesToInstall(missing);
-  const onlyPackagesMissing = missing.every((m) => m.debianPackage !== undefined);
-  if (packages.length > 0 && options.install && onlyPackagesMissing && existsSync('/usr/bin/apt-get')) {
+  // Root is needed by apt-get as much as by the node; without it, report everything at once.
+  const canInstall = process.getuid?.() === 0 && existsSync('/usr/bin/apt-get');
+  if (packages.length > 0 && options.install && canInstall) {
     options.log(`installing ${packages.join(' ')} with apt-get (the real node needs them)`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     try {
@@ -186,6 +187,15 @@ export async function ensureRealNodePrerequisites(options: {
         ? `\nInstall the packages with: apt-get update && apt-get install -y ${packagesToInstall(missing).join(' ')}`
         : '';
     throw new Error(`this machine cannot run the real node; missing:\n${describeMissing(missing)}${hint}`);
+  }
+}
+
+/** The names in a folder; none when it does not exist (or is not readable). */
+export function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 
@@ -337,12 +347,8 @@ export async function prepareHost(
 export function pidsInCgroups(cgroupDirs: string[]): number[] {
   const pids = new Set<number>();
   const walk = (dir: string) => {
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      return;
-    }
+    if (!existsSync(dir)) return;
+    const entries = listDir(dir);
     try {
       for (const line of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')) {
         if (/^\d+$/.test(line)) pids.add(Number(line));
@@ -367,12 +373,8 @@ export function pidsInCgroups(cgroupDirs: string[]): number[] {
 export async function removeCgroups(cgroupDirs: string[]): Promise<void> {
   const left: string[] = [];
   const remove = async (dir: string) => {
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      return; // already gone
-    }
+    if (!existsSync(dir)) return; // already gone
+    const entries = listDir(dir);
     for (const e of entries) {
       const sub = join(dir, e);
       try {
@@ -417,14 +419,7 @@ export async function cleanFixedPaths(
   state: HostState,
   node: { shimSockets: string[]; containerIds: string[] },
 ): Promise<void> {
-  const list = (dir: string) => {
-    try {
-      return readdirSync(dir);
-    } catch {
-      return [];
-    }
-  };
-  for (const name of list('/var/log/containers')) {
+  for (const name of listDir('/var/log/containers')) {
     const link = join('/var/log/containers', name);
     try {
       if (readlinkSync(link).startsWith(`${state.dir}/`)) await unlink(link);
@@ -435,7 +430,7 @@ export async function cleanFixedPaths(
   // CNI caches each attachment as NETWORK-SANDBOXID-IFNAME: ours are our network's and the loopback
   // network's (containerd's own, named cni-loopback) for our sandboxes.
   const ids = new Set(node.containerIds);
-  for (const name of list('/var/lib/cni/results')) {
+  for (const name of listDir('/var/lib/cni/results')) {
     const loopback = /^cni-loopback-([0-9a-f]+)-lo$/.exec(name)?.[1];
     if (name.startsWith(`${state.cniNetwork}-`) || (loopback !== undefined && ids.has(loopback))) {
       await rm(join('/var/lib/cni/results', name), { force: true });

@@ -19,7 +19,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -37,6 +37,7 @@ import {
   cleanFixedPaths,
   ensureRealNodePrerequisites,
   type HostState,
+  listDir,
   pidsInCgroups,
   prepareHost,
   RUNC,
@@ -490,21 +491,12 @@ export async function waitRealNodeReady(ctx: EnvironmentContext, cp: ControlPlan
 // ---------------------------------------------------------------------------------------------------
 // Teardown
 
-function listDir(d: string): string[] {
-  try {
-    return readdirSync(d);
-  } catch {
-    return [];
-  }
-}
-
 /** containerd's task bundles: the shims' pids and sockets, by namespace and container id. */
 function shimsOf(state: HostState): { id: string; pid: number; socket?: string }[] {
   const tasks = join(state.dir, 'node/containerd/state/io.containerd.runtime.v2.task');
   const shims: { id: string; pid: number; socket?: string }[] = [];
-  const list = listDir;
-  for (const ns of list(tasks)) {
-    for (const id of list(join(tasks, ns))) {
+  for (const ns of listDir(tasks)) {
+    for (const id of listDir(join(tasks, ns))) {
       const bundle = join(tasks, ns, id);
       const read = (f: string) => {
         try {
@@ -554,13 +546,7 @@ async function killUntilGone(what: string, pids: () => number[], timeoutMs: numb
 
 /** Deletes runc's record of every container in the node's runc root (their processes are gone by now). */
 async function deleteRuncContainers(runcRoot: string): Promise<void> {
-  let namespaces: string[];
-  try {
-    namespaces = readdirSync(runcRoot);
-  } catch {
-    return;
-  }
-  for (const ns of namespaces) {
+  for (const ns of listDir(runcRoot)) {
     const root = join(runcRoot, ns);
     const { stdout } = await run(RUNC, ['--root', root, 'list', '-q']).catch(() => ({ stdout: '' }));
     for (const id of stdout.split('\n').filter((l) => l.trim() !== '')) {
