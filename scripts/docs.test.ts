@@ -152,6 +152,8 @@ const OTHER_TOOLS_FLAGS = new Set([
   '--platform',
   '--push',
   '--rm',
+  // scripts/local-cluster
+  '--real-node',
   // pnpm, vitest, the project's own generators (scripts/*.ts --check), the helm build script
   '--filter',
   '--frozen-lockfile',
