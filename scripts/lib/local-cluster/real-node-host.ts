@@ -305,9 +305,16 @@ export async function readHostState(file: string): Promise<HostState | undefined
 }
 
 /**
- * Records the kernel settings and fixed paths as they are, and creates the node's cgroup root in every
- * hierarchy (the kubelet refuses a `cgroupRoot` that does not exist). v1 cpuset folders start empty and
- * take no task until they get their parent's cpus and mems.
+ * Name of the cgroup under the node's root that containerd puts its shims in (runc option
+ * `ShimCgroup`): then every process the node runs but the kubelet and containerd, a shim left by a
+ * failed sandbox included, is in the node's cgroups, and the teardown finds them all there.
+ */
+export const SHIM_CGROUP = 'shims';
+
+/**
+ * Records the kernel settings and fixed paths as they are, and creates the node's cgroup root (and its
+ * shim cgroup) in every hierarchy (the kubelet refuses a `cgroupRoot` that does not exist). v1 cpuset
+ * folders start empty and take no task until they get their parent's cpus and mems.
  */
 export async function prepareHost(
   stateFile: string,
@@ -331,11 +338,14 @@ export async function prepareHost(
   await writeFile(stateFile, `${JSON.stringify(state, null, 2)}\n`);
   for (const hierarchy of cgroupMounts()) {
     const cgroupDir = join(hierarchy.path, base.cgroupRoot);
-    await mkdir(cgroupDir, { recursive: true });
     state.cgroupDirs.push(cgroupDir);
-    if (hierarchy.version === 1 && hierarchy.name.split(',').includes('cpuset')) {
-      for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-        await writeFile(join(cgroupDir, f), readFileSync(join(hierarchy.path, f), 'utf8').trim());
+    // The root for the kubelet's pods, and beside them one for containerd's shims.
+    for (const dir of [cgroupDir, join(cgroupDir, SHIM_CGROUP)]) {
+      await mkdir(dir, { recursive: true });
+      if (hierarchy.version === 1 && hierarchy.name.split(',').includes('cpuset')) {
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          await writeFile(join(dir, f), readFileSync(join(hierarchy.path, f), 'utf8').trim());
+        }
       }
     }
   }

@@ -7,6 +7,7 @@ import {
   kubeletConfigYaml,
   realNodePaths,
   registryHostsFiles,
+  shimSocketPath,
 } from './real-node.ts';
 import {
   describeMissing,
@@ -29,7 +30,11 @@ const registries = {
 };
 
 describe('containerd configuration', () => {
-  const toml = containerdConfigToml({ paths, sandboxImage: '127.0.0.1:5001/kubewatcher/pause:1' });
+  const toml = containerdConfigToml({
+    paths,
+    sandboxImage: '127.0.0.1:5001/kubewatcher/pause:1',
+    shimCgroup: '/kw-1/shims',
+  });
 
   it.each([
     ['root', `root = "/tmp/env/node/containerd/root"`],
@@ -41,6 +46,7 @@ describe('containerd configuration', () => {
     ['network namespaces under the state folder', 'netns_mounts_under_state_dir = true'],
     ['private runc root', `Root = "/tmp/env/node/runc"`],
     ['cgroupfs', 'SystemdCgroup = false'],
+    ['shims in the node cgroup', 'ShimCgroup = "/kw-1/shims"'],
     ['registry hosts folder', `config_path = "/tmp/env/node/certs.d"`],
   ])('sets %s', (_, line) => {
     expect(toml).toContain(line);
@@ -48,7 +54,21 @@ describe('containerd configuration', () => {
 
   it('names no path outside the environment folder but the Debian binaries', () => {
     const paths = [...toml.matchAll(/"(\/[^"]*)"/g)].map((m) => m[1] ?? '');
-    expect(paths.filter((p) => !p.startsWith('/tmp/env/'))).toEqual(['/usr/sbin/runc', '/usr/lib/cni']);
+    expect(paths.filter((p) => !p.startsWith('/tmp/env/'))).toEqual([
+      '/usr/sbin/runc',
+      '/kw-1/shims',
+      '/usr/lib/cni',
+    ]);
+  });
+});
+
+describe('shimSocketPath', () => {
+  it("is containerd 1.6's: the SHA-256 of address/namespace/id under /run/containerd/s", () => {
+    // Seen on a running shim: -address /tmp/kw-rn-vZuu/node/containerd.sock -namespace k8s.io -id b5657…
+    const id = 'b565747fda10c3516caa970e7e12e19e5417bae62d6c7630be0be71234b3d7a2';
+    expect(shimSocketPath('/tmp/kw-rn-vZuu/node/containerd.sock', 'k8s.io', id)).toBe(
+      '/run/containerd/s/1376124a4dff06aa2142034b43989e8005d18963c26aa09a38647e06213fc14a',
+    );
   });
 });
 

@@ -44,6 +44,7 @@ import {
   readHostState,
   removeCgroups,
   restoreSysctls,
+  SHIM_CGROUP,
   unmountUnder,
 } from './real-node-host.ts';
 import type { Registries } from './registries.ts';
@@ -112,6 +113,8 @@ export async function checkRealNodeHost(ctx: Pick<EnvironmentContext, 'binDir' |
 export function containerdConfigToml(o: {
   paths: ReturnType<typeof realNodePaths>;
   sandboxImage: string;
+  /** cgroup path of the shims, e.g. `/kubewatcher-1a2b3c4d/shims`. */
+  shimCgroup: string;
 }): string {
   const q = (s: string) => JSON.stringify(s); // a JSON string is a TOML basic string
   const p = o.paths;
@@ -169,6 +172,7 @@ ${cri}.containerd.runtimes.runc.options]
   BinaryName = ${q(RUNC)}
   Root = ${q(p.runcRoot)}
   SystemdCgroup = false
+  ShimCgroup = ${q(o.shimCgroup)}
 
 ${cri}.cni]
   bin_dir = ${q(CNI_BIN_DIR)}
@@ -326,7 +330,10 @@ export async function configureRealNode(
   ]);
   const hosts = registryHostsFiles(registries.info, ctx.pki.caCert);
   await Promise.all([
-    writeFile(paths.containerdConfig, containerdConfigToml({ paths, sandboxImage })),
+    writeFile(
+      paths.containerdConfig,
+      containerdConfigToml({ paths, sandboxImage, shimCgroup: `/kubewatcher-${id}/${SHIM_CGROUP}` }),
+    ),
     ...Object.entries(hosts).map(async ([host, toml]) => {
       await mkdir(join(paths.registryHosts, host), { recursive: true });
       await writeFile(join(paths.registryHosts, host, 'hosts.toml'), toml);
@@ -517,6 +524,26 @@ function shimsOf(state: HostState): { id: string; pid: number; socket?: string }
   return shims;
 }
 
+/**
+ * The socket a containerd 1.6 shim serves: /run/containerd/s/ and the SHA-256 of containerd's address,
+ * namespace and container id joined as a path (runtime/v2/shim SocketAddress).
+ */
+export function shimSocketPath(containerdSocket: string, namespace: string, id: string): string {
+  const digest = createHash('sha256')
+    .update(join(containerdSocket, namespace, id))
+    .digest('hex');
+  return `/run/containerd/s/${digest}`;
+}
+
+/** The socket of the shim `pid` serves, if it is a shim of this node's containerd. */
+function shimSocketOf(pid: number, containerdSocket: string): string | undefined {
+  if (!isOurShim(pid, containerdSocket)) return undefined;
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const arg = (flag: string) => argv[argv.indexOf(flag) + 1];
+  const [namespace, id] = [arg('-namespace'), arg('-id')];
+  return namespace && id ? shimSocketPath(containerdSocket, namespace, id) : undefined;
+}
+
 /** Whether `pid` is a shim of this node's containerd (its command line names our socket). */
 function isOurShim(pid: number, containerdSocket: string): boolean {
   try {
@@ -557,8 +584,9 @@ async function deleteRuncContainers(runcRoot: string): Promise<void> {
 
 /**
  * Stops the node and undoes what it did to the machine, from `dir`'s files alone: the kubelet (so it
- * restarts nothing), every process in the node's cgroups (the pods' containers), containerd, its shims
- * (each by the pid in its task bundle, if its command line names this node's socket), then unmounts
+ * restarts nothing), containerd, every process in the node's cgroups (the pods' containers and the
+ * shims), runc's records of them, any shim outside them (by the pid in its task bundle, if its command
+ * line names this node's socket), then unmounts
  * everything under `dir` (latest first), removes the node's cgroups, restores the kernel settings and
  * the fixed paths. A no-op where no real node ran. Returns what it did, for a progress line.
  */
@@ -578,13 +606,16 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
   const kubelet = named('kubelet');
   await stopProcessGroups(kubelet, STOP_GRACE_MS);
   if (kubelet.length > 0) done.push('kubelet');
-  const containerPids = pidsInCgroups(state.cgroupDirs);
-  await killUntilGone('the containers', () => pidsInCgroups(state.cgroupDirs), 10_000);
-  if (containerPids.length > 0) done.push(`${containerPids.length} container processes`);
-  await deleteRuncContainers(paths.runcRoot);
+  // containerd before its shims: it would otherwise run a cleanup for each shim that dies.
   const containerd = named('containerd');
   await stopProcessGroups(containerd, STOP_GRACE_MS);
   if (containerd.length > 0) done.push('containerd');
+  const containerPids = pidsInCgroups(state.cgroupDirs);
+  // The shims are in the node's cgroups too (ShimCgroup), even one a failed sandbox left behind.
+  const shimSockets = containerPids.map((pid) => shimSocketOf(pid, state.containerdSocket));
+  await killUntilGone('the containers', () => pidsInCgroups(state.cgroupDirs), 10_000);
+  if (containerPids.length > 0) done.push(`${containerPids.length} processes of pods and shims`);
+  await deleteRuncContainers(paths.runcRoot);
   // Containers of one pod share their sandbox's shim: each pid once, and never 0 (an empty shim.pid).
   const ours = () => [
     ...new Set(shims.filter((s) => s.pid > 0 && isOurShim(s.pid, state.containerdSocket)).map((s) => s.pid)),
@@ -597,7 +628,7 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
   const restored = await restoreSysctls(state.sysctls);
   if (restored.length > 0) done.push(`restored ${restored.join(' ')}`);
   await cleanFixedPaths(state, {
-    shimSockets: shims.map((s) => s.socket).filter((s) => s !== undefined),
+    shimSockets: [...shims.map((s) => s.socket), ...shimSockets].filter((s) => s !== undefined),
     containerIds: [...shims.map((s) => s.id), ...sandboxIds],
   });
   await rm(paths.hostState, { force: true });
