@@ -53,6 +53,8 @@ export const REAL_NODE_NAME = '127.0.0.1';
 /** Ports the real node takes from the pool: the kubelet's API and its health port. */
 export const REAL_NODE_PORTS = 2;
 const POD_SUBNET = '127.100.0.0/16';
+const SANDBOX_REPOSITORY = 'kubewatcher/pause';
+const SANDBOX_TAG = '1';
 /** The kubelet's and containerd's PATH: no /usr/sbin, so no iptables (and no host netfilter changes). */
 const NODE_PATH = '/usr/local/bin:/usr/bin:/bin';
 const CRI_NAMESPACE = 'k8s.io';
@@ -298,7 +300,7 @@ export async function configureRealNode(
   const kubeletPort = pool.next();
   const healthzPort = pool.next();
   const id = environmentId(ctx.dir);
-  const sandboxImage = `${registries.info.open.host}/kubewatcher/pause:1`;
+  const sandboxImage = `${registries.info.open.host}/${SANDBOX_REPOSITORY}:${SANDBOX_TAG}`;
   for (const d of [
     paths.containerdRoot,
     paths.containerdState,
@@ -413,12 +415,11 @@ export async function spawnContainerd(ctx: EnvironmentContext, node: RealNode): 
 
 /** The pause image every pod's sandbox runs: busybox waiting for SIGTERM, pushed to the open registry. */
 export async function pushSandboxImage(ctx: EnvironmentContext, registries: Registries, node: RealNode) {
-  const [repository, tag] = node.sandboxImage.slice(registries.info.open.host.length + 1).split(':');
   await pushBusyboxImage({
-    info: { binDir: ctx.binDir, registries: registries.info } as LocalClusterInfo,
-    registry: 'open',
-    repository: repository ?? 'kubewatcher/pause',
-    tag: tag ?? '1',
+    registry: registries.info.open,
+    binDir: ctx.binDir,
+    repository: SANDBOX_REPOSITORY,
+    tag: SANDBOX_TAG,
     busybox: BUSYBOX_STATIC,
     content: 'pause\n',
     entrypoint: [
