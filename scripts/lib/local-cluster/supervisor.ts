@@ -8,6 +8,7 @@ import { appendFile, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import type { TokenServer } from '../token-server.ts';
 import {
   logTail,
@@ -90,16 +91,31 @@ export class Supervisor {
    */
   private startWatchdog() {
     const script = [
+      // A real node leaves containers, mounts and cgroups that no process group holds: tear it down too.
+      'finish() {',
+      '  [ -f "$KW_DIR/node/host-state.json" ] && exec "$KW_NODE" "$KW_TEARDOWN" "$KW_DIR" >>"$KW_DIR/logs/teardown.log" 2>&1',
+      '  exit 0',
+      '}',
       'pids=',
       'while IFS= read -r line; do [ "$line" = disarm ] && exit 0; pids="$pids $line"; done',
       'for p in $pids; do kill -TERM -- "-$p" 2>/dev/null; done',
       'for _ in $(seq 50); do',
       '  alive=0; for p in $pids; do kill -0 -- "-$p" 2>/dev/null && alive=1; done',
-      '  [ "$alive" = 0 ] && exit 0; sleep 0.1',
+      '  [ "$alive" = 0 ] && finish; sleep 0.1',
       'done',
       'for p in $pids; do kill -KILL -- "-$p" 2>/dev/null; done',
+      'finish',
     ].join('\n');
-    const watchdog = spawn('bash', ['-c', script], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    const watchdog = spawn('bash', ['-c', script], {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+      env: {
+        ...process.env,
+        KW_DIR: this.dir,
+        KW_NODE: process.execPath,
+        KW_TEARDOWN: fileURLToPath(new URL('./teardown-cli.ts', import.meta.url)),
+      },
+    });
     watchdog.stdin?.on('error', () => {});
     (watchdog.stdin as Socket | null)?.unref();
     watchdog.unref();
