@@ -3,7 +3,7 @@
  * runs a pod from an image pushed to the local registry (`kubectl logs` and `kubectl exec` through the
  * apiserver's kubelet client certificate), and its stop leaves no process, mount, cgroup or container.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
@@ -18,6 +18,15 @@ import { pidsInCgroups, readHostState } from '../scripts/lib/local-cluster/real-
 import { type LocalCluster, readProcessRecords, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 
 const run = promisify(execFile);
+
+/** Whether `pid` runs: a zombie (state Z) is gone for every purpose but its parent's wait. */
+function isRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 const { binDir } = inject('localCluster');
 
 describe('real node', { timeout: 180_000 }, () => {
@@ -114,15 +123,7 @@ describe('real node', { timeout: 180_000 }, () => {
     await cluster.stop();
     stopped = true;
 
-    const alive = [...containerPids, ...shimPids, ...componentPids].filter((pid) => {
-      try {
-        // A zombie (state Z) is gone for every purpose but its parent's wait.
-        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-      } catch {
-        return false;
-      }
-    });
-    expect(alive).toEqual([]);
+    expect([...containerPids, ...shimPids, ...componentPids].filter(isRunning)).toEqual([]);
     expect(mountsUnderDir()).toEqual([]);
     expect((state?.cgroupDirs ?? []).filter(existsSync)).toEqual([]);
     // The fixed paths the kubelet, CNI and the shims write to, where they did not exist before.
@@ -132,6 +133,56 @@ describe('real node', { timeout: 180_000 }, () => {
     expect(runcList.stdout.trim()).toBe('');
     for (const [key, value] of Object.entries(state?.sysctls ?? {})) {
       expect(readFileSync(`/proc/sys/${key}`, 'utf8').trim(), key).toBe(value);
+    }
+  });
+});
+
+describe('real node whose owner is killed', { timeout: 180_000 }, () => {
+  it("the watchdog stops the node's containers, unmounts and removes its cgroups", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kubewatcher-real-node-owner-'));
+    try {
+      const owner = spawn(
+        process.execPath,
+        [join(import.meta.dirname, 'support/real-node-owner.ts'), dir, binDir],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const exited = new Promise((done) => owner.once('exit', done));
+      await new Promise<void>((done, fail) => {
+        owner.stdout?.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('READY')) done();
+        });
+        owner.once('exit', (code) => fail(new Error(`the owner exited with code ${code} before READY`)));
+      });
+      const state = await readHostState(join(dir, 'node/host-state.json'));
+      const records = await readProcessRecords(dir);
+      expect(records.map((r) => r.name)).toEqual(expect.arrayContaining(['kubelet', 'containerd']));
+      // The sandbox's mounts, at least: the kubelet's root bound onto itself.
+      const mountsUnderDir = () =>
+        readFileSync('/proc/mounts', 'utf8')
+          .split('\n')
+          .map((line) => line.split(' ')[1] ?? '')
+          .filter((point) => point.startsWith(`${dir}/`));
+      expect(mountsUnderDir().length).toBeGreaterThan(0);
+
+      owner.kill('SIGKILL');
+      await exited;
+      // The watchdog writes its teardown's last line when it is done.
+      await expect
+        .poll(
+          () =>
+            existsSync(join(dir, 'logs/teardown.log')) &&
+            readFileSync(join(dir, 'logs/teardown.log'), 'utf8'),
+          {
+            timeout: 60_000,
+            interval: 200,
+          },
+        )
+        .toMatch(/stopped /);
+      expect(records.map((r) => r.pid).filter(isRunning)).toEqual([]);
+      expect(mountsUnderDir()).toEqual([]);
+      expect((state?.cgroupDirs ?? []).filter(existsSync)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
