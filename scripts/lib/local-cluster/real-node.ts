@@ -301,16 +301,11 @@ export async function configureRealNode(
   const healthzPort = pool.next();
   const id = environmentId(ctx.dir);
   const sandboxImage = `${registries.info.open.host}/${SANDBOX_REPOSITORY}:${SANDBOX_TAG}`;
-  for (const d of [
-    paths.containerdRoot,
-    paths.containerdState,
-    paths.runcRoot,
-    paths.cniConf,
-    paths.cniData,
-  ]) {
-    await mkdir(d, { recursive: true, mode: 0o700 });
-  }
-  for (const d of [paths.kubeletRoot, paths.kubeletPki, paths.podLogs]) {
+  // Named after the folder: two environments on one machine never share a cgroup or a CNI network.
+  const cgroupRoot = `/kubewatcher-${id}`;
+  const cniNetwork = `kubewatcher-${id}`;
+  const folders = [paths.containerdRoot, paths.containerdState, paths.runcRoot, paths.cniConf, paths.cniData];
+  for (const d of [...folders, paths.kubeletRoot, paths.kubeletPki, paths.podLogs]) {
     await mkdir(d, { recursive: true, mode: 0o700 });
   }
   const cert = (name: string) => ({
@@ -334,16 +329,13 @@ export async function configureRealNode(
   await Promise.all([
     writeFile(
       paths.containerdConfig,
-      containerdConfigToml({ paths, sandboxImage, shimCgroup: `/kubewatcher-${id}/${SHIM_CGROUP}` }),
+      containerdConfigToml({ paths, sandboxImage, shimCgroup: `${cgroupRoot}/${SHIM_CGROUP}` }),
     ),
     ...Object.entries(hosts).map(async ([host, toml]) => {
       await mkdir(join(paths.registryHosts, host), { recursive: true });
       await writeFile(join(paths.registryHosts, host, 'hosts.toml'), toml);
     }),
-    writeFile(
-      join(paths.cniConf, '10-kubewatcher.conflist'),
-      cniConflist(`kubewatcher-${id}`, paths.cniData),
-    ),
+    writeFile(join(paths.cniConf, '10-kubewatcher.conflist'), cniConflist(cniNetwork, paths.cniData)),
     writeFile(paths.resolvConf, 'nameserver 127.0.0.1\n'),
     writeFile(
       paths.kubeletConfig,
@@ -352,7 +344,7 @@ export async function configureRealNode(
         kubeletPort,
         healthzPort,
         caFile: ctx.pki.caCert,
-        cgroupRoot: `/kubewatcher-${id}`,
+        cgroupRoot,
       }),
     ),
     writeFile(
@@ -367,8 +359,8 @@ export async function configureRealNode(
     ),
   ]);
   await prepareHost(paths.hostState, {
-    cgroupRoot: `/kubewatcher-${id}`,
-    cniNetwork: `kubewatcher-${id}`,
+    cgroupRoot,
+    cniNetwork,
     dir: ctx.dir,
     containerdSocket: paths.containerdSocket,
   });
