@@ -1,5 +1,9 @@
 #!/usr/bin/env node
+import { mapStackTracesLazily } from '@kubewatcher/shared';
 import { main } from './cli.ts';
+
+// Stack traces name the TypeScript sources, from the bundle's source map, read only when one is printed.
+mapStackTracesLazily();
 
 // A run is idempotent (ImageUpdates first, baselines second), so stopping mid-way loses nothing:
 // exit at once on SIGTERM (the Job's deadline) instead of waiting out the grace period.

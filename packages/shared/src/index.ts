@@ -9,3 +9,4 @@ export * from './logging.ts';
 export * from './matching.ts';
 export * from './object-key.ts';
 export * from './reference.ts';
+export * from './stack-traces.ts';
