@@ -8,9 +8,10 @@
  *
  * `--reuse DIR` runs against the environment `scripts/local-cluster up --dir DIR` started (objects that
  * exist already are kept, so a second run skips the creation), `--keep` keeps the temp folder.
- * The controller runs as the image runs it: shared and controller are built (tsc) and `dist/main.js`
- * started; `--source` runs `src/main.ts` instead (Node's type stripping adds ~30 MB of RSS).
- * `--node-options` passes V8/Node flags to the controller (e.g. "--max-semi-space-size=2"),
+ * The controller runs as the image runs it: shared and controller are built (tsc, then the bundle) and
+ * the bundle started with the Deployment's node flags (scripts/lib/programs.ts); `--source` runs
+ * `src/main.ts` instead (Node's type stripping adds ~30 MB of RSS).
+ * `--node-options` passes further V8/Node flags to the controller (e.g. "--max-semi-space-size=4"),
  * `--concurrency` its workers per queue (default 2, the CLI's default).
  *
  * (a) Latency from ImageUpdate creation to the workload patched (seen by a watch on Deployments),
@@ -232,7 +233,7 @@ function startControllerProcess(kubeconfig: string): ControllerProcess {
   );
 }
 
-/** Builds shared and controller (tsc), so `dist/main.js` is the code in the tree. */
+/** Builds shared and controller (tsc) and the controller's bundle, so what runs is the code in the tree. */
 async function buildController(): Promise<void> {
   const tsc = fileURLToPath(new URL('../node_modules/.bin/tsc', import.meta.url));
   for (const pkg of ['shared', 'controller']) {
@@ -241,6 +242,17 @@ async function buildController(): Promise<void> {
       throw new Error(`building ${pkg} failed:\n${err.stdout ?? String(err)}`);
     });
   }
+  // The package's own build does the same (tsc, then rolldown with the repository's config).
+  const controllerDir = fileURLToPath(new URL('../packages/controller/', import.meta.url));
+  await promisify(execFile)(
+    join(controllerDir, 'node_modules/.bin/rolldown'),
+    ['-c', '../../rolldown.config.ts'],
+    {
+      cwd: controllerDir,
+    },
+  ).catch((err: { stdout?: string; stderr?: string }) => {
+    throw new Error(`bundling the controller failed:\n${err.stderr ?? ''}${err.stdout ?? String(err)}`);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -742,7 +754,7 @@ function printTable() {
     .map((l) => l.toFixed(1))
     .join(' ');
   const setup = [
-    `controller: ${args.source ? 'src/main.ts (type stripping)' : 'dist/main.js'}, --concurrency ${args.concurrency}`,
+    `controller: ${args.source ? 'src/main.ts (type stripping)' : 'the bundle, as shipped'}, --concurrency ${args.concurrency}`,
     args['node-options'] ? `, node ${args['node-options']}` : '',
     `; machine: ${cpus().length} CPUs, load average at start ${startLoad}, at end ${load}`,
   ].join('');
@@ -766,7 +778,7 @@ const cluster = reused ? { info: reused, stop: async () => {} } : await startLoc
 const clients = clientsFor(cluster.info);
 try {
   if (!args.source) {
-    say('building shared and controller (dist/)');
+    say('building shared and controller (dist/, dist/bundle/)');
     await buildController();
   }
   await installCrds(cluster.info);

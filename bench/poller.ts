@@ -4,9 +4,10 @@
  *   node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3]
  *        [--repositories 10] [--env DIR] [--dist] [--node-options="--max-semi-space-size=2 ..."]
  *
- * `--dist` runs the built program (packages/poller/dist/main.js, after `pnpm build`), as the image does;
- * by default the sources run through Node's type stripping (slower start, ~20 MB more). `--node-options`
- * are passed to the poller's node (V8 heap flags, to see what the CronJob's container args would do).
+ * `--dist` runs the built program as the CronJob does (the bundle packages/poller/dist/bundle/main.mjs with
+ * the CronJob's node flags, from scripts/lib/programs.ts; after `pnpm -r run build`); by default the
+ * sources run through Node's type stripping (slower start, ~20 MB more). `--node-options` are passed to
+ * the poller's node on top (V8 heap flags, to see what other container args would do).
  * Starts its own local environment (control plane + registries, scripts/lib/local-cluster.ts) in a temp
  * folder and stops it at the end; `--env DIR` uses one already running there (`scripts/local-cluster up
  * --dir DIR`) instead. For each size N it pushes M = N/5 distinct references (tags spread over
@@ -40,6 +41,7 @@ import { loadKubeConfig } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
+import { shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { createWatchedImage } from '../test/support/controller-fixtures.ts';
 import { installCrds } from '../test/support/crds.ts';
 import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
@@ -76,11 +78,11 @@ if (sizes.some((n) => !Number.isInteger(n) || n < 5) || !(repeats >= 1) || !(rep
 }
 
 const say = (line: string) => console.error(`[bench] ${line}`);
-// The shipped program (packages/poller/dist, after `pnpm build`) or the sources (type stripping).
-const pollerMain = join(
-  repoRoot,
-  flags.dist ? 'packages/poller/dist/main.js' : 'packages/poller/src/main.ts',
-);
+// The shipped program (the bundle and the CronJob's node flags, after `pnpm -r run build`) or the
+// sources (type stripping).
+const pollerNodeArgs = flags.dist
+  ? shippedNodeArgs('poller', repoRoot)
+  : ['--conditions=@kubewatcher/source', join(repoRoot, 'packages/poller/src/main.ts')];
 const extraNodeOptions = flags['node-options'].split(/\s+/).filter(Boolean);
 
 // ---------------------------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   const tokenLog = join(info.dir, 'logs', 'token-server.log');
   const [accessStart, tokenStart] = await Promise.all([fileSize(accessLog), fileSize(tokenLog)]);
 
-  const nodeArgs = [...(flags.dist ? [] : ['--conditions=@kubewatcher/source']), ...extraNodeOptions];
+  const nodeArgs = [...pollerNodeArgs.slice(0, -1), ...extraNodeOptions];
   const useTime = existsSync(GNU_TIME);
   const work = await mkdtemp(join(tmpdir(), 'bench-poller-'));
   const usageFile = join(work, 'usage.jsonl');
@@ -261,7 +263,7 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   });
   const serverBefore = serverCpu();
   const pollerArgs = [
-    pollerMain,
+    pollerNodeArgs.at(-1)!,
     '--kubeconfig',
     info.kubeconfig,
     '--namespace',

@@ -20,6 +20,7 @@ import type {
 } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { imageCommand } from './lib/programs.ts';
 import { BUNDLE, driftedFiles, findKubectl, renderManifests, repoRoot } from './render-manifests.ts';
 
 interface K8sObject {
@@ -366,12 +367,8 @@ describe('workloads', () => {
     const pod = spec.template.spec!;
     expect(pod.serviceAccountName).toBe('kubewatcher-controller');
     const [c] = pod.containers;
-    expect(c!.command).toEqual([
-      'node',
-      '--max-semi-space-size=2',
-      '--max-old-space-size=160',
-      '/app/packages/controller/dist/main.js',
-    ]);
+    // Exactly what bench/startup.ts measures, from the image's file tree (scripts/lib/programs.ts).
+    expect(c!.command).toEqual(imageCommand('controller'));
     expect(c!.args).toEqual(['--leader-elect', '--log-format=json', '--metrics-addr=:8080']);
     expect(c!.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
     expect(c!.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
@@ -413,12 +410,7 @@ describe('workloads', () => {
     const pod = job.template.spec!;
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.serviceAccountName).toBe('kubewatcher-poller');
-    expect(pod.containers[0]!.command).toEqual([
-      'node',
-      '--max-semi-space-size=2',
-      '--max-old-space-size=128',
-      '/app/packages/poller/dist/main.js',
-    ]);
+    expect(pod.containers[0]!.command).toEqual(imageCommand('poller'));
     expect(pod.containers[0]!.args).toEqual(['--log-format=json']);
   });
 });

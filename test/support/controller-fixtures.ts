@@ -36,13 +36,12 @@ import {
 } from '../../packages/shared/src/index.ts';
 import { loadKubeConfig } from '../../packages/shared/src/kube.ts';
 import type { LocalClusterInfo } from '../../scripts/lib/cluster-info.ts';
+import { shippedNodeArgs } from '../../scripts/lib/programs.ts';
 import { installCrds as installCrdsAs } from './crds.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const CONTROLLER_MAIN = `${root}packages/controller/src/main.ts`;
-/** The built entry point, what the container image runs (`pnpm -r build` first). */
-export const CONTROLLER_DIST_MAIN = `${root}packages/controller/dist/main.js`;
 
 export const WI = { group: GROUP, version: VERSION, plural: WATCHED_IMAGE.plural };
 export const IU = { group: GROUP, version: VERSION, plural: IMAGE_UPDATE.plural };
@@ -482,7 +481,10 @@ export class ControllerProcess {
       process.execPath,
       [
         ...(opts.nodeOptions ?? []),
-        ...(opts.dist ? [CONTROLLER_DIST_MAIN] : ['--conditions=@kubewatcher/source', CONTROLLER_MAIN]),
+        // dist: the bundle with the Deployment's node flags, as the image runs it (`pnpm -r build` first).
+        ...(opts.dist
+          ? shippedNodeArgs('controller')
+          : ['--conditions=@kubewatcher/source', CONTROLLER_MAIN]),
         '--kubeconfig',
         kubeconfig,
         '--metrics-addr',
