@@ -57,14 +57,42 @@ const mediaTypes = {
   },
 } as const;
 
-interface Descriptor {
+export interface Descriptor {
   mediaType: string;
   digest: string;
   size: number;
   platform?: { os: string; architecture: string };
 }
 
+export const OCI_MEDIA_TYPES = mediaTypes.oci;
+
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+/** Writes `data` as a blob of the OCI image layout in `layoutDir`; returns its descriptor. */
+export async function writeLayoutBlob(
+  layoutDir: string,
+  mediaType: string,
+  data: Buffer,
+): Promise<Descriptor> {
+  const digest = sha256(data);
+  await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
+  await writeFile(join(layoutDir, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
+  return { mediaType, digest, size: data.length };
+}
+
+/** Writes `oci-layout` and an `index.json` that names `top` (what crane pushes) with the tag `refName`. */
+export async function writeLayoutIndex(layoutDir: string, top: Descriptor, refName: string): Promise<void> {
+  const entry = { mediaType: top.mediaType, digest: top.digest, size: top.size };
+  await writeFile(join(layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(layoutDir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: mediaTypes.oci.index,
+      manifests: [{ ...entry, annotations: { 'org.opencontainers.image.ref.name': refName } }],
+    }),
+  );
+}
 
 /** One entry of a layer: a regular file, a folder or a symbolic link (owned by root). */
 export type TarEntry =
@@ -116,12 +144,7 @@ interface PlatformImage {
 /** Writes an OCI image layout whose index.json names the image (or index) to push; returns it. */
 async function writeLayout(dir: string, tag: string, images: PlatformImage[], format: 'oci' | 'docker') {
   const types = mediaTypes[format];
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  const blob = async (mediaType: string, data: Buffer): Promise<Descriptor> => {
-    const digest = sha256(data);
-    await writeFile(join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
-    return { mediaType, digest, size: data.length };
-  };
+  const blob = (mediaType: string, data: Buffer) => writeLayoutBlob(dir, mediaType, data);
   const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
   const image = async ({
@@ -154,16 +177,7 @@ async function writeLayout(dir: string, tag: string, images: PlatformImage[], fo
     images.length > 1
       ? await blob(types.index, json({ schemaVersion: 2, mediaType: types.index, manifests: platforms }))
       : (platforms[0] as Descriptor);
-  const entry = { mediaType: top.mediaType, digest: top.digest, size: top.size };
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: mediaTypes.oci.index,
-      manifests: [{ ...entry, annotations: { 'org.opencontainers.image.ref.name': tag } }],
-    }),
-  );
+  await writeLayoutIndex(dir, top, tag);
   return {
     top,
     platforms: platforms.map((p) => ({ platform: `linux/${p.platform?.architecture}`, digest: p.digest })),
@@ -191,32 +205,69 @@ async function pushImages(options: PushImageOptions, images: PlatformImage[]): P
       images,
       options.format ?? 'oci',
     );
-    // A private docker config: only these credentials, never the user's.
-    const auths: Record<string, { auth: string }> = {};
-    if (endpoint.username !== undefined) {
-      auths[endpoint.host] = {
-        auth: Buffer.from(`${endpoint.username}:${endpoint.password ?? ''}`).toString('base64'),
-      };
+    await pushLayout({ layoutDir: join(work, 'layout'), reference, digest: top.digest, binDir, endpoint });
+    return { reference, digest: top.digest, mediaType: top.mediaType, platforms };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export interface PushLayoutOptions {
+  /** An OCI image layout whose index.json names one image or index. */
+  layoutDir: string;
+  /** `host/repository:tag` to push to. */
+  reference: string;
+  /** The digest the layout's image has: the push fails when crane reports another. */
+  digest: string;
+  /** Folder holding `crane`. */
+  binDir: string;
+  /**
+   * The registry's credentials and CA (a local environment's registry): crane then sees only these.
+   * Without it crane uses the caller's own docker config (`crane auth login`, `docker login`).
+   */
+  endpoint?: RegistryEndpoint;
+  /** Plain HTTP (and no TLS verification) to the registry; implied by an `http://` endpoint. */
+  insecure?: boolean;
+}
+
+/** `crane push` of an OCI image layout: children by digest first, the tag last. */
+export async function pushLayout(options: PushLayoutOptions): Promise<void> {
+  const { endpoint, reference } = options;
+  const work = await mkdtemp(join(tmpdir(), 'kubewatcher-crane-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (endpoint) {
+      // A private docker config: only these credentials, never the user's.
+      const auths: Record<string, { auth: string }> = {};
+      if (endpoint.username !== undefined) {
+        auths[endpoint.host] = {
+          auth: Buffer.from(`${endpoint.username}:${endpoint.password ?? ''}`).toString('base64'),
+        };
+      }
+      await writeFile(join(work, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
+      env.DOCKER_CONFIG = work;
+      if (endpoint.caFile) env.SSL_CERT_FILE = endpoint.caFile;
     }
-    await writeFile(join(work, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
-    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: work };
-    if (endpoint.caFile) env.SSL_CERT_FILE = endpoint.caFile;
     // --insecure also turns TLS verification off, so only plain-HTTP registries get it.
-    const insecure = endpoint.url.startsWith('http://') ? ['--insecure'] : [];
+    const insecure = options.insecure || endpoint?.url.startsWith('http://') ? ['--insecure'] : [];
     let stdout: string;
     try {
-      ({ stdout } = await run(join(binDir, 'crane'), ['push', ...insecure, join(work, 'layout'), reference], {
-        env,
-      }));
+      ({ stdout } = await run(
+        join(options.binDir, 'crane'),
+        ['push', ...insecure, options.layoutDir, reference],
+        {
+          env,
+          maxBuffer: 16 << 20,
+        },
+      ));
     } catch (err) {
       const e = err as Error & { stderr?: string };
       throw new Error(`crane push to ${reference} failed: ${e.stderr?.trim() || e.message}`);
     }
     const pushed = stdout.trim().split('@')[1];
-    if (pushed !== top.digest) {
-      throw new Error(`crane pushed ${reference} as ${pushed}, expected ${top.digest}`);
+    if (pushed !== options.digest) {
+      throw new Error(`crane pushed ${reference} as ${pushed}, expected ${options.digest}`);
     }
-    return { reference, digest: top.digest, mediaType: top.mediaType, platforms };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
