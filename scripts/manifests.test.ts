@@ -5,7 +5,8 @@
  * (scripts/build-helm.sh) when missing; scripts/test has built both before the tests run.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
   V1ClusterRoleBinding,
@@ -18,8 +19,9 @@ import type {
   V1Role,
   V1Service,
 } from '@kubernetes/client-node';
-import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { writeLocalKustomization } from './lib/local-overlay.ts';
 import { imageCommand } from './lib/programs.ts';
 import { BUNDLE, driftedFiles, findKubectl, renderManifests, repoRoot } from './render-manifests.ts';
 
@@ -36,6 +38,7 @@ interface K8sObject {
 }
 
 const SYSTEM_NS = 'kubewatcher-system';
+const REGISTRIES_FILE = '/etc/kubewatcher/registries/registries.yaml';
 const IMAGE_REPO = 'ghcr.io/kubewatcher/kubewatcher';
 const version = (
   JSON.parse(readFileSync(join(repoRoot, 'packages/controller/package.json'), 'utf8')) as { version: string }
@@ -135,9 +138,13 @@ function podSpecs(objects: K8sObject[]): { where: string; spec: V1PodSpec }[] {
   return out;
 }
 
-function expectHardened(where: string, spec: V1PodSpec): void {
+function expectHardened(
+  where: string,
+  spec: V1PodSpec,
+  opts: { hostNetwork?: boolean; image?: string } = {},
+): void {
   expect(spec.automountServiceAccountToken, `${where}: automountServiceAccountToken`).toBe(true);
-  expect(spec.hostNetwork ?? false, where).toBe(false);
+  expect(spec.hostNetwork ?? false, where).toBe(opts.hostNetwork ?? false);
   expect(spec.hostPID ?? false, where).toBe(false);
   expect(spec.securityContext, `${where}: pod securityContext`).toMatchObject({
     runAsNonRoot: true,
@@ -162,7 +169,7 @@ function expectHardened(where: string, spec: V1PodSpec): void {
         memory: expect.any(String),
       });
     }
-    expect(c.image, `${at}: image`).toBe(image);
+    expect(c.image, `${at}: image`).toBe(opts.image ?? image);
     expect(c.command?.[0], `${at}: node is the entry point`).toBe('node');
   }
 }
@@ -260,6 +267,7 @@ describe('the release bundle', () => {
         `Service/${SYSTEM_NS}/kubewatcher-controller-metrics`,
         `PodDisruptionBudget/${SYSTEM_NS}/kubewatcher-controller`,
         `CronJob/${SYSTEM_NS}/kubewatcher-poller`,
+        `ConfigMap/${SYSTEM_NS}/kubewatcher-poller-registries`,
       ].sort(),
     );
   });
@@ -411,7 +419,28 @@ describe('workloads', () => {
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.serviceAccountName).toBe('kubewatcher-poller');
     expect(pod.containers[0]!.command).toEqual(imageCommand('poller'));
-    expect(pod.containers[0]!.args).toEqual(['--log-format=json']);
+    expect(pod.containers[0]!.args).toEqual(['--log-format=json', `--registries-config=${REGISTRIES_FILE}`]);
+  });
+
+  it('poller: reads its registries config from a ConfigMap and CA bundles from an optional ConfigMap or Secret', () => {
+    const pod = one<V1CronJob>(base, 'CronJob', 'kubewatcher-poller').spec!.jobTemplate.spec!.template.spec!;
+    expect(pod.containers[0]!.volumeMounts).toEqual([
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'registries', mountPath: '/etc/kubewatcher/registries', readOnly: true },
+      { name: 'registry-cas', mountPath: '/etc/kubewatcher/ca', readOnly: true },
+    ]);
+    const volumes = Object.fromEntries((pod.volumes ?? []).map((v) => [v.name, v]));
+    expect(volumes.registries?.configMap).toEqual({ name: 'kubewatcher-poller-registries' });
+    expect(volumes['registry-cas']?.projected?.sources).toEqual([
+      { configMap: { name: 'kubewatcher-registry-cas', optional: true } },
+      { secret: { name: 'kubewatcher-registry-cas', optional: true } },
+    ]);
+    // The shipped config names no registry: every host gets TLS with the system's CAs.
+    const cm = one<K8sObject>(base, 'ConfigMap', 'kubewatcher-poller-registries') as K8sObject & {
+      data: Record<string, string>;
+    };
+    expect(Object.keys(cm.data)).toEqual([REGISTRIES_FILE.split('/').at(-1)]);
+    expect(parseYaml(cm.data['registries.yaml']!)).toEqual({});
   });
 });
 
@@ -534,8 +563,168 @@ describe('the Helm chart', () => {
     expect(controller!.args).toContain('--log-level=debug');
     expect(poller!.args).toEqual([
       '--log-format=json',
+      `--registries-config=${REGISTRIES_FILE}`,
       '--log-level=debug',
       '--plain-http=registry.local:5000',
     ]);
+  });
+});
+
+describe("the Helm chart's poller registries", () => {
+  it('renders poller.registries into the ConfigMap the poller reads, and mounts the named CA bundles', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate(
+      '--set',
+      'poller.registries.registry\\.local:5000.plainHttp=true',
+      '--set',
+      'poller.registries.registry\\.internal.caFile=/etc/kubewatcher/ca/internal.crt',
+      '--set',
+      'poller.caBundles.secret=corporate-cas',
+    );
+    const cm = one<K8sObject>(rendered, 'ConfigMap', 'kubewatcher-poller-registries') as K8sObject & {
+      data: Record<string, string>;
+    };
+    expect(parseYaml(cm.data['registries.yaml']!)).toEqual({
+      'registry.local:5000': { plainHttp: true },
+      'registry.internal': { caFile: '/etc/kubewatcher/ca/internal.crt' },
+    });
+    const pod = one<V1CronJob>(rendered, 'CronJob', 'kubewatcher-poller').spec!.jobTemplate.spec!.template
+      .spec!;
+    const cas = pod.volumes?.find((v) => v.name === 'registry-cas');
+    expect(cas?.projected?.sources).toEqual([
+      { configMap: { name: 'kubewatcher-registry-cas', optional: true } },
+      { secret: { name: 'corporate-cas', optional: true } },
+    ]);
+    expect(() => helmTemplate('--set', 'poller.registries.r\\.io.plainHTTP=true')).toThrow(/plainHTTP/);
+  });
+});
+
+describe('the local overlay (the real node of scripts/local-cluster)', () => {
+  let local: K8sObject[];
+  let work: string;
+  const digest = `sha256:${'ab'.repeat(32)}`;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'kubewatcher-local-overlay-'));
+    local = kustomize('manifests/overlays/local');
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  const apiEnv = (c: V1Container | undefined) =>
+    Object.fromEntries(
+      (c?.env ?? []).filter((e) => e.name.startsWith('KUBERNETES_')).map((e) => [e.name, e.value]),
+    );
+
+  it('runs the pods on the host network against 127.0.0.1, hardened as the base, the probes on the host IP', () => {
+    const specs = podSpecs(local);
+    expect(specs).toHaveLength(2);
+    for (const { where, spec } of specs) {
+      expectHardened(where, spec, {
+        hostNetwork: true,
+        image: '127.0.0.1:5000/kubewatcher/kubewatcher:local',
+      });
+      expect(apiEnv(spec.containers[0]), where).toEqual({
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        KUBERNETES_SERVICE_PORT: '6443',
+      });
+    }
+    const controller = one<V1Deployment>(local, 'Deployment', 'kubewatcher-controller').spec!.template.spec!
+      .containers[0]!;
+    expect(controller.args).toContain('--metrics-addr=$(HOST_IP):8080');
+    expect(controller.env?.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath).toBe(
+      'status.hostIP',
+    );
+  });
+
+  it('changes nothing else of the base', () => {
+    const strip = (objects: K8sObject[]) => {
+      const text = JSON.stringify(sortedById(objects))
+        .replaceAll('127.0.0.1:5000/kubewatcher/kubewatcher:local', image)
+        .replaceAll('--metrics-addr=$(HOST_IP):8080', '--metrics-addr=:8080')
+        .replaceAll(',"hostNetwork":true', '');
+      const tree = JSON.parse(text) as Record<string, unknown>;
+      const containers = (o: unknown): V1Container[] => {
+        const spec =
+          (o as V1Deployment).spec?.template?.spec ??
+          (o as V1CronJob).spec?.jobTemplate?.spec?.template?.spec;
+        return spec?.containers ?? [];
+      };
+      for (const o of Object.values(tree)) {
+        for (const c of containers(o)) {
+          c.env = c.env?.filter(
+            (e) => !['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'HOST_IP'].includes(e.name),
+          );
+          if (c.env?.length === 0) delete c.env;
+        }
+      }
+      return tree;
+    };
+    expect(strip(local)).toEqual(strip(base));
+  });
+
+  it("writeLocalKustomization sets the pushed image, the API server port and the environment's registries", async () => {
+    const caFile = join(work, 'ca.crt');
+    writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const info = {
+      apiServer: 'https://127.0.0.1:40123',
+      registries: {
+        open: { host: '127.0.0.1:40001', url: 'http://127.0.0.1:40001' },
+        basic: {
+          host: '127.0.0.1:40002',
+          url: 'https://127.0.0.1:40002',
+          username: 'u',
+          password: 'p',
+          caFile,
+        },
+        token: {
+          host: '127.0.0.1:40003',
+          url: 'http://127.0.0.1:40003',
+          tokenRealm: 'http://127.0.0.1:40004/token',
+          tokenService: 'registry',
+        },
+      },
+    };
+    const dir = await writeLocalKustomization(
+      join(work, 'install'),
+      info,
+      `127.0.0.1:40001/kubewatcher/kubewatcher:dev@${digest}`,
+    );
+    const rendered = parseObjects(
+      execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8', maxBuffer: 64 << 20 }),
+    );
+    for (const { where, spec } of podSpecs(rendered)) {
+      expectHardened(where, spec, {
+        hostNetwork: true,
+        image: `127.0.0.1:40001/kubewatcher/kubewatcher@${digest}`,
+      });
+      expect(apiEnv(spec.containers[0]), where).toEqual({
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        KUBERNETES_SERVICE_PORT: '40123',
+      });
+    }
+    const registries = one<K8sObject>(rendered, 'ConfigMap', 'kubewatcher-poller-registries') as K8sObject & {
+      data: Record<string, string>;
+    };
+    expect(registries.metadata.namespace).toBe(SYSTEM_NS);
+    expect(parseYaml(registries.data['registries.yaml']!)).toEqual({
+      '127.0.0.1:40001': { plainHttp: true },
+      '127.0.0.1:40003': { plainHttp: true },
+      '127.0.0.1:40004': { plainHttp: true },
+      '127.0.0.1:40002': { caFile: '/etc/kubewatcher/ca/basic-registry-ca.crt' },
+    });
+    const cas = one<K8sObject>(rendered, 'ConfigMap', 'kubewatcher-registry-cas') as K8sObject & {
+      data: Record<string, string>;
+    };
+    expect(cas.metadata.namespace).toBe(SYSTEM_NS);
+    expect(cas.data['basic-registry-ca.crt']).toBe(readFileSync(caFile, 'utf8'));
+  });
+
+  it('refuses an image reference or API server it cannot use, naming it', async () => {
+    const info = { apiServer: 'https://10.0.0.1:6443', registries: {} as never };
+    await expect(writeLocalKustomization(join(work, 'bad'), info, 'r/k@sha256:00')).rejects.toThrow(
+      /digest "sha256:00"/,
+    );
+    await expect(writeLocalKustomization(join(work, 'bad'), info, `r.io/k@${digest}`)).rejects.toThrow(
+      /https:\/\/10.0.0.1:6443: the local overlay reaches the API server on 127.0.0.1 only/,
+    );
   });
 });
