@@ -119,6 +119,7 @@ describe.each(crds)('docs/api.md covers %s', (_path, crd) => {
 const OTHER_TOOLS_FLAGS = new Set([
   // node
   '--conditions',
+  '--enable-source-maps',
   '--import',
   '--max-old-space-size',
   '--max-semi-space-size',
@@ -130,6 +131,7 @@ const OTHER_TOOLS_FLAGS = new Set([
   '--dry-run',
   '--field-selector',
   '--from',
+  '--from-file',
   '--image',
   '--list',
   '--load-restrictor',
@@ -162,6 +164,9 @@ const OTHER_TOOLS_FLAGS = new Set([
   '--project',
   '--check',
   '--print-path',
+  // scripts/build-image (--push is docker's too)
+  '--insecure',
+  '--stage',
   // cloud CLIs
   '--expose-token', // az acr login
   '--region', // aws ecr get-login-password

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { writeOrCheck } from '../packages/shared/scripts/generated-files.ts';
+import { imageCommand, type ProgramName } from './lib/programs.ts';
 
 // Types only: the modules themselves are imported in main(), once the source condition is in force.
 type SharedModule = typeof import('../packages/shared/src/index.ts');
@@ -455,6 +456,7 @@ function exitCodeTable(codes: Record<number, string>): string {
 
 function commandSection(opts: {
   name: string;
+  program: ProgramName;
   mainTs: string;
   usage: string;
   options: Record<string, YargsOption>;
@@ -468,7 +470,7 @@ function commandSection(opts: {
   return page([
     `## ${opts.name}`,
     about,
-    `${opts.runsAs} From a checkout: \`node --conditions=@kubewatcher/source ${opts.mainTs}\`; in the image: \`node /app/${opts.mainTs.replace('/src/', '/dist/').replace(/\.ts$/, '.js')}\`.`,
+    `${opts.runsAs} From a checkout: \`node --conditions=@kubewatcher/source ${opts.mainTs}\`; in the image: \`${imageCommand(opts.program).join(' ')}\` (the bundle).`,
     args === undefined
       ? undefined
       : `The shipped manifests (${code(opts.manifest)}) pass ${args.length > 0 ? args.map(code).join(' ') : 'no flags'}; every other flag has its default.`,
@@ -489,6 +491,7 @@ export function renderCli(controller: ControllerCliModule, poller: PollerCliModu
     'Kubewatcher is two programs in one image: `kubewatcher-controller`, a long-running Deployment, and `kubewatcher-poller`, a one-shot run that a CronJob starts every minute. Flags take `--flag value` or `--flag=value`; repeatable flags are given once per value (`-n apps -n web`). Unknown flags are refused. Logs go to stderr, as JSON lines unless stderr is a terminal. How the manifests set these flags, and how to add one with kustomize or Helm, is in [install.md](install.md).',
     commandSection({
       name: 'kubewatcher-controller',
+      program: 'controller',
       mainTs: 'packages/controller/src/main.ts',
       usage: controller.CONTROLLER_USAGE,
       options: controller.controllerOptions({}),
@@ -499,6 +502,7 @@ export function renderCli(controller: ControllerCliModule, poller: PollerCliModu
     }),
     commandSection({
       name: 'kubewatcher-poller',
+      program: 'poller',
       mainTs: 'packages/poller/src/main.ts',
       usage: poller.POLLER_USAGE,
       options: poller.pollerOptions(),

@@ -227,6 +227,8 @@ describe('the Dockerfile', () => {
     const version = /^VERSION=(.+)$/.exec(one('ARG'))![1]!;
     expect(version).toBe(first.staged.version);
     const labels = Object.fromEntries(
+      // The Dockerfile's own build argument, substituted as Docker would.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile placeholder, not a template
       pairs(one('LABEL')).map(([k, v]) => [k, v.replace('${VERSION}', version)]),
     );
     expect({
