@@ -455,7 +455,7 @@ async function main(): Promise<void> {
     'HEAD/GET/token: the poller\'s count (RegistryClient.stats()); "log": the registry access log and the token server log.',
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run (every WatchedImage checked is one status write).',
-    `Poller: ${flags.dist ? 'packages/poller/dist (built)' : 'sources (type stripping)'}${extraNodeOptions.length ? `, node ${extraNodeOptions.join(' ')}` : ', default V8 flags'}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
+    `Poller: ${flags.dist ? `the bundle as the CronJob runs it (node ${pollerNodeArgs.slice(0, -1).join(' ')})` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
     `Targets: requests = M HEAD + at most one token per repository; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',
     table(rows),

@@ -461,7 +461,7 @@ export interface LogRecord {
 
 /**
  * `node --conditions=@kubewatcher/source packages/controller/src/main.ts …` (or, with `dist`, the built
- * `dist/main.js` as the image runs it) with JSON logs collected. `ready` resolves with the probe
+ * bundle with the Deployment's node flags, as the image runs it) with JSON logs collected. `ready` resolves with the probe
  * server's URL and the identity once the process logged its start.
  */
 export class ControllerProcess {
