@@ -7,7 +7,7 @@
 #
 # Without Docker, `scripts/build-image --push REF` builds the same image: this file's build stage runs
 # its staging step (scripts/lib/image-build.ts) and the final stage copies the staged layers as they
-# are, with the same configuration (scripts/image-build.test.ts checks both).
+# are, with the same configuration (test/image.test.ts checks both).
 
 # ---- build: install with the pinned pnpm, build the bundles, then stage the image's file tree:
 #      /stage/base (Debian's libc6, libgcc-s1, libstdc++6, ca-certificates, tzdata; Node.js from the npm

@@ -1,6 +1,6 @@
 /**
  * The bundle of one program (the controller or the poller): what the image ships and the manifests run.
- * Each package's `build` runs `rolldown -c ../../rolldown.config.ts` in its own folder, after tsc.
+ * Each package's `build` runs rolldown with this file as its config (`-c`), in the package's folder, after tsc.
  *
  * Why a bundle: a poller run is a fresh Node.js process every minute, and most of its cost was loading
  * modules: tsc's output resolves and compiles hundreds of files from node_modules, the bundle is one file

@@ -14,7 +14,7 @@
  * 3. `buildImage` does both and, given a reference, pushes the layout with crane.
  *
  * The Dockerfile runs the same `stageImage` (image-build-cli.ts --stage) in its build stage and copies
- * the layer folders into `FROM scratch`, with the same config (scripts/image-build.test.ts compares).
+ * the layer folders into `FROM scratch`, with the same config (test/image.test.ts compares).
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
