@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { appPackageJson } from '../scripts/lib/image-build.ts';
 import { PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { readProcessUsage } from './process-usage.ts';
 
@@ -64,6 +65,11 @@ for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'kubewatcher-startup-'));
+// Every start runs where the image runs it: in a working directory that holds the image's
+// /app/package.json (yargs reads it at start; see appPackageJson).
+const cwd = join(work, 'app');
+mkdirSync(cwd);
+writeFileSync(join(cwd, 'package.json'), appPackageJson('0.0.0-bench'));
 // Port 1 on loopback: nothing listens there, so every request is refused at once.
 const kubeconfig = join(work, 'kubeconfig');
 writeFileSync(
@@ -91,6 +97,7 @@ interface Variant {
 /** One start of an exiting process under GNU time. */
 async function measureExit(variant: Variant): Promise<Usage> {
   const child = spawn(GNU_TIME, ['-v', process.execPath, ...variant.args], {
+    cwd,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...variant.env },
   });
@@ -117,6 +124,7 @@ async function measureExit(variant: Variant): Promise<Usage> {
 /** One controller start, measured when it logs that it started, then stopped. */
 async function measureStarted(variant: Variant): Promise<Usage> {
   const child = spawn(process.execPath, variant.args, {
+    cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...variant.env },
   });

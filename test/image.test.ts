@@ -108,6 +108,7 @@ describe('scripts/build-image', () => {
       'lib64/ld-linux-x86-64.so.2',
       'etc/ssl/certs/ca-certificates.crt',
       'usr/share/zoneinfo/Europe/Berlin',
+      'app/package.json',
       ...Object.values(PROGRAMS).flatMap((p) => [
         `${p.imageDir.slice(1)}/${ENTRY_FILE}`,
         `${p.imageDir.slice(1)}/${ENTRY_FILE}.map`,

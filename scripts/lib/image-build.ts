@@ -253,6 +253,27 @@ group: files
 hosts: files dns
 `;
 
+/**
+ * `/app/package.json`, in the image's working directory. yargs looks for a package.json from the working
+ * directory up at every start (to guess a version); finding none, it throws and catches an AssertionError
+ * whose stack trace, once formatted, loads the bundle's source map: +0.15 CPU s and +85 MB on every
+ * poller run. This one names the application and its version.
+ */
+export function appPackageJson(version: string): string {
+  return `${JSON.stringify(
+    {
+      name: 'kubewatcher',
+      version,
+      private: true,
+      description: 'Kubewatcher controller (/app/controller/main.mjs) and poller (/app/poller/main.mjs)',
+      license: 'Apache-2.0',
+      type: 'module',
+    },
+    null,
+    2,
+  )}\n`;
+}
+
 /** Lays out the image's file tree in `options.dir`, one folder per layer. Bundles must be built. */
 export async function stageImage(options: StageOptions): Promise<StagedImage> {
   const root = options.root ?? repoRoot;
@@ -331,11 +352,12 @@ export async function stageImage(options: StageOptions): Promise<StagedImage> {
       await chmod(join(target, file), 0o644);
     }
   }
-  await normaliseModes(dir);
-
   const { version } = JSON.parse(await readFile(join(root, 'packages/controller/package.json'), 'utf8')) as {
     version: string;
   };
+  await writeFile(join(app, 'app/package.json'), appPackageJson(version));
+  await normaliseModes(dir);
+
   return { dir, architecture, nodeVersion, packages, version };
 }
 
