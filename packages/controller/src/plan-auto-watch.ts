@@ -15,7 +15,9 @@ import {
   MIN_INTERVAL,
   normalizeReference,
   parseDuration,
+  phaseOf,
   referenceString,
+  TERMINAL_PHASES,
   UPDATE_POLICY,
   type UpdatePolicy,
   WATCH_LABEL,
@@ -25,7 +27,6 @@ import {
   WORKLOAD_KIND,
   type WorkloadLike,
 } from '@kubewatcher/shared';
-import { TERMINAL_PHASES } from './plan-update.ts';
 
 /**
  * Zero-configuration watching as a pure function: given one namespace, its workloads and the
@@ -49,6 +50,7 @@ export interface NamespaceLike {
   metadata: {
     name: string;
     uid?: string;
+    deletionTimestamp?: string;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
@@ -390,7 +392,7 @@ export function planAutoWatch(input: AutoWatchInput): AutoWatchPlan {
 
   const unfinished = new Map<string, string[]>();
   for (const u of input.updates) {
-    if (TERMINAL_PHASES.includes(u.status?.phase ?? 'Pending')) continue;
+    if (TERMINAL_PHASES.includes(phaseOf(u))) continue;
     const list = unfinished.get(u.spec.watchedImage) ?? [];
     list.push(u.metadata.name);
     unfinished.set(u.spec.watchedImage, list);
