@@ -525,6 +525,14 @@ interface MetricNotes {
  * registry has no entry here, an entry names no metric, or a label is missing, so this cannot drift.
  */
 const METRIC_NOTES: Record<string, MetricNotes> = {
+  kubewatcher_generated_watchedimage_writes_total: {
+    meaning:
+      'API writes auto-watch made to keep the generated WatchedImages (see [api.md](api.md#zero-configuration-watching)). Flat while nothing changes: a relist or a restart writes nothing.',
+    labels: {
+      action:
+        '`create`, `change` (an annotation changed), `delete` (no watched workload runs the tag, or a person wrote a WatchedImage for it), `release` (a person edited it: kept as theirs)',
+    },
+  },
   kubewatcher_leader: {
     meaning: 'Which replica leads. Exactly one replica should report 1; all report 0 during a handover.',
     labels: {},
@@ -533,39 +541,39 @@ const METRIC_NOTES: Record<string, MetricNotes> = {
     meaning:
       '`success`: converged; `requeue`: waiting on something expected (a rollout in flight); `stalled`: needs a spec change; `error`: failed, retried with backoff; `conflict`: lost a race with another writer (HTTP 409), retried at once.',
     labels: {
-      controller: '`watchedimage`, `imageupdate`',
+      controller: '`watchedimage`, `imageupdate`, `autowatch`',
       result: '`success`, `requeue`, `stalled`, `error`, `conflict`',
     },
   },
   kubewatcher_reconcile_errors_total: {
     meaning: 'The `error` and `conflict` results of `kubewatcher_reconcile_total`. The log line says why.',
-    labels: { controller: '`watchedimage`, `imageupdate`' },
+    labels: { controller: '`watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_reconcile_duration_seconds: {
     meaning: 'API writes included.',
-    labels: { controller: '`watchedimage`, `imageupdate`' },
+    labels: { controller: '`watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_depth: {
     meaning:
       'Keys ready for a worker (not counting delayed keys or keys in progress). Growing means the workers fall behind.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_adds_total: {
     meaning: 'Keys queued that were not queued already (duplicates collapse).',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_retries_total: {
     meaning: 'Keys requeued with per-key exponential backoff after a failed reconcile.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_queue_duration_seconds: {
     meaning:
       'Keys delayed on purpose (backoff, a requeue after a delay) are counted from when the delay ends.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_work_duration_seconds: {
     meaning: 'From taking a key to finishing it: the reconcile and recording its outcome.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_updates_applied_total: {
     meaning:

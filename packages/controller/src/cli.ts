@@ -68,7 +68,7 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
     concurrency: {
       type: 'number',
       default: 2,
-      describe: 'workers per queue (WatchedImages, ImageUpdates)',
+      describe: 'workers per queue (WatchedImages, ImageUpdates, auto-watch namespaces)',
     },
     'rollout-timeout': {
       type: 'string',
