@@ -125,19 +125,11 @@ export class ControllerWriter {
     name: string,
     preconditions: { uid?: string; resourceVersion?: string },
   ): Promise<void> {
-    try {
-      await this.#custom.deleteNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace,
-        name,
-        // Background: the garbage collector deletes its ImageUpdates (they are owned by it).
-        body: { propagationPolicy: 'Background', preconditions },
-      });
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
-    }
+    // Background: the garbage collector deletes its ImageUpdates (they are owned by it).
+    await this.#delete(WATCHED_IMAGE.plural, namespace, name, {
+      propagationPolicy: 'Background',
+      preconditions,
+    });
   }
 
   /**
@@ -166,13 +158,19 @@ export class ControllerWriter {
   }
 
   async deleteUpdate(namespace: string, name: string): Promise<void> {
+    await this.#delete(IMAGE_UPDATE.plural, namespace, name);
+  }
+
+  /** Deletes one of Kubewatcher's objects; already gone (404) is done. */
+  async #delete(plural: string, namespace: string, name: string, body?: object): Promise<void> {
     try {
       await this.#custom.deleteNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
-        plural: IMAGE_UPDATE.plural,
+        plural,
         namespace,
         name,
+        ...(body ? { body } : {}),
       });
     } catch (err) {
       if (apiStatusCode(err) !== 404) throw err;
