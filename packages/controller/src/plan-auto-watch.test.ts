@@ -459,6 +459,24 @@ describe('planAutoWatch: against what exists', () => {
       expected: {},
     },
     {
+      name: 'a field the server defaults that the controller did not write (a newer schema) is no edit',
+      workloads: [web],
+      watchedImages: [
+        generated(
+          WEB_NAME,
+          spec,
+          Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'suspend')) as WatchedImage['spec'],
+        ),
+      ],
+      expected: {},
+    },
+    {
+      name: 'a defaulted field set to another value is an edit',
+      workloads: [web],
+      watchedImages: [generated(WEB_NAME, { ...spec, suspend: true }, spec)],
+      expected: { release: [WEB_NAME] },
+    },
+    {
       name: 'the annotations changed: applied again',
       workloads: [optedIn('web', WEB, { annotations: { 'kubewatcher.io/update-policy': 'Manual' } })],
       watchedImages: [generated(WEB_NAME, spec)],

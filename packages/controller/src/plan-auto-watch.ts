@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import {
   API_VERSION,
   AUTO_WATCH_ANNOTATION,
@@ -23,7 +24,7 @@ import {
   WATCH_LABEL,
   WATCHED_IMAGE,
   type WatchedImage,
-  type WatchedImageSpec,
+  WatchedImageSpec,
   WORKLOAD_KIND,
   type WorkloadLike,
 } from '@kubewatcher/shared';
@@ -183,8 +184,24 @@ export function workloadOptIn(
   };
 }
 
-/** A stable hash of a spec: key order does not count. */
+/** The schema's default of each WatchedImage spec field that has one. */
+const SPEC_DEFAULTS: ReadonlyMap<string, unknown> = new Map(
+  Object.entries(WatchedImageSpec.properties as Record<string, { default?: unknown }>)
+    .filter(([, schema]) => schema.default !== undefined)
+    .map(([key, schema]) => [key, schema.default]),
+);
+
+/**
+ * A stable hash of a spec's meaning: key order does not count, nor fields that hold their schema
+ * default. The API server fills in defaults, including those of fields a later version adds: were they
+ * counted, every generated WatchedImage would look edited after such an upgrade.
+ */
 export function specHash(spec: object): string {
+  const meaningful = Object.fromEntries(
+    Object.entries(spec).filter(
+      ([k, v]) => !SPEC_DEFAULTS.has(k) || !isDeepStrictEqual(v, SPEC_DEFAULTS.get(k)),
+    ),
+  );
   const canonical = (v: unknown): unknown =>
     Array.isArray(v)
       ? v.map(canonical)
@@ -196,14 +213,15 @@ export function specHash(spec: object): string {
           )
         : v;
   return createHash('sha256')
-    .update(JSON.stringify(canonical(spec)))
+    .update(JSON.stringify(canonical(meaningful)))
     .digest('hex')
     .slice(0, 16);
 }
 
 /**
- * Whether a generated WatchedImage still has the spec the controller wrote. Every defaulted field is
- * written explicitly, so the stored spec is exactly what was applied until someone changes it.
+ * Whether someone changed the spec of a generated WatchedImage since the controller wrote it. Every
+ * field is written explicitly, so another writer's change (a value, an added field) shows as a
+ * different hash.
  */
 export function editedByPerson(wi: WatchedImage): boolean {
   return wi.metadata.annotations?.[AUTO_WATCH_ANNOTATION.generatedSpec] !== specHash(wi.spec);
