@@ -24,7 +24,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type RunningController, startController } from '../packages/controller/test/controller-harness.ts';
-import type { WatchedImage } from '../packages/shared/src/index.ts';
+import { settleWithLimit, type WatchedImage } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import {
@@ -68,12 +68,10 @@ const say = (line: string) => console.error(`bench: ${line}`);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const rows: { measure: string; value: string }[] = [];
 
+/** Runs `fn` over `items`, `limit` at a time; the first failure fails the run. */
 async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const failed = (await settleWithLimit(items, limit, fn)).find((o) => o.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 async function created(request: Promise<unknown>): Promise<void> {
