@@ -117,6 +117,24 @@ async function generatedCount(clients: Clients): Promise<number> {
 
 const writesOf = (c: RunningController) => c.metric('kubewatcher_generated_watchedimage_writes_total');
 
+/** How many generated WatchedImages report `workloads` workloads in their status. */
+async function generatedReporting(clients: Clients, workloads: number): Promise<number> {
+  const list = (await clients.custom.listClusterCustomObject({
+    ...WI,
+    labelSelector: 'app.kubernetes.io/managed-by=kubewatcher',
+  })) as { items: WatchedImage[] };
+  return list.items.filter((w) => w.status?.workloadCount === workloads).length;
+}
+
+/** Waits until every queue of the controller is empty. */
+async function quiet(c: RunningController): Promise<void> {
+  await until(
+    () => c.metric('kubewatcher_workqueue_depth'),
+    (depth) => depth === 0,
+    { what: 'every queue empty', timeoutMs: 600_000, intervalMs: 500 },
+  );
+}
+
 /** Waits until the auto-watch queue has planned every namespace once and is empty. */
 async function plannedEveryNamespace(c: RunningController): Promise<void> {
   await until(
@@ -169,6 +187,27 @@ async function run(clients: Clients, info: LocalClusterInfo): Promise<void> {
     { what: 'kube-controller-manager to observe every Deployment', timeoutMs: 2_700_000, intervalMs: 5000 },
   );
 
+  // A reused environment holds the generated WatchedImages of an earlier run: start over.
+  if ((await generatedCount(clients)) > 0) {
+    say('deleting the generated WatchedImages of an earlier run');
+    await pool(namespaces, 8, (namespace) =>
+      clients.custom.deleteCollectionNamespacedCustomObject({
+        ...WI,
+        namespace,
+        labelSelector: 'app.kubernetes.io/managed-by=kubewatcher',
+      }),
+    );
+    await until(
+      () => generatedCount(clients),
+      (n) => n === 0,
+      {
+        what: 'the old generated WatchedImages to go',
+        timeoutMs: 300_000,
+        intervalMs: 1000,
+      },
+    );
+  }
+
   // 1. First sync.
   say('first sync');
   const before1 = await watchedImageWrites(info);
@@ -190,6 +229,19 @@ async function run(clients: Clients, info: LocalClusterInfo): Promise<void> {
     const allThere = performance.now();
     await plannedEveryNamespace(first);
     firstWrites = await writesOf(first);
+    // The WatchedImage reconciler then reports each one's workloads: after that the cluster is quiet.
+    const perImage = N.deployments / expected;
+    await until(
+      () => generatedReporting(clients, perImage),
+      (n) => n >= expected,
+      {
+        what: `${expected} generated WatchedImages reporting ${perImage} workloads`,
+        timeoutMs: 1_200_000,
+        intervalMs: 1000,
+      },
+    );
+    const reporting = performance.now();
+    await quiet(first);
     rows.push(
       {
         measure: 'generated WatchedImages expected / found',
@@ -199,6 +251,10 @@ async function run(clients: Clients, info: LocalClusterInfo): Promise<void> {
       {
         measure: '1. caches synced → every generated WatchedImage exists',
         value: seconds(allThere - synced),
+      },
+      {
+        measure: '1. caches synced → every one reports its workloads (status)',
+        value: seconds(reporting - synced),
       },
       { measure: '1. generated WatchedImage writes (controller counter)', value: String(firstWrites) },
       {
@@ -217,6 +273,7 @@ async function run(clients: Clients, info: LocalClusterInfo): Promise<void> {
   try {
     const started = performance.now();
     await plannedEveryNamespace(second);
+    await quiet(second);
     rows.push(
       { measure: '2. restart → every namespace planned', value: seconds(performance.now() - started) },
       {
