@@ -363,12 +363,69 @@ export function renderApi(shared: SharedModule): string {
     '# API reference: WatchedImage and ImageUpdate',
     `Group ${code(shared.GROUP)}, version ${code(shared.VERSION)}, category ${code(shared.CATEGORY)} (\`kubectl get ${shared.CATEGORY}\` lists both kinds). Every field below is also in the CRDs, so \`kubectl explain wi.spec.interval\` gives the same description.`,
     'How to read the tables: a path like `spec.pullSecrets[].name` is the `name` of each item of the list `spec.pullSecrets`; "Required" is relative to the enclosing object; "rule" lines are CEL rules (listed with their expressions after each kind).',
-    '- [WatchedImage](#watchedimage)\n- [ImageUpdate](#imageupdate)\n- [Patterns](#patterns)',
+    '- [WatchedImage](#watchedimage)\n- [ImageUpdate](#imageupdate)\n- [Zero-configuration watching](#zero-configuration-watching)\n- [Patterns](#patterns)',
     ...sections,
+    autoWatchSection(shared),
     '## Patterns',
     'Regular expressions named in the tables above (RE2 syntax, as the API server evaluates them).',
     table(['Name', 'Pattern'], patternRows),
   ]);
+}
+
+/** The labels and annotations of auto-watch, named from packages/shared/src/api/auto-watch.ts. */
+function autoWatchSection(shared: SharedModule): string {
+  const { WATCH_LABEL: watch, AUTO_WATCH_ANNOTATION: a, MANAGED_BY_LABEL, MANAGED_BY_KUBEWATCHER } = shared;
+  const left = shared.SYSTEM_NAMESPACES.map(code).join(', ');
+  return [
+    '## Zero-configuration watching',
+    `No WatchedImage needs to be written by hand: the controller generates one for each tag that watched workloads run, per namespace, and keeps it as the workloads change. Which workloads are watched is set by the controller flag ${code('--auto-watch')} (${shared.AUTO_WATCH_MODES.map(code).join(', ')}; default ${code(shared.DEFAULT_AUTO_WATCH_MODE)}, see [cli.md](cli.md)) and by one label:`,
+    table(
+      ['Where', 'Key', 'Values', 'Meaning'],
+      [
+        [
+          'Deployment, StatefulSet, DaemonSet (label or annotation)',
+          code(watch),
+          '`"true"`, `"false"`',
+          `${code('"true"')} watches the workload whatever its Namespace says; ${code('"false"')} opts it out of everything (namespace label, ${code('--auto-watch=all')}); when label and annotation disagree, ${code('"false"')} wins.`,
+        ],
+        [
+          'Namespace (label)',
+          code(watch),
+          '`"true"`, `"false"`',
+          `${code('"true"')} watches every workload in it (except those opted out); ${code('"false"')} leaves it out of ${code('--auto-watch=all')}.`,
+        ],
+        [
+          'Workload or Namespace (annotation)',
+          code(a.updatePolicy),
+          '`Auto`, `Manual`, `Observe`',
+          "spec.updatePolicy of the generated WatchedImages; the workload's annotation wins over its Namespace's; default Auto.",
+        ],
+        [
+          'Workload or Namespace (annotation)',
+          code(a.interval),
+          `a Go duration, at least ${code(shared.MIN_INTERVAL)}`,
+          `spec.interval, likewise; default ${code(shared.DEFAULT_INTERVAL)}.`,
+        ],
+        [
+          'Generated WatchedImage (label)',
+          code(MANAGED_BY_LABEL),
+          code(MANAGED_BY_KUBEWATCHER),
+          `Marks it as generated: ${code(`kubectl get wi -l ${MANAGED_BY_LABEL}=${MANAGED_BY_KUBEWATCHER}`)} lists them.`,
+        ],
+        [
+          'Generated WatchedImage (annotation)',
+          code(a.generatedSpec),
+          'a hash',
+          'The spec the controller last wrote, so an edit by a person is recognised.',
+        ],
+      ],
+    ),
+    `**Who is watched**, most specific first: ${code('--auto-watch=off')} watches nothing (and deletes the generated WatchedImages); otherwise the workload's own ${code(watch)}, then its Namespace's label; then ${code('all')} watches the workload unless it is in ${left} or Kubewatcher's own namespace (${code('$POD_NAMESPACE')}), and ${code('opted-in')} does not. A namespace labelled ${code(`${watch}: "true"`)} is watched even under ${code('all')}'s exclusions. A controller limited with ${code('--namespace')} cannot read Namespaces (they are cluster-scoped and its RBAC is per namespace): there only the workloads' own label or annotation and ${code('--auto-watch=all')} count.`,
+    `**What is generated**: one WatchedImage per distinct repository and tag in the containers and init containers of the watched workloads of a namespace. ${code('repo:tag@sha256:…')} is tracked by its tag; a reference with only a digest has no tag to watch and is reported with a Warning Event ${code('DigestOnlyImage')} on the workload, never guessed. Several tags of one repository give one WatchedImage each. The name is the repository's last segment and the tag, made a valid name, and 8 hex digits of a hash of the full reference (${code('nginx:1.27')} → ${code('nginx-1.27-…')}), at most 63 characters. The spec sets every field (${code('kinds')} all three, ${code('suspend: false')}, ${code(`historyLimit: ${shared.DEFAULT_HISTORY_LIMIT}`)}, the policy and interval from the annotations); when workloads running one tag ask for different settings, the most cautious policy (Observe, then Manual, then Auto) and the shortest interval are used. A generated WatchedImage updates only the watched workloads: a workload that runs the same tag but is not opted in (or is opted out) is not touched. A bad value (${code(`${watch}: yes`)}, ${code(`${a.updatePolicy}: Manul`)}, ${code(`${a.interval}: 30s`)}) is never read as a default: the workload is not watched until it is fixed, and a Warning Event ${code('InvalidAutoWatchSetting')} on it (or on the Namespace) says which key and value.`,
+    `**A person's WatchedImage wins**: when a WatchedImage without the generated label watches the same repository and tag in the namespace, no generated one is made, and an existing generated one is deleted (once its last ImageUpdate finished, as below). Generated WatchedImages go through the same admission rules as any other.`,
+    `**A person editing a generated WatchedImage** (any change to its spec) takes it over: the controller keeps the spec as edited, removes the ${code(MANAGED_BY_LABEL)} label and the ${code(a.generatedSpec)} annotation, records a Normal Event ${code('NoLongerGenerated')} on it, and from then on treats it as a person's WatchedImage (never changed or deleted by the controller). Undoing the edit instead would fight the person on every reconcile and lose their intent; to hand it back, delete it and it is generated again. To change the settings of a generated WatchedImage without taking it over, set the annotations on the workload or the Namespace.`,
+    `**Going away**: when no watched workload runs the tag any more (the workload was deleted, changed its image, or opted out; the namespace label was removed), the generated WatchedImage is deleted, and its ImageUpdates with it (they are owned by it), but only once none of its ImageUpdates is still unfinished (Pending, AwaitingApproval, Applying, RollingOut): a rollout in progress is never cut off. Writes are counted in ${code('kubewatcher_generated_watchedimage_writes_total')} ([metrics.md](metrics.md)); a relist or a controller restart writes nothing.`,
+  ].join('\n\n');
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -529,6 +586,14 @@ interface MetricNotes {
  * registry has no entry here, an entry names no metric, or a label is missing, so this cannot drift.
  */
 const METRIC_NOTES: Record<string, MetricNotes> = {
+  kubewatcher_generated_watchedimage_writes_total: {
+    meaning:
+      'API writes auto-watch made to keep the generated WatchedImages (see [api.md](api.md#zero-configuration-watching)). Flat while nothing changes: a relist or a restart writes nothing.',
+    labels: {
+      action:
+        '`create`, `change` (an annotation changed), `delete` (no watched workload runs the tag, or a person wrote a WatchedImage for it), `release` (a person edited it: kept as theirs)',
+    },
+  },
   kubewatcher_leader: {
     meaning: 'Which replica leads. Exactly one replica should report 1; all report 0 during a handover.',
     labels: {},
@@ -537,39 +602,39 @@ const METRIC_NOTES: Record<string, MetricNotes> = {
     meaning:
       '`success`: converged; `requeue`: waiting on something expected (a rollout in flight); `stalled`: needs a spec change; `error`: failed, retried with backoff; `conflict`: lost a race with another writer (HTTP 409), retried at once.',
     labels: {
-      controller: '`watchedimage`, `imageupdate`',
+      controller: '`watchedimage`, `imageupdate`, `autowatch`',
       result: '`success`, `requeue`, `stalled`, `error`, `conflict`',
     },
   },
   kubewatcher_reconcile_errors_total: {
     meaning: 'The `error` and `conflict` results of `kubewatcher_reconcile_total`. The log line says why.',
-    labels: { controller: '`watchedimage`, `imageupdate`' },
+    labels: { controller: '`watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_reconcile_duration_seconds: {
     meaning: 'API writes included.',
-    labels: { controller: '`watchedimage`, `imageupdate`' },
+    labels: { controller: '`watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_depth: {
     meaning:
       'Keys ready for a worker (not counting delayed keys or keys in progress). Growing means the workers fall behind.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_adds_total: {
     meaning: 'Keys queued that were not queued already (duplicates collapse).',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_retries_total: {
     meaning: 'Keys requeued with per-key exponential backoff after a failed reconcile.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_queue_duration_seconds: {
     meaning:
       'Keys delayed on purpose (backoff, a requeue after a delay) are counted from when the delay ends.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_workqueue_work_duration_seconds: {
     meaning: 'From taking a key to finishing it: the reconcile and recording its outcome.',
-    labels: { name: 'the queue: `watchedimage`, `imageupdate`' },
+    labels: { name: 'the queue: `watchedimage`, `imageupdate`, `autowatch`' },
   },
   kubewatcher_updates_applied_total: {
     meaning:

@@ -47,7 +47,8 @@ const image = `${IMAGE_REPO}:${version}`;
 
 /** What each service account may do, as `group/resource: verbs` (group '' is core). */
 const CONTROLLER_RULES = {
-  'kubewatcher.io/watchedimages': ['get', 'list', 'watch'],
+  // create, patch (server-side apply) and delete: the generated WatchedImages of auto-watch.
+  'kubewatcher.io/watchedimages': ['create', 'delete', 'get', 'list', 'patch', 'watch'],
   'kubewatcher.io/watchedimages/status': ['patch'],
   'kubewatcher.io/imageupdates': ['delete', 'get', 'list', 'watch'],
   'kubewatcher.io/imageupdates/status': ['patch'],
@@ -56,6 +57,8 @@ const CONTROLLER_RULES = {
   'apps/daemonsets': ['get', 'list', 'patch', 'watch'],
   '/events': ['create', 'patch'],
 };
+/** Auto-watch reads Namespace labels: cluster-scoped, so a ClusterRole of its own. */
+const NAMESPACE_RULES = { '/namespaces': ['list', 'watch'] };
 /** Create cannot be limited to a name; reads and renewals can. */
 const LEADER_ELECTION_RULES = {
   'coordination.k8s.io/leases': ['create'],
@@ -258,8 +261,10 @@ describe('the release bundle', () => {
         `ServiceAccount/${SYSTEM_NS}/kubewatcher-controller`,
         `ServiceAccount/${SYSTEM_NS}/kubewatcher-poller`,
         'ClusterRole//kubewatcher-controller',
+        'ClusterRole//kubewatcher-controller-namespaces',
         'ClusterRole//kubewatcher-poller',
         'ClusterRoleBinding//kubewatcher-controller',
+        'ClusterRoleBinding//kubewatcher-controller-namespaces',
         'ClusterRoleBinding//kubewatcher-poller',
         `Role/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
         `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
@@ -313,6 +318,9 @@ describe('RBAC', () => {
       CONTROLLER_RULES,
     );
     expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-poller').rules)).toEqual(POLLER_RULES);
+    expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-controller-namespaces').rules)).toEqual(
+      NAMESPACE_RULES,
+    );
   });
 
   it('grants leases only in kubewatcher-system, with a Role', () => {
@@ -326,7 +334,7 @@ describe('RBAC', () => {
       ...byKind<V1ClusterRoleBinding>(base, 'ClusterRoleBinding'),
       ...byKind<V1ClusterRoleBinding>(base, 'RoleBinding'),
     ]) {
-      const sa = binding.metadata!.name!.replace(/-leader-election$/, '');
+      const sa = binding.metadata!.name!.replace(/-(leader-election|namespaces)$/, '');
       expect(binding.roleRef.name).toBe(binding.metadata!.name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa, namespace: SYSTEM_NS }]);
     }
@@ -479,6 +487,17 @@ describe('the namespaced overlay', () => {
   });
 });
 
+describe('the auto-watch-all overlay', () => {
+  it('adds --auto-watch=all to the controller and changes nothing else of the base', () => {
+    const overlay = kustomize('manifests/overlays/auto-watch-all');
+    const args = one<V1Deployment>(overlay, 'Deployment', 'kubewatcher-controller').spec?.template.spec
+      ?.containers[0]?.args;
+    expect(args).toContain('--auto-watch=all');
+    const withoutFlag = JSON.parse(JSON.stringify(sortedById(overlay)).replaceAll(',"--auto-watch=all"', ''));
+    expect(withoutFlag).toEqual(sortedById(base));
+  });
+});
+
 describe('the Helm chart', () => {
   it('passes helm lint --strict', (ctx) => {
     needHelm(ctx);
@@ -522,7 +541,7 @@ describe('the Helm chart', () => {
       [`coordination.k8s.io/leases#${lease}`]: ['get', 'update'],
     });
     for (const b of byKind<V1ClusterRoleBinding>(rendered, 'ClusterRoleBinding')) {
-      expect(b.subjects?.[0]?.name).toBe(b.metadata?.name);
+      expect(b.subjects?.[0]?.name).toBe(b.metadata?.name?.replace(/-namespaces$/, ''));
     }
   });
 
@@ -531,6 +550,15 @@ describe('the Helm chart', () => {
     expect(() => helmTemplate('--set', 'controler.replicas=3')).toThrow(/additional properties 'controler'/);
     expect(() => helmTemplate('--set', 'logLevel=verbose')).toThrow(/logLevel/);
     expect(() => helmTemplate('--set', 'image.digest=latest')).toThrow(/digest/);
+  });
+
+  it('renders the auto-watch-all overlay with autoWatch=all, and refuses an unknown mode', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplate('--set', 'autoWatch=all');
+    expect(sortedById(rendered)).toEqual(
+      sortedById(kustomize('manifests/overlays/auto-watch-all').filter((o) => o.kind !== 'Namespace')),
+    );
+    expect(() => helmTemplate('--set', 'autoWatch=everything')).toThrow(/autoWatch/);
   });
 
   it('refuses several replicas without leader election', (ctx) => {
@@ -561,6 +589,7 @@ describe('the Helm chart', () => {
       `${IMAGE_REPO}@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef`,
     );
     expect(controller!.args).toContain('--log-level=debug');
+    expect(controller!.args).not.toContain('--auto-watch=opted-in');
     expect(poller!.args).toEqual([
       '--log-format=json',
       `--registries-config=${REGISTRIES_FILE}`,

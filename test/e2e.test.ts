@@ -1,4 +1,5 @@
 // End to end: the README's demo flow on a private control plane and registry, checked step by step.
+// No WatchedImage is written by hand: labelling the namespace is the only configuration.
 // The controller and the poller run as separate processes under their own service-account tokens, so
 // this also proves the shipped RBAC is enough for the whole job.
 import { execFile } from 'node:child_process';
@@ -54,7 +55,14 @@ describe('the demo, end to end', () => {
 
   it('recorded the re-pushed digest as the new baseline', async () => {
     expect(result.secondDigest).not.toBe(result.firstDigest);
-    const wi = await json('-n', 'demo', 'get', 'wi', 'web');
+    // No WatchedImage was written: the namespace label made the controller generate one.
+    const list = await json('-n', 'demo', 'get', 'wi');
+    expect(list.items.map((w: { metadata: { name: string } }) => w.metadata.name)).toEqual([
+      result.watchedImage,
+    ]);
+    const wi = list.items[0];
+    expect(wi.metadata.labels['app.kubernetes.io/managed-by']).toBe('kubewatcher');
+    expect(wi.spec).toMatchObject({ image: result.image, interval: '1m', updatePolicy: 'Auto' });
     expect(wi.status.digest).toBe(result.secondDigest);
     expect(wi.status.workloadCount).toBe(1);
     expect(wi.status.conditions.find((c: { type: string }) => c.type === 'Ready')).toMatchObject({
@@ -71,7 +79,7 @@ describe('the demo, end to end', () => {
     const iu = list.items[0];
     expect(iu.metadata.name).toBe(result.imageUpdate);
     expect(iu.spec).toMatchObject({
-      watchedImage: 'web',
+      watchedImage: result.watchedImage,
       fromDigest: result.firstDigest,
       toDigest: result.secondDigest,
     });
@@ -102,7 +110,7 @@ describe('the demo, end to end', () => {
   it('shows the outcome in kubectl get wi,iu', () => {
     const table = shown.find((s) => s.startsWith('$ kubectl -n demo get wi,iu'));
     expect(table).toMatch(
-      /imageupdate\.kubewatcher\.io\/web-[0-9a-f]{10}\s+\S+\s+[0-9a-f]{12}\s+[0-9a-f]{12}\s+Succeeded\s+1\/1/,
+      /imageupdate\.kubewatcher\.io\/web-stable-[0-9a-f]{8}-[0-9a-f]{10}\s+\S+\s+[0-9a-f]{12}\s+[0-9a-f]{12}\s+Succeeded\s+1\/1/,
     );
   });
 

@@ -1,7 +1,8 @@
 /**
  * The end-to-end demo, as steps that narrate themselves: install Kubewatcher on the local control
  * plane, run the controller and the poller under their own service accounts, deploy a sample app from
- * the local registry, watch its tag, re-push the tag and follow the rollout. The README's main command
+ * the local registry, label its namespace (the controller generates the WatchedImage), re-push the tag
+ * and follow the rollout. The README's main command
  * (`scripts/demo`) runs it on the long-lived `.local` environment; the end-to-end test runs it on a
  * private one and checks every step.
  */
@@ -10,6 +11,12 @@ import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import {
+  AUTO_WATCH_ANNOTATION,
+  MANAGED_BY_KUBEWATCHER,
+  MANAGED_BY_LABEL,
+  WATCH_LABEL,
+} from '../../packages/shared/src/api/auto-watch.ts';
 import type { LocalClusterInfo } from './cluster-info.ts';
 import { pushTestImage } from './images.ts';
 
@@ -70,6 +77,8 @@ export interface DemoOptions {
 
 export interface DemoResult {
   image: string;
+  /** The WatchedImage the controller generated for the tag. */
+  watchedImage: string;
   firstDigest: string;
   secondDigest: string;
   imageUpdate: string;
@@ -148,9 +157,33 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   await kubectl(['-n', DEMO_NAMESPACE, 'rollout', 'status', 'deployment/web', '--timeout=90s']);
   await showCmd(['-n', DEMO_NAMESPACE, 'get', 'deployment', 'web', '-o', 'wide']);
 
-  say('4. Watch the tag with a WatchedImage.');
-  await applyYaml(kubectl, o.workDir, 'watchedimage.yaml', watchedImageYaml(image));
-  show(`$ cat watchedimage.yaml\n${watchedImageYaml(image).trimEnd()}`);
+  say(
+    '4. Watch the namespace: one label, no WatchedImage to write. The controller generates one for the tag.',
+  );
+  const generated = [
+    '-n',
+    DEMO_NAMESPACE,
+    'get',
+    'wi',
+    '-l',
+    `${MANAGED_BY_LABEL}=${MANAGED_BY_KUBEWATCHER}`,
+  ];
+  for (const args of [
+    ['label', 'namespace', DEMO_NAMESPACE, `${WATCH_LABEL}=true`],
+    // Optional: the generated WatchedImage's interval (default 5m), here the poller's 1m schedule.
+    ['annotate', 'namespace', DEMO_NAMESPACE, `${AUTO_WATCH_ANNOTATION.interval}=1m`],
+  ]) {
+    show(`$ kubectl ${args.join(' ')}\n${await kubectl(args)}`);
+  }
+  let watchedImage = '';
+  await waitFor(
+    async () => {
+      watchedImage = await kubectl([...generated, '-o', 'jsonpath={.items[*].metadata.name}']);
+      return watchedImage !== '';
+    },
+    30_000,
+    () => `no WatchedImage was generated; see ${controllerLog}`,
+  );
 
   const poller = ['--kubeconfig', pollerKubeconfig, '--plain-http', registry.host, '--log-format', 'text'];
   say('5. Run the poller once, as the CronJob does every minute: the first sight records the baseline.');
@@ -162,14 +195,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         DEMO_NAMESPACE,
         'get',
         'wi',
-        'web',
+        watchedImage,
         '-o',
         'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
       ])) === 'True',
     30_000,
     () => 'the WatchedImage did not become Ready',
   );
-  await showCmd(['-n', DEMO_NAMESPACE, 'get', 'wi']);
+  await showCmd(generated);
 
   say(`6. Someone re-pushes ${DEMO_TAG}: same tag, new content.`);
   const second = await pushTestImage({ info, registry: 'open', repository: DEMO_REPOSITORY, tag: DEMO_TAG });
@@ -228,6 +261,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
   return {
     image,
+    watchedImage,
     firstDigest: first.digest,
     secondDigest: second.digest,
     imageUpdate: update,
@@ -314,18 +348,6 @@ spec:
       containers:
         - name: web
           image: ${image}
-`;
-}
-
-function watchedImageYaml(image: string): string {
-  return `apiVersion: kubewatcher.io/v1alpha1
-kind: WatchedImage
-metadata:
-  name: web
-  namespace: ${DEMO_NAMESPACE}
-spec:
-  image: ${image}
-  interval: 1m
 `;
 }
 

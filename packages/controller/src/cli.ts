@@ -1,5 +1,8 @@
 import {
+  AUTO_WATCH_MODES,
+  type AutoWatchMode,
   commandLogger,
+  DEFAULT_AUTO_WATCH_MODE,
   LOG_OPTIONS,
   loadKubeConfig,
   parseCommandLine,
@@ -65,13 +68,20 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
     concurrency: {
       type: 'number',
       default: 2,
-      describe: 'workers per queue (WatchedImages, ImageUpdates)',
+      describe: 'workers per queue (WatchedImages, ImageUpdates, auto-watch namespaces)',
     },
     'rollout-timeout': {
       type: 'string',
       default: '10m',
       describe:
         'an update whose rollout has not finished this long after it was applied fails (Deployments also fail on their progressDeadlineSeconds)',
+    },
+    'auto-watch': {
+      type: 'string',
+      choices: AUTO_WATCH_MODES,
+      default: DEFAULT_AUTO_WATCH_MODE,
+      describe:
+        'which workloads get generated WatchedImages: opted-in (those labelled or annotated kubewatcher.io/watch=true, or in a Namespace labelled so), all (every workload except in kube-system, kube-public, kube-node-lease and $POD_NAMESPACE, unless labelled; kubewatcher.io/watch=false opts out), off (none; generated ones are deleted)',
     },
     ...LOG_OPTIONS,
   } satisfies Record<string, Options>;
@@ -104,6 +114,8 @@ export async function main(argv: string[]): Promise<number> {
       concurrency: args.concurrency,
       metricsAddress: args['metrics-addr'],
       rolloutTimeoutMs,
+      autoWatch: args['auto-watch'] as AutoWatchMode,
+      ownNamespace: process.env.POD_NAMESPACE ?? args['leader-election-namespace'],
       ...(args['leader-elect']
         ? {
             leaderElection: {

@@ -8,6 +8,7 @@ import {
 } from '@kubernetes/client-node';
 import {
   ANNOTATION,
+  AUTO_WATCH_ANNOTATION,
   apiStatusCode,
   applyStatus,
   FIELD_MANAGER,
@@ -15,10 +16,12 @@ import {
   IMAGE_UPDATE,
   type ImageUpdate,
   type ImageUpdateStatus,
+  MANAGED_BY_LABEL,
   VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
+import type { GeneratedWatchedImage } from './plan-auto-watch.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
 import type { ControllerStatus } from './plan-watched-image.ts';
 
@@ -93,14 +96,81 @@ export class ControllerWriter {
     }
   }
 
+  /**
+   * Creates or changes a generated WatchedImage with server-side apply. A change carries the
+   * resourceVersion it was planned from, so an edit made meanwhile gets a 409 and a fresh plan rather
+   * than being overwritten; a creation is not forced, so it never takes fields over from another
+   * writer of an object of that name.
+   */
+  async applyGeneratedWatchedImage(wi: GeneratedWatchedImage, resourceVersion?: string): Promise<void> {
+    const { namespace, name } = wi.metadata;
+    await this.#custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: WATCHED_IMAGE.plural,
+        namespace,
+        name,
+        body: resourceVersion ? { ...wi, metadata: { ...wi.metadata, resourceVersion } } : wi,
+        fieldManager: FIELD_MANAGER.controller,
+        force: resourceVersion !== undefined,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+  }
+
+  /** Deletes a generated WatchedImage if it is still the version judged unused (its ImageUpdates go with it). */
+  async deleteWatchedImage(
+    namespace: string,
+    name: string,
+    preconditions: { uid?: string; resourceVersion?: string },
+  ): Promise<void> {
+    // Background: the garbage collector deletes its ImageUpdates (they are owned by it).
+    await this.#delete(WATCHED_IMAGE.plural, namespace, name, {
+      propagationPolicy: 'Background',
+      preconditions,
+    });
+  }
+
+  /**
+   * Hands a generated WatchedImage over to the person who edited it: drops the generated label and
+   * annotation (a merge patch at the version that was judged edited), leaving the spec as they made it.
+   */
+  async releaseWatchedImage(namespace: string, name: string, resourceVersion?: string): Promise<void> {
+    await this.#custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: WATCHED_IMAGE.plural,
+        namespace,
+        name,
+        body: {
+          metadata: {
+            ...(resourceVersion ? { resourceVersion } : {}),
+            labels: { [MANAGED_BY_LABEL]: null },
+            annotations: { [AUTO_WATCH_ANNOTATION.generatedSpec]: null },
+          },
+        },
+        fieldManager: FIELD_MANAGER.controller,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
   async deleteUpdate(namespace: string, name: string): Promise<void> {
+    await this.#delete(IMAGE_UPDATE.plural, namespace, name);
+  }
+
+  /** Deletes one of Kubewatcher's objects; already gone (404) is done. */
+  async #delete(plural: string, namespace: string, name: string, body?: object): Promise<void> {
     try {
       await this.#custom.deleteNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
-        plural: IMAGE_UPDATE.plural,
+        plural,
         namespace,
         name,
+        ...(body ? { body } : {}),
       });
     } catch (err) {
       if (apiStatusCode(err) !== 404) throw err;

@@ -1,14 +1,14 @@
-import { isDeepStrictEqual } from 'node:util';
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import {
   API_VERSION,
+  type AutoWatchMode,
+  DEFAULT_AUTO_WATCH_MODE,
   IMAGE_UPDATE,
   type ImageUpdate,
   type Logger,
-  matchWorkloads,
-  phaseOf,
   reuseConnections,
-  TERMINAL_PHASES,
+  SYSTEM_NAMESPACES,
+  splitKey,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
@@ -19,8 +19,6 @@ import {
   cachesSyncedOrStandby,
   createControllerMetrics,
   defaultIdentity,
-  type EventHandler,
-  enqueueTo,
   Informer,
   informersNotStalled,
   kubeConfigSource,
@@ -33,13 +31,16 @@ import {
   withoutManagedFields,
   workQueueHooks,
 } from './machinery/index.ts';
+import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
 import type { Workload } from './plan-update.ts';
+import { AutoWatchReconciler, namespaceLabelsOnly } from './reconcile-auto-watch.ts';
 import {
   BY_WATCHED_IMAGE,
   type Caches,
   ImageUpdateReconciler,
   typedCache,
   WatchedImageReconciler,
+  WORKLOAD_KINDS,
   watchedImageKeyOf,
 } from './reconcilers.ts';
 
@@ -63,6 +64,10 @@ export interface ControllerOptions {
   };
   rolloutTimeoutMs?: number;
   relistIntervalMs?: number;
+  /** Which workloads get generated WatchedImages (`--auto-watch`); default `opted-in`. */
+  autoWatch?: AutoWatchMode;
+  /** Kubewatcher's own namespace, which `--auto-watch=all` leaves out unless it is labelled. */
+  ownNamespace?: string;
 }
 
 const WORKLOAD_RESOURCES = {
@@ -72,9 +77,9 @@ const WORKLOAD_RESOURCES = {
 } as const;
 
 /**
- * The controller process: informers on WatchedImages, ImageUpdates and the workload kinds (run on
- * every replica, so a standby is warm), and, while this replica leads, two work queues with their
- * workers. Handlers only enqueue keys.
+ * The controller process: informers on WatchedImages, ImageUpdates, the workload kinds and (for
+ * auto-watch) Namespaces, run on every replica so a standby is warm, and, while this replica leads,
+ * one work queue per reconciler with its workers. Handlers only enqueue keys.
  */
 export class Controller {
   readonly metrics: ControllerMetrics;
@@ -85,6 +90,7 @@ export class Controller {
   readonly #opts: ControllerOptions;
   readonly #writer: ControllerWriter;
   readonly #elector: LeaderElector | undefined;
+  readonly #autoWatch: AutoWatchScope;
   #server: ProbeServer | undefined;
   #leading: { queues: WorkQueue[]; unsubscribe: (() => void)[]; workers: Promise<void>[] } | undefined;
 
@@ -94,6 +100,11 @@ export class Controller {
     this.identity = opts.leaderElection?.identity ?? defaultIdentity();
     this.metrics = createControllerMetrics(opts.registry);
     this.#writer = new ControllerWriter(opts.kubeConfig, this.identity);
+    this.#autoWatch = {
+      mode: opts.autoWatch ?? DEFAULT_AUTO_WATCH_MODE,
+      excludedNamespaces: new Set([...SYSTEM_NAMESPACES, ...(opts.ownNamespace ? [opts.ownNamespace] : [])]),
+    };
+    const limited = (opts.namespaces?.length ?? 0) > 0;
     const common = {
       source: withoutManagedFields(kubeConfigSource(opts.kubeConfig)),
       logger: opts.logger,
@@ -129,6 +140,18 @@ export class Controller {
         StatefulSet: typedCache<Workload>(informer(WORKLOAD_RESOURCES.StatefulSet)),
         DaemonSet: typedCache<Workload>(informer(WORKLOAD_RESOURCES.DaemonSet)),
       },
+      // Namespaces are cluster-scoped: a controller limited to named namespaces has no grant to read
+      // them, and reads only the workloads' own opt-in.
+      ...(this.#autoWatch.mode !== 'off' && !limited
+        ? {
+            namespaces: typedCache<NamespaceLike>(
+              informer(
+                { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces' },
+                { source: namespaceLabelsOnly(kubeConfigSource(opts.kubeConfig)) },
+              ),
+            ),
+          }
+        : {}),
     };
     if (opts.leaderElection) {
       this.#elector = new LeaderElector({
@@ -198,87 +221,64 @@ export class Controller {
       if (!(await i.waitForSync(signal))) return;
     }
     if (signal.aborted) return;
-    const wiQueue = new WorkQueue({ hooks: workQueueHooks(this.metrics, 'watchedimage') });
-    const iuQueue = new WorkQueue({ hooks: workQueueHooks(this.metrics, 'imageupdate') });
     const { caches } = this;
-    // A workload event concerns only the WatchedImages that match the workload (enqueueTo looks at it
-    // before and after a change) and the unfinished updates of those, or that list it in their results:
-    // nothing else reads it (planWatchedImage, planUpdate). Enqueueing every WatchedImage and update of
-    // the namespace made each status change of a rollout re-plan them all against every workload, which
-    // kept the controller busy for minutes at 100 WatchedImages and 500 Deployments.
-    const watchedImagesMatching = (w: Workload) =>
-      caches.watchedImages
-        .listByNamespace(w.metadata?.namespace ?? '')
-        .filter((wi) => matchWorkloads(wi.spec, [w]).length > 0)
-        .map((wi) => keyOf(wi));
-    const unfinishedUpdatesConcerning = (w: Workload) => {
-      const watchedImages = new Set(watchedImagesMatching(w));
-      return caches.updates
-        .listByNamespace(w.metadata?.namespace ?? '')
-        .filter((u) => !TERMINAL_PHASES.includes(phaseOf(u)))
-        .filter(
-          (u) =>
-            watchedImages.has(watchedImageKeyOf(u)) ||
-            (u.status?.workloads ?? []).some((r) => r.kind === w.kind && r.name === w.metadata?.name),
-        )
-        .map((u) => keyOf(u));
+    const deps = {
+      caches,
+      writer: this.#writer,
+      logger,
+      metrics: this.metrics,
+      autoWatch: this.#autoWatch,
     };
-
-    const unsubscribe = [
-      caches.watchedImages.addEventHandler(enqueueTo(wiQueue)),
-      // A WatchedImage's policy or suspension decides what its updates do next.
-      caches.watchedImages.addEventHandler(
-        enqueueTo(iuQueue, (wi) => caches.updates.byIndex(BY_WATCHED_IMAGE, keyOf(wi)).map((u) => keyOf(u))),
-      ),
-      caches.updates.addEventHandler(enqueueTo(iuQueue)),
-      // A new or finished update changes its WatchedImage's latestUpdate, history and its siblings.
-      caches.updates.addEventHandler(enqueueTo(wiQueue, (u) => [watchedImageKeyOf(u)])),
-      caches.updates.addEventHandler(
-        enqueueTo(iuQueue, (u) =>
-          caches.updates.byIndex(BY_WATCHED_IMAGE, watchedImageKeyOf(u)).map((s) => keyOf(s)),
-        ),
-      ),
-      ...(Object.keys(caches.workloads) as Workload['kind'][]).flatMap((kind) => [
-        // Objects of a list carry no kind: the informer's is theirs.
-        // Status changes of a rollout (four or so per workload) change nothing a WatchedImage reads.
-        caches.workloads[kind].addEventHandler(
-          onlyWhen(
-            matchingInputsChanged,
-            enqueueTo(wiQueue, (w) => watchedImagesMatching({ ...w, kind })),
-          ),
-        ),
-        caches.workloads[kind].addEventHandler(
-          enqueueTo(iuQueue, (w) => unfinishedUpdatesConcerning({ ...w, kind })),
-        ),
-      ]),
+    // Each reconciler says why its keys are queued (`watches`), beside the code that handles them.
+    const reconcilers = [
+      {
+        name: 'watchedimage',
+        reconciler: new WatchedImageReconciler(deps),
+        keys: caches.watchedImages.keys(),
+      },
+      {
+        name: 'imageupdate',
+        reconciler: new ImageUpdateReconciler({
+          ...deps,
+          rolloutTimeoutMs: this.#opts.rolloutTimeoutMs ?? 600_000,
+        }),
+        keys: caches.updates.keys(),
+      },
+      { name: 'autowatch', reconciler: new AutoWatchReconciler(deps), keys: this.#namespacesInUse() },
     ];
-    for (const key of caches.watchedImages.keys()) wiQueue.add(key);
-    for (const key of caches.updates.keys()) iuQueue.add(key);
-
-    const deps = { caches, writer: this.#writer, logger, metrics: this.metrics };
-    const wiReconciler = new WatchedImageReconciler(deps);
-    const iuReconciler = new ImageUpdateReconciler({
-      ...deps,
-      rolloutTimeoutMs: this.#opts.rolloutTimeoutMs ?? 600_000,
-    });
+    const queues: WorkQueue[] = [];
+    const unsubscribe: (() => void)[] = [];
     const workers: Promise<void>[] = [];
     const n = Math.max(1, this.#opts.concurrency ?? 2);
-    for (let i = 0; i < n; i++) {
-      workers.push(
-        runWorker(wiQueue, wiReconciler.reconcile, {
-          logger,
-          onOutcome: reconcileMetricsRecorder(this.metrics, 'watchedimage'),
-        }),
-      );
-      workers.push(
-        runWorker(iuQueue, iuReconciler.reconcile, {
-          logger,
-          onOutcome: reconcileMetricsRecorder(this.metrics, 'imageupdate'),
-        }),
-      );
+    for (const { name, reconciler, keys } of reconcilers) {
+      const queue = new WorkQueue({ hooks: workQueueHooks(this.metrics, name) });
+      queues.push(queue);
+      unsubscribe.push(...reconciler.watches(queue));
+      for (const key of keys) queue.add(key);
+      for (let i = 0; i < n; i++) {
+        workers.push(
+          runWorker(queue, reconciler.reconcile, {
+            logger,
+            onOutcome: reconcileMetricsRecorder(this.metrics, name),
+          }),
+        );
+      }
     }
-    this.#leading = { queues: [wiQueue, iuQueue], unsubscribe, workers };
-    logger.info('leading: caches synced, workers started', { workersPerQueue: n });
+    this.#leading = { queues, unsubscribe, workers };
+    logger.info('leading: caches synced, workers started', {
+      workersPerQueue: n,
+      autoWatch: this.#autoWatch.mode,
+    });
+  }
+
+  /** Every namespace with a workload or a WatchedImage: what auto-watch looks at after a (re)start. */
+  #namespacesInUse(): string[] {
+    const { caches } = this;
+    const namespaces = new Set<string>();
+    const add = (key: string) => namespaces.add(splitKey(key).namespace ?? '');
+    for (const key of caches.watchedImages.keys()) add(key);
+    for (const kind of WORKLOAD_KINDS) for (const key of caches.workloads[kind].keys()) add(key);
+    return [...namespaces].sort();
   }
 
   async #stopLeading(): Promise<void> {
@@ -291,35 +291,4 @@ export class Controller {
     await Promise.all(leading.workers);
     this.#opts.logger.info('stopped leading: workers drained');
   }
-}
-
-/** `handler` for adds and deletes, and for updates only when `changed(old, new)`. */
-function onlyWhen<T>(changed: (a: T, b: T) => boolean, handler: EventHandler<T>): EventHandler<T> {
-  return {
-    add: (obj) => handler.add?.(obj),
-    delete: (obj) => handler.delete?.(obj),
-    update: (a, b) => {
-      if (changed(a, b)) handler.update?.(a, b);
-    },
-  };
-}
-
-/**
- * Whether an update changed what matching a workload to WatchedImages reads (matchWorkloads): its
- * labels and the names and images of its containers and init containers. Without this, every status
- * change of the 500 Deployments of a rollout re-planned their WatchedImage against all 500: half the
- * controller's CPU, and patches waiting behind it on the one thread.
- */
-function matchingInputsChanged(a: Workload, b: Workload): boolean {
-  const inputs = (w: Workload) => {
-    const pod = w.spec?.template?.spec;
-    const images = (list: { name: string; image?: string }[] | undefined) =>
-      (list ?? []).map((c) => [c.name, c.image]);
-    return [w.metadata?.labels ?? {}, images(pod?.containers), images(pod?.initContainers)];
-  };
-  return !isDeepStrictEqual(inputs(a), inputs(b));
-}
-
-function keyOf(obj: { metadata: { name: string; namespace?: string } }): string {
-  return `${obj.metadata.namespace}/${obj.metadata.name}`;
 }

@@ -5,13 +5,19 @@ import {
   apiStatusCode,
   CONDITION_TYPE,
   errorFields,
+  GROUP,
   IMAGE_UPDATE,
   type ImageUpdate,
+  isGenerated,
   kindsOf,
   type Logger,
+  matchWorkloads,
   namespacedKey,
+  objectKey,
+  phaseOf,
   settleWithLimit,
   splitKey,
+  TERMINAL_PHASES,
   UPDATE_READY_REASON,
   WATCHED_IMAGE,
   type WatchedImage,
@@ -22,10 +28,12 @@ import {
   type ControllerMetrics,
   done,
   type EventHandler,
+  enqueueTo,
   type Informer,
   type Outcome,
   requeueAfter,
 } from './machinery/index.ts';
+import { type AutoWatchScope, type NamespaceLike, workloadOptIn } from './plan-auto-watch.ts';
 import { PATCH_REFUSED, type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
 
@@ -50,6 +58,17 @@ export interface Caches {
   watchedImages: Cache<WatchedImage>;
   updates: Cache<ImageUpdate>;
   workloads: Record<'Deployment' | 'StatefulSet' | 'DaemonSet', Cache<Workload>>;
+  /**
+   * Namespaces, labels and Kubewatcher's annotations only (keys are names). Absent with
+   * `--auto-watch=off`, and when the controller is limited to named namespaces (reading Namespaces
+   * takes a cluster-wide grant): namespace-level opt-in and settings are then not read.
+   */
+  namespaces?: Cache<NamespaceLike>;
+}
+
+/** A queue, as the reconcilers' `watches()` see it. */
+export interface KeyQueue {
+  add(key: string): void;
 }
 
 /** Index of ImageUpdates by their WatchedImage's key (`namespace/name`). */
@@ -68,12 +87,85 @@ export function workloadsIn(caches: Caches, namespace: string, kinds: readonly W
   return out;
 }
 
-interface ReconcilerDeps {
+/**
+ * The workloads a WatchedImage may update. A generated one stands for the watched workloads only: a
+ * workload that is not opted in (or opted out) keeps its image even when it runs the same tag.
+ */
+export function workloadsFor(
+  caches: Caches,
+  scope: AutoWatchScope,
+  wi: WatchedImage | undefined,
+  namespace: string,
+): Workload[] {
+  const all = wi ? workloadsIn(caches, namespace, kindsOf(wi.spec)) : [];
+  if (!wi || !isGenerated(wi)) return all;
+  const ns = caches.namespaces?.get(namespace);
+  return all.filter((w) => workloadOptIn(w, ns, scope).watched);
+}
+
+export interface ReconcilerDeps {
   caches: Caches;
   writer: ControllerWriter;
   logger: Logger;
   metrics: ControllerMetrics;
+  autoWatch: AutoWatchScope;
   now?: () => Date;
+}
+
+export const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
+
+/** The handlers of `watches()`: one per cache event source, each adding keys to the reconciler's queue. */
+export function workloadHandlers(
+  caches: Caches,
+  handler: (kind: Workload['kind']) => EventHandler<Workload>,
+): (() => void)[] {
+  // Objects of a list carry no kind: the informer's is theirs.
+  return WORKLOAD_KINDS.map((kind) => {
+    const h = handler(kind);
+    const withKind = (w: Workload) => ({ ...w, kind }) as Workload;
+    return caches.workloads[kind].addEventHandler({
+      add: (w) => h.add?.(withKind(w)),
+      update: (a, b) => h.update?.(withKind(a), withKind(b)),
+      delete: (w) => h.delete?.(withKind(w)),
+    });
+  });
+}
+
+/** `handler` for adds and deletes, and for updates only when `changed(old, new)`. */
+export function onlyWhen<T>(changed: (a: T, b: T) => boolean, handler: EventHandler<T>): EventHandler<T> {
+  return {
+    add: (obj) => handler.add?.(obj),
+    delete: (obj) => handler.delete?.(obj),
+    update: (a, b) => {
+      if (changed(a, b)) handler.update?.(a, b);
+    },
+  };
+}
+
+/**
+ * Whether an update changed what matching a workload to WatchedImages reads (matchWorkloads and
+ * workloadOptIn): its labels, Kubewatcher's annotations, and the names and images of its containers
+ * and init containers. Without this, every status change of the 500 Deployments of a rollout
+ * re-planned their WatchedImage against all 500: half the controller's CPU, and patches waiting
+ * behind it on the one thread.
+ */
+export function matchingInputsChanged(a: Workload, b: Workload): boolean {
+  const inputs = (w: Workload) => {
+    const pod = w.spec?.template?.spec;
+    const images = (list: { name: string; image?: string }[] | undefined) =>
+      (list ?? []).map((c) => [c.name, c.image]);
+    const ours = Object.entries(w.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(`${GROUP}/`));
+    return [w.metadata?.labels ?? {}, ours, images(pod?.containers), images(pod?.initContainers)];
+  };
+  return !isDeepStrictEqual(inputs(a), inputs(b));
+}
+
+/** Whether a Namespace's labels or Kubewatcher's annotations changed (the rest is not cached). */
+export function namespaceSettingsChanged(a: NamespaceLike, b: NamespaceLike): boolean {
+  return (
+    !isDeepStrictEqual(a.metadata.labels ?? {}, b.metadata.labels ?? {}) ||
+    !isDeepStrictEqual(a.metadata.annotations ?? {}, b.metadata.annotations ?? {})
+  );
 }
 
 /** WatchedImage: report matching workloads, the newest update and Ready; keep historyLimit updates. */
@@ -82,6 +174,43 @@ export class WatchedImageReconciler {
   readonly #writes = new OwnWrites();
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+  }
+
+  /**
+   * Why a WatchedImage is queued: it changed; one of its ImageUpdates changed (latestUpdate,
+   * history); a workload it matches changed what matching reads (enqueueTo looks at the workload
+   * before and after, so one that stops matching counts); for a generated one, its Namespace's labels
+   * or settings changed. Nothing else reads a workload (planWatchedImage): enqueueing every
+   * WatchedImage of the namespace made each status change of a rollout re-plan them all against every
+   * workload, which kept the controller busy for minutes at 100 WatchedImages and 500 Deployments.
+   */
+  watches(queue: KeyQueue): (() => void)[] {
+    const { caches } = this.#d;
+    return [
+      caches.watchedImages.addEventHandler(enqueueTo(queue)),
+      caches.updates.addEventHandler(enqueueTo(queue, (u) => [watchedImageKeyOf(u)])),
+      ...workloadHandlers(caches, () =>
+        onlyWhen(
+          matchingInputsChanged,
+          enqueueTo(queue, (w) => watchedImagesMatching(caches, w)),
+        ),
+      ),
+      ...(caches.namespaces
+        ? [
+            caches.namespaces.addEventHandler(
+              onlyWhen(
+                namespaceSettingsChanged,
+                enqueueTo(queue, (n) =>
+                  caches.watchedImages
+                    .listByNamespace(n.metadata.name)
+                    .filter(isGenerated)
+                    .map((wi) => objectKey(wi)),
+                ),
+              ),
+            ),
+          ]
+        : []),
+    ];
   }
 
   reconcile = async (key: string): Promise<Outcome> => {
@@ -93,7 +222,7 @@ export class WatchedImageReconciler {
     const updates = caches.updates.byIndex(BY_WATCHED_IMAGE, key);
     const plan = planWatchedImage(
       wi,
-      workloadsIn(caches, splitKey(key).namespace!, kindsOf(wi.spec)),
+      workloadsFor(caches, this.#d.autoWatch, wi, splitKey(key).namespace!),
       updates,
       now,
     );
@@ -160,6 +289,35 @@ export class ImageUpdateReconciler {
     this.#d = deps;
   }
 
+  /**
+   * Why an ImageUpdate is queued: it changed; its WatchedImage changed (policy, suspension decide what
+   * it does next); a sibling appeared or finished (supersession); a workload it concerns changed (one
+   * its WatchedImage matches while the update is unfinished, or one listed in its results).
+   */
+  watches(queue: KeyQueue): (() => void)[] {
+    const { caches } = this.#d;
+    const siblingsOf = (wiKey: string) =>
+      caches.updates.byIndex(BY_WATCHED_IMAGE, wiKey).map((u) => objectKey(u));
+    const unfinishedUpdatesConcerning = (w: Workload) => {
+      const watchedImages = new Set(watchedImagesMatching(caches, w));
+      return caches.updates
+        .listByNamespace(w.metadata?.namespace ?? '')
+        .filter((u) => !TERMINAL_PHASES.includes(phaseOf(u)))
+        .filter(
+          (u) =>
+            watchedImages.has(watchedImageKeyOf(u)) ||
+            (u.status?.workloads ?? []).some((r) => r.kind === w.kind && r.name === w.metadata?.name),
+        )
+        .map((u) => objectKey(u));
+    };
+    return [
+      caches.watchedImages.addEventHandler(enqueueTo(queue, (wi) => siblingsOf(objectKey(wi)))),
+      caches.updates.addEventHandler(enqueueTo(queue)),
+      caches.updates.addEventHandler(enqueueTo(queue, (u) => siblingsOf(watchedImageKeyOf(u)))),
+      ...workloadHandlers(caches, () => enqueueTo(queue, unfinishedUpdatesConcerning)),
+    ];
+  }
+
   reconcile = async (key: string): Promise<Outcome> => {
     const { caches, writer, metrics, logger } = this.#d;
     const update = caches.updates.get(key);
@@ -179,7 +337,7 @@ export class ImageUpdateReconciler {
       watchedImage: wi,
       siblings,
       // Without its WatchedImage the update fails without looking at any workload.
-      workloads: wi ? workloadsIn(caches, namespace, kindsOf(wi.spec)) : [],
+      workloads: wi ? workloadsFor(caches, this.#d.autoWatch, wi, namespace) : [],
       now,
       rolloutTimeoutMs: this.#d.rolloutTimeoutMs,
     });
@@ -276,8 +434,16 @@ export class ImageUpdateReconciler {
   }
 }
 
+/** The WatchedImages in a workload's namespace that match it. */
+function watchedImagesMatching(caches: Caches, w: Workload): string[] {
+  return caches.watchedImages
+    .listByNamespace(w.metadata?.namespace ?? '')
+    .filter((wi) => matchWorkloads(wi.spec, [w]).length > 0)
+    .map((wi) => objectKey(wi));
+}
+
 /** Writes in flight at once for one reconcile (workload patches, Events). */
-const WRITES_IN_FLIGHT = 8;
+export const WRITES_IN_FLIGHT = 8;
 
 /**
  * The resourceVersion each key's last status write was made over. Until the informer delivers the
@@ -286,7 +452,7 @@ const WRITES_IN_FLIGHT = 8;
  * rollout when every workload event re-planned from the stale copy). The write's own watch event
  * queues the key again, so nothing is lost by waiting for it; the requeue is a backstop.
  */
-class OwnWrites {
+export class OwnWrites {
   readonly #over = new Map<string, string>();
 
   wroteOver(key: string, obj: { metadata: { resourceVersion?: string } }): void {
@@ -308,7 +474,7 @@ class OwnWrites {
 }
 
 /** Events are best effort: failing to record one never fails the reconcile. */
-async function recordEvent(
+export async function recordEvent(
   d: ReconcilerDeps,
   involved: Parameters<ControllerWriter['recordEvent']>[0],
   e: Omit<PlannedEvent, 'on'>,

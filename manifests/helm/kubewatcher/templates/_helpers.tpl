@@ -74,10 +74,11 @@ seccompProfile:
 
 {{/* The controller's rules; a ClusterRole when cluster-wide, a Role per watched namespace otherwise. */}}
 {{- define "kubewatcher.controllerRules" -}}
-# Informer on WatchedImages.
+# Informer on WatchedImages; create, patch (server-side apply) and delete keep the generated ones
+# of auto-watch (--auto-watch).
 - apiGroups: [kubewatcher.io]
   resources: [watchedimages]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, patch, delete]
 # Its own status fields (workloads, latestUpdate, Ready), written with server-side apply = PATCH.
 - apiGroups: [kubewatcher.io]
   resources: [watchedimages/status]

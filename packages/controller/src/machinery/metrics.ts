@@ -33,6 +33,8 @@ export interface ControllerMetrics {
   leader: Gauge;
   /** `kubewatcher_informer_restarts_total{informer,reason}`: informer restarts (error, stall, relist). */
   informerRestarts: Counter<'informer' | 'reason'>;
+  /** `kubewatcher_generated_watchedimage_writes_total{action}`: auto-watch's writes (create, change, delete, release). */
+  generatedWrites: Counter<'action'>;
 }
 
 /** Creates the controller's metrics on `registry`. Call once per registry. */
@@ -120,6 +122,12 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
       name: 'kubewatcher_informer_restarts_total',
       help: 'Informer restarts by reason (error, stall, relist)',
       labelNames: ['informer', 'reason'],
+      registers,
+    }),
+    generatedWrites: new Counter({
+      name: 'kubewatcher_generated_watchedimage_writes_total',
+      help: 'Writes of generated WatchedImages by auto-watch, by action (create, change, delete, release: a person edited it, so it is no longer generated)',
+      labelNames: ['action'],
       registers,
     }),
   };

@@ -1,3 +1,4 @@
+export * from './auto-watch.ts';
 export * from './cel.ts';
 export * from './conditions.ts';
 export * from './crd.ts';

@@ -37,3 +37,28 @@ export function imageUpdateName(watchedImageName: string, toDigest: string): str
   const cut = watchedImageName.slice(0, room).replace(/[-.]+$/, '');
   return `${cut}-${hash}-${suffix}`;
 }
+
+/** Longest generated WatchedImage name: a label value (ImageUpdates carry it in LABEL.watchedImage). */
+const GENERATED_NAME_MAX_LENGTH = 63;
+
+/**
+ * The name of the WatchedImage the controller generates for a normalised `repository:tag`
+ * (`docker.io/library/nginx:1.27` → `nginx-1.27-<8 hex>`): the last path segment and the tag, made
+ * lowercase with anything but letters, digits and inner dots turned into `-`, cut to fit, then 8 hex digits of sha256 of the whole
+ * reference so two images never share a name. At most 63 characters, a valid object name and label value.
+ */
+export function generatedWatchedImageName(repositoryAndTag: string): string {
+  const hash = createHash('sha256').update(repositoryAndTag).digest('hex').slice(0, NAME_HASH_LENGTH);
+  const colon = repositoryAndTag.lastIndexOf(':');
+  const repository =
+    colon > repositoryAndTag.lastIndexOf('/') ? repositoryAndTag.slice(0, colon) : repositoryAndTag;
+  const tag = colon > repositoryAndTag.lastIndexOf('/') ? repositoryAndTag.slice(colon + 1) : '';
+  const readable = `${repository.slice(repository.lastIndexOf('/') + 1)}-${tag}`
+    .toLowerCase()
+    .replace(/[^a-z0-9.]+/g, '-')
+    // Dots stay (`1.27` reads better than `1-27`) but only between alphanumerics, as a name needs.
+    .replace(/[-.]*\.[-.]*/g, '.')
+    .slice(0, GENERATED_NAME_MAX_LENGTH - NAME_HASH_LENGTH - 1)
+    .replace(/^[-.]+|[-.]+$/g, '');
+  return readable ? `${readable}-${hash}` : hash;
+}
