@@ -66,6 +66,17 @@ describe('selectDue', () => {
       wi('a', { image: 'nginx:1.28' }, checked(10_000, resolvedAt(3))),
       'notDue',
     ],
+    [
+      'checked 2m ago, a check requested since',
+      wi('a', {}, checked(2 * 60_000, { checkRequestedTime: new Date(NOW.getTime() - 60_000).toISOString() })),
+      'due',
+    ],
+    [
+      'checked 1m ago, the check requested before it',
+      wi('a', {}, checked(60_000, { checkRequestedTime: new Date(NOW.getTime() - 2 * 60_000).toISOString() })),
+      'notDue',
+    ],
+    ['suspended, a check requested', wi('a', { suspend: true }, { checkRequestedTime: NOW.toISOString() }), 'suspended'],
     ['suspended', wi('a', { suspend: true }), 'suspended'],
     ['digest in image', wi('a', { image: `nginx@${A}` }), 'invalid'],
     ['unparsable image', wi('a', { image: 'Nginx:1' }), 'invalid'],

@@ -79,9 +79,13 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
       checkedGeneration !== undefined && wi.metadata.generation !== undefined
         ? checkedGeneration !== wi.metadata.generation
         : status?.digest !== undefined && status.resolvedImage !== image;
+    // A webhook or `kubectl kubewatcher check` asked for a check after the last one.
+    const requested = status?.checkRequestedTime ? Date.parse(status.checkRequestedTime) : Number.NaN;
+    const checkRequested = !Number.isNaN(requested) && (Number.isNaN(last) || requested > last);
     if (
       ignoreInterval ||
       rebaseline ||
+      checkRequested ||
       Number.isNaN(last) ||
       last + intervalMs - dueTolerance(intervalMs) <= now.getTime()
     ) {

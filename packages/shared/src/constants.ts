@@ -22,6 +22,10 @@ export const IMAGE_UPDATE = {
 export const FIELD_MANAGER = {
   poller: 'kubewatcher-poller',
   controller: 'kubewatcher-controller',
+  /** The webhook receiver: only status.checkRequestedTime of WatchedImages. */
+  webhook: 'kubewatcher-webhook',
+  /** The kubectl plugin: status.checkRequestedTime, and approvals. */
+  plugin: 'kubectl-kubewatcher',
 } as const;
 
 /** Annotations and labels Kubewatcher writes. */

@@ -230,6 +230,11 @@ export const WatchedImageStatus = Type.Object(
       DateTime('When the poller last saw the digest change. Written by the poller.'),
     ),
     rateLimit: Type.Optional(RateLimit),
+    checkRequestedTime: Type.Optional(
+      DateTime(
+        'When a check was last asked for (a registry webhook, or kubectl kubewatcher check): the poller checks the image on its next run when this is later than lastCheckedTime, whatever the interval. Written by the controller\'s webhook receiver (field manager kubewatcher-webhook) or the plugin (kubectl-kubewatcher).',
+      ),
+    ),
     // Written by the controller (field manager kubewatcher-controller).
     observedGeneration: Type.Optional(
       ObservedGeneration('metadata.generation the controller last acted on. Written by the controller.'),
