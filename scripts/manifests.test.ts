@@ -64,6 +64,11 @@ const LEADER_ELECTION_RULES = {
   'coordination.k8s.io/leases': ['create'],
   'coordination.k8s.io/leases#kubewatcher-controller': ['get', 'update'],
 };
+/** Webhook-started poller runs, in kubewatcher-system only. */
+const POLLER_RUNS_RULES = {
+  'batch/cronjobs#kubewatcher-poller': ['get'],
+  'batch/jobs': ['create'],
+};
 const POLLER_RULES = {
   'kubewatcher.io/watchedimages': ['list'],
   'kubewatcher.io/watchedimages/status': ['patch'],
@@ -329,12 +334,22 @@ describe('RBAC', () => {
     expect(grants(role.rules)).toEqual(LEADER_ELECTION_RULES);
   });
 
+  it('lets the controller start poller runs only in kubewatcher-system: get the CronJob, create Jobs', () => {
+    const role = one<V1Role>(base, 'Role', 'kubewatcher-controller-poller-runs');
+    expect(role.metadata?.namespace).toBe(SYSTEM_NS);
+    expect(grants(role.rules)).toEqual(POLLER_RUNS_RULES);
+    const everyGrant = [...byKind<V1Role>(base, 'Role'), ...byKind<V1Role>(base, 'ClusterRole')].flatMap(
+      (r) => Object.keys(grants(r.rules)),
+    );
+    expect(everyGrant.filter((g) => g.startsWith('batch/'))).toEqual(Object.keys(POLLER_RUNS_RULES));
+  });
+
   it('binds each role to its own service account in kubewatcher-system', () => {
     for (const binding of [
       ...byKind<V1ClusterRoleBinding>(base, 'ClusterRoleBinding'),
       ...byKind<V1ClusterRoleBinding>(base, 'RoleBinding'),
     ]) {
-      const sa = binding.metadata!.name!.replace(/-(leader-election|namespaces)$/, '');
+      const sa = binding.metadata!.name!.replace(/-(leader-election|namespaces|poller-runs)$/, '');
       expect(binding.roleRef.name).toBe(binding.metadata!.name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa, namespace: SYSTEM_NS }]);
     }

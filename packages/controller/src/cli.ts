@@ -11,6 +11,7 @@ import {
 import { Registry } from 'prom-client';
 import type { Options } from 'yargs';
 import { Controller } from './controller.ts';
+import { webhookOptions, webhookSettings } from './webhook/options.ts';
 
 /** What `kubewatcher-controller --help` says above the options. */
 export const CONTROLLER_USAGE =
@@ -19,7 +20,7 @@ export const CONTROLLER_USAGE =
 /** The exit codes `main` returns, and what each means (docs/cli.md lists them). */
 export const CONTROLLER_EXIT_CODES = {
   0: 'stopped on SIGTERM or SIGINT (workers drained, Lease released), or printed --help',
-  1: 'could not start (no cluster configured, the metrics address invalid or in use), failed while running, or lost leadership (the pod restarts as a standby)',
+  1: 'could not start (no cluster configured, the metrics or webhook address invalid or in use, the webhook receivers file unusable), failed while running, or lost leadership (the pod restarts as a standby)',
   2: 'bad flags: an unknown flag or choice, or --rollout-timeout / --lease-duration not a Go duration (the lease at least 3s)',
 } as const;
 
@@ -83,6 +84,7 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
       describe:
         'which workloads get generated WatchedImages: opted-in (those labelled or annotated kubewatcher.io/watch=true, or in a Namespace labelled so), all (every workload except in kube-system, kube-public, kube-node-lease and $POD_NAMESPACE, unless labelled; kubewatcher.io/watch=false opts out), off (none; generated ones are deleted)',
     },
+    ...webhookOptions(env),
     ...LOG_OPTIONS,
   } satisfies Record<string, Options>;
 }
@@ -116,6 +118,7 @@ export async function main(argv: string[]): Promise<number> {
       rolloutTimeoutMs,
       autoWatch: args['auto-watch'] as AutoWatchMode,
       ownNamespace: process.env.POD_NAMESPACE ?? args['leader-election-namespace'],
+      ...webhookSettings(args),
       ...(args['leader-elect']
         ? {
             leaderElection: {

@@ -12,7 +12,7 @@ import {
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { ControllerWriter } from './cluster.ts';
 import {
   type ControllerMetrics,
@@ -43,6 +43,7 @@ import {
   WORKLOAD_KINDS,
   watchedImageKeyOf,
 } from './reconcilers.ts';
+import { WebhookReceiver, type WebhookReceiverOptions } from './webhook/receiver.ts';
 
 export interface ControllerOptions {
   kubeConfig: KubeConfig;
@@ -68,6 +69,11 @@ export interface ControllerOptions {
   autoWatch?: AutoWatchMode;
   /** Kubewatcher's own namespace, which `--auto-watch=all` leaves out unless it is labelled. */
   ownNamespace?: string;
+  /** The registry webhook receiver; off when absent. */
+  webhook?: Pick<
+    WebhookReceiverOptions,
+    'address' | 'receiversFile' | 'namespace' | 'cronJobName' | 'debounceMs'
+  >;
 }
 
 const WORKLOAD_RESOURCES = {
@@ -92,6 +98,7 @@ export class Controller {
   readonly #elector: LeaderElector | undefined;
   readonly #autoWatch: AutoWatchScope;
   #server: ProbeServer | undefined;
+  readonly webhook: WebhookReceiver | undefined;
   #leading: { queues: WorkQueue[]; unsubscribe: (() => void)[]; workers: Promise<void>[] } | undefined;
 
   constructor(opts: ControllerOptions) {
@@ -153,6 +160,22 @@ export class Controller {
           }
         : {}),
     };
+    if (opts.webhook) {
+      const requests = new Counter({
+        name: 'kubewatcher_webhook_requests_total',
+        help: 'Webhook requests by receiver and HTTP status answered.',
+        labelNames: ['receiver', 'code'],
+        registers: [opts.registry],
+      });
+      this.webhook = new WebhookReceiver({
+        ...opts.webhook,
+        kubeConfig: opts.kubeConfig,
+        logger: opts.logger,
+        watchedImages: () =>
+          this.caches.watchedImages.keys().flatMap((k) => this.caches.watchedImages.get(k) ?? []),
+        onResult: (receiver, code) => requests.inc({ receiver, code: String(code) }),
+      });
+    }
     if (opts.leaderElection) {
       this.#elector = new LeaderElector({
         kubeConfig: opts.kubeConfig,
@@ -189,6 +212,7 @@ export class Controller {
       readiness: [cachesSyncedOrStandby(this.informers, this.#elector)],
       logger: this.#opts.logger,
     });
+    await this.webhook?.start();
     this.#opts.logger.info('controller started', {
       identity: this.identity,
       metrics: this.#server.url,
@@ -208,6 +232,7 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.#elector) await this.#elector.stop();
     else await this.#stopLeading();
+    await this.webhook?.stop();
     for (const i of this.informers) i.stop();
     await this.#server?.close(5000);
     this.#resolveStopped?.('stopped');
