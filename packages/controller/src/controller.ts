@@ -167,6 +167,12 @@ export class Controller {
         labelNames: ['receiver', 'code'],
         registers: [opts.registry],
       });
+      const runs = new Counter({
+        name: 'kubewatcher_webhook_poller_runs_total',
+        help: 'Attempts to start a poller run for a webhook, by result: created, busy (a run exists; tried again later), failed, gave-up.',
+        labelNames: ['result'],
+        registers: [opts.registry],
+      });
       this.webhook = new WebhookReceiver({
         ...opts.webhook,
         kubeConfig: opts.kubeConfig,
@@ -174,6 +180,7 @@ export class Controller {
         watchedImages: () =>
           this.caches.watchedImages.keys().flatMap((k) => this.caches.watchedImages.get(k) ?? []),
         onResult: (receiver, code) => requests.inc({ receiver, code: String(code) }),
+        onPollerRun: (result) => runs.inc({ result }),
       });
     }
     if (opts.leaderElection) {

@@ -47,7 +47,7 @@ describe('jobFromCronJob', () => {
   });
 
   it('refuses a CronJob without a job template', () => {
-    expect(() => jobFromCronJob({ metadata: { name: 'x' } }, 'x-webhook', 'webhook')).toThrow(
+    expect(() => jobFromCronJob({ metadata: { name: 'x' } } as V1CronJob, 'x-webhook', 'webhook')).toThrow(
       'CronJob x has no spec.jobTemplate.spec',
     );
   });

@@ -8,7 +8,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { FIELD_MANAGER, type WatchedImage } from '@kubewatcher/shared';
 import { errorFields, type LeveledLogger } from '../machinery/index.ts';
 import { CheckRequester, watchedImagesToCheck } from './check-request.ts';
-import { batchPollerRunApi, PollerRunStarter } from './poller-run.ts';
+import { batchPollerRunApi, type PollerRunAttempt, PollerRunStarter } from './poller-run.ts';
 import { parseReceivers, type Receiver } from './receivers.ts';
 import { startWebhookServer, type WebhookServer } from './server.ts';
 
@@ -27,6 +27,7 @@ export interface WebhookReceiverOptions {
   /** The controller's WatchedImage cache. */
   watchedImages: () => readonly WatchedImage[];
   onResult?: (receiver: string, code: number) => void;
+  onPollerRun?: (result: PollerRunAttempt) => void;
   debounceMs?: number;
 }
 
@@ -94,6 +95,7 @@ export class WebhookReceiver {
       cronJobName: opts.cronJobName,
       logger: opts.logger,
       ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
+      ...(opts.onPollerRun ? { onAttempt: opts.onPollerRun } : {}),
     });
   }
 
