@@ -85,6 +85,11 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
         'which workloads get generated WatchedImages: opted-in (those labelled or annotated kubewatcher.io/watch=true, or in a Namespace labelled so), all (every workload except in kube-system, kube-public, kube-node-lease and $POD_NAMESPACE, unless labelled; kubewatcher.io/watch=false opts out), off (none; generated ones are deleted)',
     },
     ...webhookOptions(env),
+    'notifications-config': {
+      type: 'string',
+      describe:
+        'file listing the notification endpoints (Slack, Teams, Discord, webhook; mounted from a Secret); no notifications unless set',
+    },
     ...LOG_OPTIONS,
   } satisfies Record<string, Options>;
 }
@@ -119,6 +124,7 @@ export async function main(argv: string[]): Promise<number> {
       autoWatch: args['auto-watch'] as AutoWatchMode,
       ownNamespace: process.env.POD_NAMESPACE ?? args['leader-election-namespace'],
       ...webhookSettings(args),
+      ...(args['notifications-config'] ? { notificationsFile: args['notifications-config'] } : {}),
       ...(args['leader-elect']
         ? {
             leaderElection: {

@@ -32,6 +32,7 @@ import {
   workQueueHooks,
 } from './machinery/index.ts';
 import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
+import { Notifier } from './notifications/notifier.ts';
 import type { Workload } from './plan-update.ts';
 import { AutoWatchReconciler, namespaceLabelsOnly } from './reconcile-auto-watch.ts';
 import {
@@ -69,6 +70,8 @@ export interface ControllerOptions {
   autoWatch?: AutoWatchMode;
   /** Kubewatcher's own namespace, which `--auto-watch=all` leaves out unless it is labelled. */
   ownNamespace?: string;
+  /** The notification endpoints file; no notifications when absent. */
+  notificationsFile?: string;
   /** The registry webhook receiver; off when absent. */
   webhook?: Pick<
     WebhookReceiverOptions,
@@ -99,6 +102,7 @@ export class Controller {
   readonly #autoWatch: AutoWatchScope;
   #server: ProbeServer | undefined;
   readonly webhook: WebhookReceiver | undefined;
+  readonly notifier: Notifier | undefined;
   #leading: { queues: WorkQueue[]; unsubscribe: (() => void)[]; workers: Promise<void>[] } | undefined;
 
   constructor(opts: ControllerOptions) {
@@ -181,6 +185,27 @@ export class Controller {
           this.caches.watchedImages.keys().flatMap((k) => this.caches.watchedImages.get(k) ?? []),
         onResult: (receiver, code) => requests.inc({ receiver, code: String(code) }),
         onPollerRun: (result) => runs.inc({ result }),
+      });
+    }
+    if (opts.notificationsFile) {
+      const deliveries = new Counter({
+        name: 'kubewatcher_notifications_total',
+        help: 'Notification attempts by endpoint and result: sent, failed (retried with backoff), refused (a 4xx, not retried).',
+        labelNames: ['endpoint', 'result'],
+        registers: [opts.registry],
+      });
+      const dropped = new Counter({
+        name: 'kubewatcher_notifications_dropped_total',
+        help: 'ImageUpdate keys not queued for notification because the queue was full (the next sweep finds them).',
+        registers: [opts.registry],
+      });
+      this.notifier = new Notifier({
+        kubeConfig: opts.kubeConfig,
+        logger: opts.logger,
+        endpointsFile: opts.notificationsFile,
+        updates: this.caches.updates,
+        onDelivery: (endpoint, result) => deliveries.inc({ endpoint, result }),
+        onDropped: () => dropped.inc(),
       });
     }
     if (opts.leaderElection) {
@@ -297,6 +322,8 @@ export class Controller {
       }
     }
     this.#leading = { queues, unsubscribe, workers };
+    // Its own queue and workers: a slow or broken endpoint never holds up a reconcile.
+    this.notifier?.start();
     logger.info('leading: caches synced, workers started', {
       workersPerQueue: n,
       autoWatch: this.#autoWatch.mode,
@@ -318,6 +345,7 @@ export class Controller {
     const leading = this.#leading;
     this.#leading = undefined;
     if (!leading) return;
+    await this.notifier?.stop();
     for (const u of leading.unsubscribe) u();
     await Promise.all(leading.queues.map((q) => q.shutDownWithDrain()));
     await Promise.all(leading.workers);

@@ -394,7 +394,9 @@ export class ImageUpdateReconciler {
     const transient = outcomes.find((o) => o.status === 'rejected');
     if (transient) throw transient.reason;
 
-    if (!isDeepStrictEqual(update.status ?? {}, plan.status)) {
+    // status.notifications belongs to the notifier (its own field manager), never to the plan.
+    const { notifications: _notifier, ...current } = update.status ?? {};
+    if (!isDeepStrictEqual(current, plan.status)) {
       await writer.applyUpdateStatus(update, plan.status);
       this.#writes.wroteOver(key, update);
       this.#observeCompletion(update, plan.status);

@@ -24,6 +24,8 @@ export const FIELD_MANAGER = {
   controller: 'kubewatcher-controller',
   /** The webhook receiver: only status.checkRequestedTime of WatchedImages. */
   webhook: 'kubewatcher-webhook',
+  /** The notifier: only status.notifications of ImageUpdates. */
+  notifier: 'kubewatcher-notifier',
   /** The kubectl plugin: status.checkRequestedTime, and approvals. */
   plugin: 'kubectl-kubewatcher',
 } as const;

@@ -143,6 +143,22 @@ const WorkloadUpdate = Type.Object(
 );
 export type WorkloadUpdate = Static<typeof WorkloadUpdate>;
 
+const NotificationRecord = Type.Object(
+  {
+    endpoint: Type.String({
+      description: 'Name of the notification endpoint, as configured for the controller.',
+      pattern: DNS1123_LABEL_PATTERN,
+      maxLength: 63,
+    }),
+    event: Type.String({
+      description: 'The event sent: AwaitingApproval, Applied, Succeeded, Failed or RolledBack.',
+      maxLength: 63,
+    }),
+    time: DateTime('When the endpoint accepted it.'),
+  },
+  { description: 'One notification delivered about this update.' },
+);
+
 export const ImageUpdateStatus = Type.Object(
   {
     observedGeneration: Type.Optional(
@@ -177,6 +193,15 @@ export const ImageUpdateStatus = Type.Object(
     supersededBy: Type.Optional(ObjectName('Name of the newer ImageUpdate that replaced this one.')),
     conditions: Type.Optional(
       Conditions('Approved: whether the update may be applied. Ready: whether it finished rolling out.'),
+    ),
+    notifications: Type.Optional(
+      Type.Array(NotificationRecord, {
+        description:
+          'Notifications delivered about this update, one per endpoint and event, so a restarted controller sends only what is still owed. Written by the controller\'s notifier (field manager kubewatcher-notifier).',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['endpoint', 'event'],
+        maxItems: 256,
+      }),
     ),
   },
   { description: 'Progress and outcome of the update. Written by the controller.' },
