@@ -139,6 +139,23 @@ describe('planUpdate', () => {
     expect(approved.status.phase).toBe('Applying');
   });
 
+  it('Manual: a rejection is recorded on the Approved condition and nothing is applied', () => {
+    const manual = { watchedImage: watched({ updatePolicy: 'Manual' }) };
+    const rejected = update('web-b', B);
+    rejected.metadata.annotations = {
+      'kubewatcher.io/decision': 'rejected',
+      'kubewatcher.io/decided-by': 'alice',
+    };
+    const plan = planUpdate(input(rejected, manual));
+    expect(plan.status.phase).toBe('AwaitingApproval');
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.conditions?.find((c) => c.type === 'Approved')).toMatchObject({
+      status: 'False',
+      reason: 'Rejected',
+      message: 'rejected by alice',
+    });
+  });
+
   it('Observe: records and never patches', () => {
     const plan = planUpdate(
       input(update('web-b', B), { watchedImage: watched({ updatePolicy: 'Observe' }) }),

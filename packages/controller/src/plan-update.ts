@@ -1,4 +1,5 @@
 import {
+  ANNOTATION,
   APPROVED_REASON,
   CONDITION_TYPE,
   type Condition,
@@ -135,7 +136,12 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
       );
     }
     const policy = updatePolicyOf(wi.spec);
-    setApproved(plan, policy, update.spec.approved === true, now);
+    const annotations = update.metadata.annotations ?? {};
+    const rejectedBy =
+      annotations[ANNOTATION.decision] === 'rejected'
+        ? (annotations[ANNOTATION.decidedBy] ?? 'someone')
+        : undefined;
+    setApproved(plan, policy, update.spec.approved === true, now, rejectedBy);
     if (policy === UPDATE_POLICY.Observe) {
       plan.status.workloads = planResults(update, wi, input.workloads).map((r) => ({
         ...r,
@@ -163,7 +169,9 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         plan,
         'AwaitingApproval',
         REASON.AwaitingApproval,
-        'waiting for spec.approved to be true',
+        rejectedBy
+          ? `rejected by ${rejectedBy}: not applied unless approved later; a newer update supersedes it`
+          : 'waiting for spec.approved to be true',
         now,
       );
     }
@@ -193,19 +201,27 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
 }
 
 /** The Approved condition: what the WatchedImage's policy (and spec.approved) allow. */
-function setApproved(plan: UpdatePlan, policy: UpdatePolicy, approved: boolean, now: Date): void {
+function setApproved(
+  plan: UpdatePlan,
+  policy: UpdatePolicy,
+  approved: boolean,
+  now: Date,
+  rejectedBy: string | undefined,
+): void {
   const [status, reason, message] =
     policy === UPDATE_POLICY.Observe
       ? (['False', APPROVED_REASON.ObserveOnly, 'updatePolicy Observe: recorded, never applied'] as const)
-      : policy === UPDATE_POLICY.Manual && !approved
-        ? ([
-            'False',
-            APPROVED_REASON.AwaitingApproval,
-            'updatePolicy Manual: set spec.approved to true to apply',
-          ] as const)
-        : policy === UPDATE_POLICY.Manual
-          ? (['True', APPROVED_REASON.ManuallyApproved, 'spec.approved is true'] as const)
-          : (['True', APPROVED_REASON.AutoApproved, 'updatePolicy Auto'] as const);
+      : policy === UPDATE_POLICY.Manual && !approved && rejectedBy
+        ? (['False', APPROVED_REASON.Rejected, `rejected by ${rejectedBy}`] as const)
+        : policy === UPDATE_POLICY.Manual && !approved
+          ? ([
+              'False',
+              APPROVED_REASON.AwaitingApproval,
+              'updatePolicy Manual: set spec.approved to true to apply',
+            ] as const)
+          : policy === UPDATE_POLICY.Manual
+            ? (['True', APPROVED_REASON.ManuallyApproved, 'spec.approved is true'] as const)
+            : (['True', APPROVED_REASON.AutoApproved, 'updatePolicy Auto'] as const);
   plan.status.conditions = setCondition(
     plan.status.conditions ?? [],
     {

@@ -34,6 +34,12 @@ export const FIELD_MANAGER = {
 export const ANNOTATION = {
   /** On a workload: the ImageUpdate that last changed it. */
   imageUpdate: `${GROUP}/image-update`,
+  /** On an ImageUpdate: `approved` or `rejected`, written with spec.approved by kubectl kubewatcher. */
+  decision: `${GROUP}/decision`,
+  /** On an ImageUpdate: who made the decision, as the API server authenticated them. */
+  decidedBy: `${GROUP}/decided-by`,
+  /** On an ImageUpdate: when the decision was made. */
+  decidedAt: `${GROUP}/decided-at`,
 } as const;
 
 export const LABEL = {

@@ -70,6 +70,8 @@ export const APPROVED_REASON = {
   ManuallyApproved: 'ManuallyApproved',
   /** False: policy Manual and spec.approved is false. */
   AwaitingApproval: 'AwaitingApproval',
+  /** False: policy Manual and someone rejected it (annotation kubewatcher.io/decision: rejected). */
+  Rejected: 'Rejected',
   /** False: policy Observe; the update is recorded and never applied. */
   ObserveOnly: 'ObserveOnly',
 } as const;

@@ -197,7 +197,7 @@ export const ImageUpdateStatus = Type.Object(
     notifications: Type.Optional(
       Type.Array(NotificationRecord, {
         description:
-          'Notifications delivered about this update, one per endpoint and event, so a restarted controller sends only what is still owed. Written by the controller\'s notifier (field manager kubewatcher-notifier).',
+          "Notifications delivered about this update, one per endpoint and event, so a restarted controller sends only what is still owed. Written by the controller's notifier (field manager kubewatcher-notifier).",
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['endpoint', 'event'],
         maxItems: 256,

@@ -232,7 +232,7 @@ export const WatchedImageStatus = Type.Object(
     rateLimit: Type.Optional(RateLimit),
     checkRequestedTime: Type.Optional(
       DateTime(
-        'When a check was last asked for (a registry webhook, or kubectl kubewatcher check): the poller checks the image on its next run when this is later than lastCheckedTime, whatever the interval. Written by the controller\'s webhook receiver (field manager kubewatcher-webhook) or the plugin (kubectl-kubewatcher).',
+        "When a check was last asked for (a registry webhook, or kubectl kubewatcher check): the poller checks the image on its next run when this is later than lastCheckedTime, whatever the interval. Written by the controller's webhook receiver (field manager kubewatcher-webhook) or the plugin (kubectl-kubewatcher).",
       ),
     ),
     // Written by the controller (field manager kubewatcher-controller).
