@@ -27,6 +27,7 @@ import { imageCommand, type ProgramName } from './lib/programs.ts';
 type SharedModule = typeof import('../packages/shared/src/index.ts');
 type ControllerCliModule = typeof import('../packages/controller/src/cli.ts');
 type PollerCliModule = typeof import('../packages/poller/src/cli.ts');
+type PluginCliModule = typeof import('../packages/controller/src/plugin/cli.ts');
 type MetricsModule = typeof import('../packages/controller/src/machinery/metrics.ts');
 type ServerModule = typeof import('../packages/controller/src/machinery/server.ts');
 type RegistryModule = typeof import('../packages/poller/src/registry/index.ts');
@@ -196,6 +197,7 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     lastCheckedTime: 'poller',
     lastChangedTime: 'poller',
     rateLimit: 'poller',
+    checkRequestedTime: 'controller (webhook receiver, as `kubewatcher-webhook`), `kubectl kubewatcher check`',
     observedGeneration: 'controller',
     workloads: 'controller',
     workloadCount: 'controller',
@@ -213,6 +215,7 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     completedTime: 'controller',
     supersededBy: 'controller',
     conditions: 'controller',
+    notifications: 'controller (notifier, as `kubewatcher-notifier`)',
   },
 };
 
@@ -541,11 +544,15 @@ function commandSection(opts: {
   ]);
 }
 
-export function renderCli(controller: ControllerCliModule, poller: PollerCliModule): string {
+export function renderCli(
+  controller: ControllerCliModule,
+  poller: PollerCliModule,
+  plugin: PluginCliModule,
+): string {
   return page([
     HEADER('the yargs options in packages/controller/src/cli.ts and packages/poller/src/cli.ts'),
     '# Command-line reference',
-    'Kubewatcher is two programs in one image: `kubewatcher-controller`, a long-running Deployment, and `kubewatcher-poller`, a one-shot run that a CronJob starts every minute. Flags take `--flag value` or `--flag=value`; repeatable flags are given once per value (`-n apps -n web`). Unknown flags are refused. Logs go to stderr, as JSON lines unless stderr is a terminal. How the manifests set these flags, and how to add one with kustomize or Helm, is in [install.md](install.md).',
+    'Kubewatcher is two programs in one image, `kubewatcher-controller`, a long-running Deployment, and `kubewatcher-poller`, a one-shot run that a CronJob starts every minute; `kubectl-kubewatcher` is the kubectl plugin for people. Flags take `--flag value` or `--flag=value`; repeatable flags are given once per value (`-n apps -n web`). Unknown flags are refused. Logs go to stderr, as JSON lines unless stderr is a terminal. How the manifests set these flags, and how to add one with kustomize or Helm, is in [install.md](install.md).',
     commandSection({
       name: 'kubewatcher-controller',
       program: 'controller',
@@ -568,6 +575,29 @@ export function renderCli(controller: ControllerCliModule, poller: PollerCliModu
         'Runs once and exits; its last log line is the run summary (WatchedImages checked, changed, failed, requests sent). A registry failure is reported on the WatchedImage, not by the exit code.',
       manifest: 'manifests/base/poller/cronjob.yaml',
     }),
+    pluginSection(plugin),
+  ]);
+}
+
+/** The kubectl plugin: commands, then the flags they share, exit codes and --help. */
+function pluginSection(plugin: PluginCliModule): string {
+  const mainTs = 'packages/controller/src/plugin/main.ts';
+  return page([
+    '## kubectl-kubewatcher',
+    plugin.PLUGIN_USAGE.replace(/^kubectl kubewatcher <command> \[options\]\s*/, ''),
+    `An executable named \`kubectl-kubewatcher\` (the \`bin\` of the controller package), so \`kubectl kubewatcher …\` runs it; it acts with your kubeconfig and your permissions. From a checkout: \`node --conditions=@kubewatcher/source ${mainTs}\`. Usage and the permissions each command needs: [plugin.md](plugin.md).`,
+    '### kubectl-kubewatcher commands',
+    table(
+      ['Command', 'What it does'],
+      plugin.PLUGIN_COMMANDS.map(([command, describe]) => [code(`kubectl kubewatcher ${command}`), describe]),
+    ),
+    '### kubectl-kubewatcher flags',
+    flagTable(plugin.PLUGIN_OPTIONS as Record<string, YargsOption>),
+    '### kubectl-kubewatcher exit codes',
+    exitCodeTable(plugin.PLUGIN_EXIT_CODES),
+    unknownFlagNote(mainTs, 'kubectl-kubewatcher'),
+    '### kubectl-kubewatcher --help',
+    `\`\`\`\n${helpText(mainTs)}\n\`\`\``,
   ]);
 }
 
@@ -658,6 +688,32 @@ const METRIC_NOTES: Record<string, MetricNotes> = {
       informer: '`watchedimages`, `imageupdates`, `deployments`, `statefulsets`, `daemonsets`',
       reason: '`error`, `stall`, `relist`',
     },
+  },
+  kubewatcher_webhook_requests_total: {
+    meaning:
+      'Only with `--webhook-bind-address`. A 401 is any failed authentication (an unknown receiver too); 413 a body over 256 KiB; 429 a receiver over its rate (2/s, bursts of 20); 400 an authenticated body that is not its format.',
+    labels: {
+      receiver: 'a receiver name from the receivers file, or `(unknown)`',
+      code: '`202`, `400`, `401`, `404`, `405`, `413`, `429`, `500`',
+    },
+  },
+  kubewatcher_webhook_poller_runs_total: {
+    meaning:
+      '`created`: a Job was made from the poller CronJob; `busy`: a run was active or the webhook Job still existed, tried again 3 s later; `failed`: the API refused (tried again); `gave-up`: no run in 2 minutes, the next scheduled run checks the images.',
+    labels: { result: '`created`, `busy`, `failed`, `gave-up`' },
+  },
+  kubewatcher_notifications_total: {
+    meaning:
+      'Only with `--notifications-config`. `sent`: the endpoint answered 2xx and the ImageUpdate records it; `failed`: a network error, timeout, 408, 429 or 5xx, retried with backoff (1 s doubling to 5 min); `refused`: another 4xx, not retried.',
+    labels: {
+      endpoint: 'an endpoint name from the notifications file',
+      result: '`sent`, `failed`, `refused`',
+    },
+  },
+  kubewatcher_notifications_dropped_total: {
+    meaning:
+      'The queue holds at most 1,000 keys; dropped ones are found again by the sweep every minute, so nothing is lost.',
+    labels: {},
   },
   kubewatcher_registry_requests_total: {
     meaning:
@@ -837,12 +893,13 @@ export async function docFiles(): Promise<{ path: string; content: string }[]> {
   const shared: SharedModule = await import('../packages/shared/src/index.ts');
   const controllerCli: ControllerCliModule = await import('../packages/controller/src/cli.ts');
   const pollerCli: PollerCliModule = await import('../packages/poller/src/cli.ts');
+  const pluginCli: PluginCliModule = await import('../packages/controller/src/plugin/cli.ts');
   const metrics: MetricsModule = await import('../packages/controller/src/machinery/metrics.ts');
   const server: ServerModule = await import('../packages/controller/src/machinery/server.ts');
   const registryClient: RegistryModule = await import('../packages/poller/src/registry/index.ts');
   return [
     { path: 'docs/api.md', content: renderApi(shared) },
-    { path: 'docs/cli.md', content: renderCli(controllerCli, pollerCli) },
+    { path: 'docs/cli.md', content: renderCli(controllerCli, pollerCli, pluginCli) },
     { path: 'docs/metrics.md', content: await renderMetrics(metrics, server, registryClient) },
   ];
 }

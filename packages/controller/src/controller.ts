@@ -12,7 +12,7 @@ import {
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { ControllerWriter } from './cluster.ts';
 import {
   type ControllerMetrics,
@@ -165,47 +165,24 @@ export class Controller {
         : {}),
     };
     if (opts.webhook) {
-      const requests = new Counter({
-        name: 'kubewatcher_webhook_requests_total',
-        help: 'Webhook requests by receiver and HTTP status answered.',
-        labelNames: ['receiver', 'code'],
-        registers: [opts.registry],
-      });
-      const runs = new Counter({
-        name: 'kubewatcher_webhook_poller_runs_total',
-        help: 'Attempts to start a poller run for a webhook, by result: created, busy (a run exists; tried again later), failed, gave-up.',
-        labelNames: ['result'],
-        registers: [opts.registry],
-      });
       this.webhook = new WebhookReceiver({
         ...opts.webhook,
         kubeConfig: opts.kubeConfig,
         logger: opts.logger,
         watchedImages: () =>
           this.caches.watchedImages.keys().flatMap((k) => this.caches.watchedImages.get(k) ?? []),
-        onResult: (receiver, code) => requests.inc({ receiver, code: String(code) }),
-        onPollerRun: (result) => runs.inc({ result }),
+        onResult: (receiver, code) => this.metrics.webhookRequests.inc({ receiver, code: String(code) }),
+        onPollerRun: (result) => this.metrics.webhookPollerRuns.inc({ result }),
       });
     }
     if (opts.notificationsFile) {
-      const deliveries = new Counter({
-        name: 'kubewatcher_notifications_total',
-        help: 'Notification attempts by endpoint and result: sent, failed (retried with backoff), refused (a 4xx, not retried).',
-        labelNames: ['endpoint', 'result'],
-        registers: [opts.registry],
-      });
-      const dropped = new Counter({
-        name: 'kubewatcher_notifications_dropped_total',
-        help: 'ImageUpdate keys not queued for notification because the queue was full (the next sweep finds them).',
-        registers: [opts.registry],
-      });
       this.notifier = new Notifier({
         kubeConfig: opts.kubeConfig,
         logger: opts.logger,
         endpointsFile: opts.notificationsFile,
         updates: this.caches.updates,
-        onDelivery: (endpoint, result) => deliveries.inc({ endpoint, result }),
-        onDropped: () => dropped.inc(),
+        onDelivery: (endpoint, result) => this.metrics.notifications.inc({ endpoint, result }),
+        onDropped: () => this.metrics.notificationsDropped.inc(),
       });
     }
     if (opts.leaderElection) {

@@ -131,7 +131,10 @@ describe('kubectl kubewatcher', () => {
     const status = await plugin(['status', '-n', ns]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(
-      new RegExp(`^${ns}\\s+web\\s+${WEB.replaceAll('.', '\\.')}\\s+<none>\\s+Manual\\s+\\d+\\s+(True|False|Unknown)\\s`, 'm'),
+      new RegExp(
+        `^${ns}\\s+web\\s+${WEB.replaceAll('.', '\\.')}\\s+<none>\\s+Manual\\s+\\d+\\s+(True|False|Unknown)\\s`,
+        'm',
+      ),
     );
     expect(status.stdout).toMatch(new RegExp(`^${ns}\\s+${iu.metadata.name}\\s+.*AwaitingApproval`, 'm'));
 

@@ -35,6 +35,14 @@ export interface ControllerMetrics {
   informerRestarts: Counter<'informer' | 'reason'>;
   /** `kubewatcher_generated_watchedimage_writes_total{action}`: auto-watch's writes (create, change, delete, release). */
   generatedWrites: Counter<'action'>;
+  /** `kubewatcher_webhook_requests_total{receiver,code}`: webhook requests by the status answered. */
+  webhookRequests: Counter<'receiver' | 'code'>;
+  /** `kubewatcher_webhook_poller_runs_total{result}`: attempts to start a poller run for a webhook. */
+  webhookPollerRuns: Counter<'result'>;
+  /** `kubewatcher_notifications_total{endpoint,result}`: notification attempts. */
+  notifications: Counter<'endpoint' | 'result'>;
+  /** `kubewatcher_notifications_dropped_total`: keys the full notification queue refused. */
+  notificationsDropped: Counter;
 }
 
 /** Creates the controller's metrics on `registry`. Call once per registry. */
@@ -118,6 +126,29 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
       registers,
     }),
     leader,
+    webhookRequests: new Counter({
+      name: 'kubewatcher_webhook_requests_total',
+      help: 'Webhook requests by receiver and the HTTP status answered',
+      labelNames: ['receiver', 'code'],
+      registers,
+    }),
+    webhookPollerRuns: new Counter({
+      name: 'kubewatcher_webhook_poller_runs_total',
+      help: 'Attempts to start a poller run for a webhook, by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    notifications: new Counter({
+      name: 'kubewatcher_notifications_total',
+      help: 'Notification attempts by endpoint and result',
+      labelNames: ['endpoint', 'result'],
+      registers,
+    }),
+    notificationsDropped: new Counter({
+      name: 'kubewatcher_notifications_dropped_total',
+      help: 'ImageUpdate keys not queued for notification because the queue was full',
+      registers,
+    }),
     informerRestarts: new Counter({
       name: 'kubewatcher_informer_restarts_total',
       help: 'Informer restarts by reason (error, stall, relist)',
