@@ -197,7 +197,8 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     lastCheckedTime: 'poller',
     lastChangedTime: 'poller',
     rateLimit: 'poller',
-    checkRequestedTime: 'controller (webhook receiver, as `kubewatcher-webhook`), `kubectl kubewatcher check`',
+    checkRequestedTime:
+      'controller (webhook receiver, as `kubewatcher-webhook`), `kubectl kubewatcher check`',
     observedGeneration: 'controller',
     workloads: 'controller',
     workloadCount: 'controller',

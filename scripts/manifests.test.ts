@@ -273,6 +273,8 @@ describe('the release bundle', () => {
         'ClusterRoleBinding//kubewatcher-poller',
         `Role/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
         `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
+        `Role/${SYSTEM_NS}/kubewatcher-controller-poller-runs`,
+        `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-poller-runs`,
         `Deployment/${SYSTEM_NS}/kubewatcher-controller`,
         `Service/${SYSTEM_NS}/kubewatcher-controller-metrics`,
         `PodDisruptionBudget/${SYSTEM_NS}/kubewatcher-controller`,
@@ -611,6 +613,46 @@ describe('the Helm chart', () => {
       '--log-level=debug',
       '--plain-http=registry.local:5000',
     ]);
+  });
+
+  it('with webhook.enabled and notifications.enabled: the flags, the port, the Service and both Secrets mounted', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplateAs(
+      'edge',
+      '--set',
+      'webhook.enabled=true',
+      '--set',
+      'notifications.enabled=true',
+    );
+    const pod = one<V1Deployment>(rendered, 'Deployment', 'edge-kubewatcher-controller').spec!.template.spec!;
+    const container = pod.containers[0]!;
+    expect(container.args).toEqual(
+      expect.arrayContaining([
+        '--webhook-bind-address=:9292',
+        '--poller-cronjob=edge-kubewatcher-poller',
+        '--notifications-config=/etc/kubewatcher/notifications/notifications.yaml',
+      ]),
+    );
+    expect(container.ports).toContainEqual({ name: 'webhook', containerPort: 9292, protocol: 'TCP' });
+    expect(container.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: 'webhook-receivers', mountPath: '/etc/kubewatcher/webhooks', readOnly: true },
+        { name: 'notifications', mountPath: '/etc/kubewatcher/notifications', readOnly: true },
+      ]),
+    );
+    expect(pod.volumes?.map((v) => v.secret?.secretName).filter(Boolean)).toEqual([
+      'kubewatcher-webhooks',
+      'kubewatcher-notifications',
+    ]);
+    const service = one<V1Service>(rendered, 'Service', 'edge-kubewatcher-controller-webhook');
+    expect(service.spec?.ports).toEqual([
+      { name: 'webhook', port: 9292, targetPort: 'webhook', protocol: 'TCP' },
+    ]);
+    const role = one<V1Role>(rendered, 'Role', 'edge-kubewatcher-controller-poller-runs');
+    expect(grants(role.rules)).toEqual({
+      'batch/cronjobs#edge-kubewatcher-poller': ['get'],
+      'batch/jobs': ['create'],
+    });
   });
 });
 
