@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Logger } from '@kubewatcher/shared';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   clientsFor,
@@ -22,7 +23,6 @@ import {
   until,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
-import type { LeveledLogger } from '../src/machinery/index.ts';
 import { type RunningController, startController } from './controller-harness.ts';
 
 const cluster = inject('localCluster');
@@ -59,7 +59,7 @@ async function flakyEndpoint(status: () => number): Promise<FlakyEndpoint> {
 }
 
 /** Keeps every log line, to check none holds a URL. */
-function recordingLogger(lines: string[]): LeveledLogger {
+function recordingLogger(lines: string[]): Logger {
   const keep = (level: string) => (message: string, meta?: Record<string, unknown>) => {
     lines.push(`${level} ${message} ${JSON.stringify(meta ?? {})}`);
   };

@@ -68,15 +68,27 @@ describe('selectDue', () => {
     ],
     [
       'checked 2m ago, a check requested since',
-      wi('a', {}, checked(2 * 60_000, { checkRequestedTime: new Date(NOW.getTime() - 60_000).toISOString() })),
+      wi(
+        'a',
+        {},
+        checked(2 * 60_000, { checkRequestedTime: new Date(NOW.getTime() - 60_000).toISOString() }),
+      ),
       'due',
     ],
     [
       'checked 1m ago, the check requested before it',
-      wi('a', {}, checked(60_000, { checkRequestedTime: new Date(NOW.getTime() - 2 * 60_000).toISOString() })),
+      wi(
+        'a',
+        {},
+        checked(60_000, { checkRequestedTime: new Date(NOW.getTime() - 2 * 60_000).toISOString() }),
+      ),
       'notDue',
     ],
-    ['suspended, a check requested', wi('a', { suspend: true }, { checkRequestedTime: NOW.toISOString() }), 'suspended'],
+    [
+      'suspended, a check requested',
+      wi('a', { suspend: true }, { checkRequestedTime: NOW.toISOString() }),
+      'suspended',
+    ],
     ['suspended', wi('a', { suspend: true }), 'suspended'],
     ['digest in image', wi('a', { image: `nginx@${A}` }), 'invalid'],
     ['unparsable image', wi('a', { image: 'Nginx:1' }), 'invalid'],

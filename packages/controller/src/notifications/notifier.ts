@@ -6,21 +6,13 @@
  * crash between a send and its record sends that one again.
  */
 import { readFileSync } from 'node:fs';
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import {
-  API_VERSION,
-  FIELD_MANAGER,
-  GROUP,
-  IMAGE_UPDATE,
-  type ImageUpdate,
-  VERSION,
-} from '@kubewatcher/shared';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { applyStatus, FIELD_MANAGER, IMAGE_UPDATE, type ImageUpdate, type Logger } from '@kubewatcher/shared';
 import {
   type Clock,
   done,
   enqueueTo,
   ItemExponentialBackoff,
-  type LeveledLogger,
   type Outcome,
   retry,
   runWorker,
@@ -77,7 +69,7 @@ type NotificationRecords = NonNullable<NonNullable<ImageUpdate['status']>['notif
 
 export interface NotifierOptions {
   kubeConfig: KubeConfig;
-  logger: LeveledLogger;
+  logger: Logger;
   /** The endpoints file (YAML: `endpoints: [...]`), mounted from a Secret. */
   endpointsFile: string;
   updates: Cache<ImageUpdate>;
@@ -96,7 +88,6 @@ export interface NotifierOptions {
 
 export class Notifier {
   readonly #opts: NotifierOptions;
-  readonly #custom: CustomObjectsApi;
   readonly #clock: Clock;
   #endpoints: readonly Endpoint[];
   /**
@@ -111,7 +102,6 @@ export class Notifier {
   constructor(opts: NotifierOptions) {
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
-    this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
     try {
       this.#endpoints = parseEndpoints(readFileSync(opts.endpointsFile, 'utf8'));
     } catch (err) {
@@ -233,23 +223,12 @@ export class Notifier {
 
   /** status.notifications with the notifier's own field manager: nothing else of the status is touched. */
   async #record(update: ImageUpdate, notifications: NotificationRecords): Promise<void> {
-    await this.#custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: IMAGE_UPDATE.plural,
-        namespace: update.metadata.namespace!,
-        name: update.metadata.name!,
-        body: {
-          apiVersion: API_VERSION,
-          kind: IMAGE_UPDATE.kind,
-          metadata: { name: update.metadata.name, namespace: update.metadata.namespace },
-          status: { notifications },
-        },
-        fieldManager: FIELD_MANAGER.notifier,
-        force: true,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+    await applyStatus(this.#opts.kubeConfig, {
+      resource: IMAGE_UPDATE,
+      namespace: update.metadata.namespace!,
+      name: update.metadata.name!,
+      fieldManager: FIELD_MANAGER.notifier,
+      status: { notifications },
+    });
   }
 }

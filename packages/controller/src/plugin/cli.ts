@@ -11,6 +11,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import {
+  apiStatusCode,
   FIELD_MANAGER,
   GROUP,
   IMAGE_UPDATE,
@@ -22,7 +23,6 @@ import {
   type WatchedImage,
 } from '@kubewatcher/shared';
 import yargs, { type Argv } from 'yargs';
-import { apiStatusCode } from '../machinery/index.ts';
 import { CheckRequester } from '../webhook/check-request.ts';
 import { jobFromCronJob } from '../webhook/poller-run.ts';
 import { type Decision, decisionPatch, historyTable, PluginError, statusTables } from './decisions.ts';

@@ -4,10 +4,10 @@
  */
 import {
   ANNOTATION,
-  FINISHED_IMAGE_UPDATE_PHASES,
   type ImageUpdate,
-  type ImageUpdatePhase,
+  phaseOf,
   shortDigest,
+  TERMINAL_PHASES,
   type WatchedImage,
 } from '@kubewatcher/shared';
 
@@ -34,9 +34,9 @@ export class PluginError extends Error {
  * instead of being overwritten).
  */
 export function decisionPatch(update: ImageUpdate, decision: Decision, user: string, now: Date) {
-  const phase = (update.status?.phase ?? 'Pending') as ImageUpdatePhase;
+  const phase = phaseOf(update);
   const name = `${update.metadata.namespace}/${update.metadata.name}`;
-  if (FINISHED_IMAGE_UPDATE_PHASES.includes(phase)) {
+  if (TERMINAL_PHASES.includes(phase)) {
     throw new PluginError(
       `ImageUpdate ${name} is ${phase}: there is nothing left to ${decision === 'approved' ? 'approve' : 'reject'}`,
     );
@@ -83,7 +83,7 @@ export function age(since: string | undefined, now: Date): string {
 const short = (digest: string | undefined) => (digest ? shortDigest(digest) : '<none>');
 
 export function isPending(update: ImageUpdate): boolean {
-  return !FINISHED_IMAGE_UPDATE_PHASES.includes((update.status?.phase ?? 'Pending') as ImageUpdatePhase);
+  return !TERMINAL_PHASES.includes(phaseOf(update));
 }
 
 function decisionOf(update: ImageUpdate): string {

@@ -3,13 +3,11 @@
  * honours on its next run whatever the interval. Written by server-side apply under its own field
  * manager, so it never touches the fields the poller and the controller own.
  */
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import {
-  API_VERSION,
-  GROUP,
+  applyStatus,
   normalizeReference,
   referenceString,
-  VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
 } from '@kubewatcher/shared';
@@ -35,34 +33,24 @@ export function watchedImagesToCheck(
   });
 }
 
-/** Writes status.checkRequestedTime of one WatchedImage. */
+/** Writes status.checkRequestedTime of one WatchedImage, and nothing else of its status. */
 export class CheckRequester {
-  readonly #custom: CustomObjectsApi;
+  readonly #kc: KubeConfig;
   readonly #fieldManager: string;
 
   constructor(kc: KubeConfig, fieldManager: string) {
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    this.#kc = kc;
     this.#fieldManager = fieldManager;
   }
 
   async requestCheck(namespace: string, name: string, now: Date): Promise<void> {
-    await this.#custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace,
-        name,
-        body: {
-          apiVersion: API_VERSION,
-          kind: WATCHED_IMAGE.kind,
-          metadata: { name, namespace },
-          status: { checkRequestedTime: now.toISOString() },
-        },
-        fieldManager: this.#fieldManager,
-        force: true,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+    // Milliseconds kept: the poller compares this with its lastCheckedTime, which has them too.
+    await applyStatus(this.#kc, {
+      resource: WATCHED_IMAGE,
+      namespace,
+      name,
+      fieldManager: this.#fieldManager,
+      status: { checkRequestedTime: now.toISOString() },
+    });
   }
 }

@@ -6,14 +6,8 @@
  * `create` on Jobs in its own namespace for this.
  */
 import { BatchV1Api, type KubeConfig, type V1CronJob, type V1Job } from '@kubernetes/client-node';
-import {
-  apiStatusCode,
-  type Clock,
-  errorFields,
-  type LeveledLogger,
-  systemClock,
-  type TimerHandle,
-} from '../machinery/index.ts';
+import { apiStatusCode, errorFields, type Logger } from '@kubewatcher/shared';
+import { type Clock, systemClock, type TimerHandle } from '../machinery/index.ts';
 
 /** Finished webhook Jobs are deleted this long after they end, so the fixed name frees up soon. */
 export const POLLER_RUN_TTL_SECONDS = 10;
@@ -64,7 +58,7 @@ export interface PollerRunStarterOptions {
   api: PollerRunApi;
   namespace: string;
   cronJobName: string;
-  logger: LeveledLogger;
+  logger: Logger;
   clock?: Clock;
   /** Requests within this window after the first give one Job. */
   debounceMs?: number;

@@ -5,8 +5,13 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { FIELD_MANAGER, type WatchedImage } from '@kubewatcher/shared';
-import { errorFields, type LeveledLogger } from '../machinery/index.ts';
+import {
+  errorFields,
+  FIELD_MANAGER,
+  type Logger,
+  settleWithLimit,
+  type WatchedImage,
+} from '@kubewatcher/shared';
 import { CheckRequester, watchedImagesToCheck } from './check-request.ts';
 import { batchPollerRunApi, type PollerRunAttempt, PollerRunStarter } from './poller-run.ts';
 import { parseReceivers, type Receiver } from './receivers.ts';
@@ -16,7 +21,7 @@ const MARK_CONCURRENCY = 8;
 
 export interface WebhookReceiverOptions {
   kubeConfig: KubeConfig;
-  logger: LeveledLogger;
+  logger: Logger;
   /** `host:port` the receiver listens on. */
   address: string;
   /** Path of the receivers file (YAML: `receivers: [...]`). */
@@ -37,11 +42,11 @@ export interface WebhookReceiverOptions {
  */
 export class ReceiversFile {
   readonly #path: string;
-  readonly #logger: LeveledLogger;
+  readonly #logger: Logger;
   #mtimeMs = -1;
   #receivers: readonly Receiver[] = [];
 
-  constructor(path: string, logger: LeveledLogger) {
+  constructor(path: string, logger: Logger) {
     this.#path = path;
     this.#logger = logger;
     // At start an unusable file is fatal: the admin sees it at once.
@@ -123,24 +128,20 @@ export class WebhookReceiver {
     const due = watchedImagesToCheck(pushes, this.#opts.watchedImages());
     if (due.length === 0) return 0;
     const now = new Date();
-    let marked = 0;
     // Marked before the Job is created, so the run is sure to see them due; a few writes at a time,
     // so a tag watched in many namespaces does not flood the API server.
-    for (let i = 0; i < due.length; i += MARK_CONCURRENCY) {
-      await Promise.all(
-        due.slice(i, i + MARK_CONCURRENCY).map(async (wi) => {
-          try {
-            await this.#checks.requestCheck(wi.metadata.namespace!, wi.metadata.name!, now);
-            marked++;
-          } catch (err) {
-            this.#opts.logger.warn('cannot mark WatchedImage due', {
-              watchedImage: `${wi.metadata.namespace}/${wi.metadata.name}`,
-              ...errorFields(err),
-            });
-          }
-        }),
-      );
-    }
+    const outcomes = await settleWithLimit(due, MARK_CONCURRENCY, (wi) =>
+      this.#checks.requestCheck(wi.metadata.namespace!, wi.metadata.name!, now),
+    );
+    let marked = 0;
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'fulfilled') marked++;
+      else
+        this.#opts.logger.warn('cannot mark WatchedImage due', {
+          watchedImage: `${due[i]!.metadata.namespace}/${due[i]!.metadata.name}`,
+          ...errorFields(outcome.reason),
+        });
+    });
     if (marked > 0) this.starter.request();
     return marked;
   }

@@ -7,14 +7,8 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  type Clock,
-  errorFields,
-  type LeveledLogger,
-  parseAddress,
-  systemClock,
-  TokenBucket,
-} from '../machinery/index.ts';
+import { errorFields, type Logger } from '@kubewatcher/shared';
+import { type Clock, parseAddress, systemClock, TokenBucket } from '../machinery/index.ts';
 import { PayloadError, type Push, parsePayload } from './payloads.ts';
 import { authenticate, pathTokenMatches, type Receiver, splitHookPath } from './receivers.ts';
 
@@ -28,7 +22,7 @@ export interface WebhookServerOptions {
   receivers: () => readonly Receiver[];
   /** Acts on an authenticated push; resolves to how many WatchedImages it made due. */
   onPushes: (receiver: Receiver, pushes: Push[]) => Promise<number>;
-  logger: LeveledLogger;
+  logger: Logger;
   maxBodyBytes?: number;
   /** Per receiver: sustained requests per second and burst. */
   rateLimit?: { qps: number; burst: number };
