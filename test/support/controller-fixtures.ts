@@ -5,21 +5,25 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
   AppsV1Api,
+  BatchV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  type KubeConfig,
+  KubeConfig,
   PatchStrategy,
   setHeaderOptions,
   type V1Container,
+  type V1CronJob,
   type V1DaemonSet,
   type V1Deployment,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import {
   API_VERSION,
   FIELD_MANAGER,
@@ -78,6 +82,42 @@ export async function kubectl(info: LocalClusterInfo, ...args: string[]): Promis
 /** Installs the CRDs (server-side apply, idempotent) and waits until both kinds serve. */
 export function installCrds(info: LocalClusterInfo): Promise<void> {
   return installCrdsAs(info, 'kubewatcher-controller-test');
+}
+
+/**
+ * A kubeconfig holding an hour's token of a ServiceAccount (TokenRequest), to act with exactly the
+ * rights RBAC gives it. `namespace` becomes the context's namespace.
+ */
+export async function serviceAccountKubeConfig(
+  info: LocalClusterInfo,
+  clients: Pick<Clients, 'core'>,
+  namespace: string,
+  name: string,
+): Promise<KubeConfig> {
+  const { status } = await clients.core.createNamespacedServiceAccountToken({
+    namespace,
+    name,
+    body: { spec: { expirationSeconds: 3600 } },
+  });
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'local', server: info.apiServer, caFile: info.apiServerCaFile }],
+    users: [{ name, token: status!.token }],
+    contexts: [{ name, cluster: 'local', user: name, namespace }],
+    currentContext: name,
+  });
+  return kc;
+}
+
+/** The shipped poller CronJob (manifests/base) in `namespace`, suspended: only tests start its runs. */
+export async function createSuspendedPollerCronJob(
+  clients: Pick<Clients, 'kc'>,
+  namespace: string,
+): Promise<V1CronJob> {
+  const cronJob = parseYaml(readFileSync(`${root}manifests/base/poller/cronjob.yaml`, 'utf8')) as V1CronJob;
+  cronJob.metadata!.namespace = namespace;
+  cronJob.spec!.suspend = true;
+  return clients.kc.makeApiClient(BatchV1Api).createNamespacedCronJob({ namespace, body: cronJob });
 }
 
 /** Creates a namespace with a random suffix and returns its name. */

@@ -5,29 +5,24 @@
  * exit codes of refusals.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  AuthenticationV1Api,
-  BatchV1Api,
-  KubeConfig,
-  RbacAuthorizationV1Api,
-  type V1CronJob,
-} from '@kubernetes/client-node';
+import { AuthenticationV1Api, BatchV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import {
   clientsFor,
   createImageUpdate,
   createNamespace,
+  createSuspendedPollerCronJob,
   createWatchedImage,
   deleteNamespace,
   deployment,
   getImageUpdate,
   getWatchedImage,
   installCrds,
+  serviceAccountKubeConfig,
   testDigest,
   until,
   waitForPhase,
@@ -86,28 +81,12 @@ beforeAll(async () => {
       subjects: [{ kind: 'ServiceAccount', name: 'reviewer', namespace: ns }],
     },
   });
-  const { status } = await clients.core.createNamespacedServiceAccountToken({
-    namespace: ns,
-    name: 'reviewer',
-    body: { spec: { expirationSeconds: 3600 } },
-  });
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'local', server: cluster.apiServer, caFile: cluster.apiServerCaFile }],
-    users: [{ name: 'reviewer', token: status!.token }],
-    contexts: [{ name: 'reviewer', cluster: 'local', user: 'reviewer', namespace: ns }],
-    currentContext: 'reviewer',
-  });
+  const kc = await serviceAccountKubeConfig(cluster, clients, ns, 'reviewer');
   reviewerKubeconfig = join(dir, 'reviewer.kubeconfig');
   writeFileSync(reviewerKubeconfig, kc.exportConfig());
 
   // The poller CronJob `check` starts a run of (suspended: only the plugin starts runs here).
-  const cronJob = parseAllDocuments(
-    readFileSync(new URL('../../../manifests/base/poller/cronjob.yaml', import.meta.url), 'utf8'),
-  )[0]!.toJS() as V1CronJob;
-  cronJob.metadata!.namespace = ns;
-  cronJob.spec!.suspend = true;
-  await clients.kc.makeApiClient(BatchV1Api).createNamespacedCronJob({ namespace: ns, body: cronJob });
+  await createSuspendedPollerCronJob(clients, ns);
 
   await clients.apps.createNamespacedDeployment({
     namespace: ns,

@@ -9,11 +9,9 @@ import { join } from 'node:path';
 import {
   AuthorizationV1Api,
   BatchV1Api,
-  KubeConfig,
   RbacAuthorizationV1Api,
   type V1ClusterRole,
   type V1ClusterRoleBinding,
-  type V1CronJob,
   type V1Role,
   type V1RoleBinding,
 } from '@kubernetes/client-node';
@@ -22,10 +20,12 @@ import { parseAllDocuments } from 'yaml';
 import {
   clientsFor,
   createNamespace,
+  createSuspendedPollerCronJob,
   createWatchedImage,
   deleteNamespace,
   getWatchedImage,
   installCrds,
+  serviceAccountKubeConfig,
   until,
 } from '../../../test/support/controller-fixtures.ts';
 import { signBody } from '../src/webhook/receivers.ts';
@@ -58,23 +58,6 @@ interface RbacObject {
 function controllerRbac(): RbacObject[] {
   const text = readFileSync(new URL('manifests/base/rbac/controller.yaml', root), 'utf8');
   return parseAllDocuments(text).map((d) => d.toJS());
-}
-
-/** A kubeconfig holding a token of the test's controller ServiceAccount. */
-async function serviceAccountKubeConfig(namespace: string, name: string): Promise<KubeConfig> {
-  const { status } = await clients.core.createNamespacedServiceAccountToken({
-    namespace,
-    name,
-    body: { spec: { expirationSeconds: 3600 } },
-  });
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'local', server: cluster.apiServer, caFile: cluster.apiServerCaFile }],
-    users: [{ name, token: status!.token }],
-    contexts: [{ name: 'sa', cluster: 'local', user: name }],
-    currentContext: 'sa',
-  });
-  return kc;
 }
 
 beforeAll(async () => {
@@ -114,13 +97,7 @@ beforeAll(async () => {
       });
     }
   }
-  // The base CronJob, suspended so only the webhook starts runs.
-  const cronJob = parseAllDocuments(
-    readFileSync(new URL('manifests/base/poller/cronjob.yaml', root), 'utf8'),
-  )[0]!.toJS() as V1CronJob;
-  cronJob.metadata!.namespace = systemNs;
-  cronJob.spec!.suspend = true;
-  await batch.createNamespacedCronJob({ namespace: systemNs, body: cronJob });
+  await createSuspendedPollerCronJob(clients, systemNs);
 
   dir = mkdtempSync(join(tmpdir(), 'kubewatcher-webhook-'));
   writeFileSync(
@@ -132,7 +109,7 @@ beforeAll(async () => {
   await createWatchedImage(clients, appsNs, 'web-canary', { image: `${IMAGE}:canary` });
   await createWatchedImage(clients, appsNs, 'hub', { image: 'acme/web:stable' });
 
-  const kubeConfig = await serviceAccountKubeConfig(systemNs, 'kubewatcher-controller');
+  const kubeConfig = await serviceAccountKubeConfig(cluster, clients, systemNs, 'kubewatcher-controller');
   running = await startController(kubeConfig, {
     namespaces: [appsNs],
     webhook: {
@@ -286,7 +263,7 @@ describe('webhook receiver', () => {
   });
 
   it("the controller's account may create Jobs only in its own namespace, and nothing else of them", async () => {
-    const kc = await serviceAccountKubeConfig(systemNs, 'kubewatcher-controller');
+    const kc = await serviceAccountKubeConfig(cluster, clients, systemNs, 'kubewatcher-controller');
     const authz = kc.makeApiClient(AuthorizationV1Api);
     const can = async (verb: string, resource: string, namespace: string, name?: string) =>
       (

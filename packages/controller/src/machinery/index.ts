@@ -83,6 +83,8 @@ export {
   type HealthCheck,
   type InformerHealth,
   informersNotStalled,
+  type ListeningServer,
+  listen,
   type ProbeServer,
   type ProbeServerOptions,
   parseAddress,

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorFields, type Logger, silentLogger } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
@@ -21,13 +21,7 @@ export interface ProbeServerOptions {
   logger?: Logger;
 }
 
-export interface ProbeServer {
-  /** Where it listens, e.g. `http://127.0.0.1:41234`. */
-  url: string;
-  port: number;
-  /** Stops accepting connections, lets requests in flight finish (at most `timeoutMs`), then resolves. */
-  close(timeoutMs?: number): Promise<void>;
-}
+export type ProbeServer = ListeningServer;
 
 /** Splits `host:port`, `:port`, `[::1]:port` or `port`. An empty host means all interfaces. */
 export function parseAddress(address: string): { host: string | undefined; port: number } {
@@ -85,6 +79,26 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeS
   server.headersTimeout = 10_000;
   server.keepAliveTimeout = 5_000;
 
+  return listen(server, host, port, 'probe server', logger);
+}
+
+/** A listening HTTP server: where, and how to stop it. */
+export interface ListeningServer {
+  /** Where it listens, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  port: number;
+  /** Stops accepting connections, lets requests in flight finish (at most `timeoutMs`), then resolves. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** Listens on `host:port` (from parseAddress) and logs where, as `what`; the one way the controller serves HTTP. */
+export async function listen(
+  server: Server,
+  host: string | undefined,
+  port: number,
+  what: string,
+  logger: Logger,
+): Promise<ListeningServer> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port }, () => {
@@ -92,10 +106,10 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeS
       resolve();
     });
   });
-  server.on('error', (err) => logger.error('probe server error', errorFields(err)));
+  server.on('error', (err) => logger.error(`${what} error`, errorFields(err)));
   const bound = server.address() as AddressInfo;
   const shownHost = !host ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  logger.info('probe server listening', { address: `${host ?? ''}:${bound.port}` });
+  logger.info(`${what} listening`, { address: `${host ?? ''}:${bound.port}` });
 
   return {
     url: `http://${shownHost}:${bound.port}`,

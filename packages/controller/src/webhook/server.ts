@@ -6,9 +6,15 @@
  * cannot be probed). Only an authenticated body that is not its format's shape gets a reason (400).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { errorFields, type Logger } from '@kubewatcher/shared';
-import { type Clock, parseAddress, systemClock, TokenBucket } from '../machinery/index.ts';
+import {
+  type Clock,
+  type ListeningServer,
+  listen,
+  parseAddress,
+  systemClock,
+  TokenBucket,
+} from '../machinery/index.ts';
 import { PayloadError, type Push, parsePayload } from './payloads.ts';
 import { authenticate, pathTokenMatches, type Receiver, splitHookPath } from './receivers.ts';
 
@@ -31,11 +37,7 @@ export interface WebhookServerOptions {
   onResult?: (receiver: string, code: number) => void;
 }
 
-export interface WebhookServer {
-  url: string;
-  port: number;
-  close(timeoutMs?: number): Promise<void>;
-}
+export type WebhookServer = ListeningServer;
 
 class BodyTooLarge extends Error {}
 
@@ -121,31 +123,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 100;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  server.on('error', (err) => logger.error('webhook server error', errorFields(err)));
-  const bound = server.address() as AddressInfo;
-  const shownHost = !host ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  logger.info('webhook receiver listening', { address: `${host ?? ''}:${bound.port}` });
-  return {
-    url: `http://${shownHost}:${bound.port}`,
-    port: bound.port,
-    close(timeoutMs = 5000) {
-      return new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.closeAllConnections(), timeoutMs);
-        server.close(() => {
-          clearTimeout(force);
-          resolve();
-        });
-        server.closeIdleConnections();
-      });
-    },
-  };
+  return listen(server, host, port, 'webhook receiver', logger);
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
