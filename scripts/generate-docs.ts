@@ -692,10 +692,10 @@ const METRIC_NOTES: Record<string, MetricNotes> = {
   },
   kubewatcher_webhook_requests_total: {
     meaning:
-      'Only with `--webhook-bind-address`. A 401 is any failed authentication (an unknown receiver too); 413 a body over 256 KiB; 429 a receiver over its rate (2/s, bursts of 20); 400 an authenticated body that is not its format.',
+      "Only with `--webhook-bind-address`. A 401 is any failed authentication (an unknown receiver too); 413 a body over 256 KiB; 429 an authenticated sender over its receiver's rate (2/s, bursts of 20); 400 an authenticated body that is not its format; 503 the WatchedImage cache not synced yet after a start.",
     labels: {
       receiver: 'a receiver name from the receivers file, or `(unknown)`',
-      code: '`202`, `400`, `401`, `404`, `405`, `413`, `429`, `500`',
+      code: '`202`, `400`, `401`, `404`, `405`, `413`, `429`, `500`, `503`',
     },
   },
   kubewatcher_webhook_poller_runs_total: {

@@ -171,6 +171,8 @@ export class Controller {
         logger: opts.logger,
         watchedImages: () =>
           this.caches.watchedImages.keys().flatMap((k) => this.caches.watchedImages.get(k) ?? []),
+        watchedImagesSynced: () =>
+          this.informers.find((i) => i.name === WATCHED_IMAGE.plural)?.hasSynced() === true,
         onResult: (receiver, code) => this.metrics.webhookRequests.inc({ receiver, code: String(code) }),
         onPollerRun: (result) => this.metrics.webhookPollerRuns.inc({ result }),
       });

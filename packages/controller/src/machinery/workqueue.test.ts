@@ -110,6 +110,15 @@ describe('rate limiters', () => {
     expect(bucket.when('i')).toBe(500);
   });
 
+  it('token bucket tryTake: refusals cost nothing, so a flood leaves no debt behind', () => {
+    const clock = new ManualClock();
+    const bucket = new TokenBucket(2, 2, clock);
+    expect([bucket.tryTake(), bucket.tryTake()]).toEqual([true, true]);
+    for (let i = 0; i < 1000; i++) expect(bucket.tryTake()).toBe(false);
+    clock.advance(500); // one token back, however long the flood was
+    expect([bucket.tryTake(), bucket.tryTake()]).toEqual([true, false]);
+  });
+
   it('max-of takes the longest delay and every limiter counts the retry', () => {
     const clock = new ManualClock();
     const limiter = new MaxOfRateLimiter(

@@ -64,12 +64,27 @@ export class TokenBucket implements RateLimiter {
   }
 
   when(_key: string): number {
+    this.#refill();
+    this.#tokens -= 1;
+    return this.#tokens >= 0 ? 0 : (-this.#tokens / this.#qps) * 1000;
+  }
+
+  /**
+   * Takes a token only when one is there (`Allow` semantics): refused calls cost nothing, so a flood
+   * of refused requests does not keep the bucket empty after it stops.
+   */
+  tryTake(): boolean {
+    this.#refill();
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  #refill(): void {
     const now = this.#clock.now();
     const elapsed = Math.max(0, now - this.#last);
     this.#tokens = Math.min(this.#burst, this.#tokens + (elapsed / 1000) * this.#qps);
     this.#last = now;
-    this.#tokens -= 1;
-    return this.#tokens >= 0 ? 0 : (-this.#tokens / this.#qps) * 1000;
   }
 
   forget(_key: string): void {}

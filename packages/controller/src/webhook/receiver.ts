@@ -29,8 +29,9 @@ export interface WebhookReceiverOptions {
   /** Kubewatcher's namespace and the poller CronJob in it. */
   namespace: string;
   cronJobName: string;
-  /** The controller's WatchedImage cache. */
+  /** The controller's WatchedImage cache, and whether it has synced. */
   watchedImages: () => readonly WatchedImage[];
+  watchedImagesSynced?: () => boolean;
   onResult?: (receiver: string, code: number) => void;
   onPollerRun?: (result: PollerRunAttempt) => void;
   debounceMs?: number;
@@ -113,6 +114,7 @@ export class WebhookReceiver {
       address: this.#opts.address,
       receivers: () => this.#file.current(),
       onPushes: (_receiver, pushes) => this.#makeDue(pushes),
+      ...(this.#opts.watchedImagesSynced ? { ready: this.#opts.watchedImagesSynced } : {}),
       logger: this.#opts.logger,
       ...(this.#opts.onResult ? { onResult: this.#opts.onResult } : {}),
     });

@@ -96,6 +96,7 @@ describe('splitHookPath', () => {
     ['/hook/a%2Fb', undefined],
     ['/metrics', undefined],
     ['/hook/hub/abc/extra', undefined],
+    ['/hook/hub/%E0%A4%A', undefined],
   ])('%s', (path, expected) => {
     expect(splitHookPath(path)).toEqual(expected);
   });

@@ -113,7 +113,12 @@ export function parseReceivers(text: string): Receiver[] {
 export function splitHookPath(pathname: string): { name: string; token?: string } | undefined {
   const m = /^\/hook\/([a-z0-9-]{1,63})(?:\/([^/]{1,512}))?\/?$/.exec(pathname);
   if (!m) return undefined;
-  return m[2] ? { name: m[1]!, token: decodeURIComponent(m[2]) } : { name: m[1]! };
+  if (!m[2]) return { name: m[1]! };
+  try {
+    return { name: m[1]!, token: decodeURIComponent(m[2]) };
+  } catch {
+    return undefined; // a malformed %-escape
+  }
 }
 
 export interface RequestCredentials {

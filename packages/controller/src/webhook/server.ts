@@ -33,6 +33,8 @@ export interface WebhookServerOptions {
   /** Per receiver: sustained requests per second and burst. */
   rateLimit?: { qps: number; burst: number };
   clock?: Clock;
+  /** False while the answer could be wrong (the WatchedImage cache has not synced): 503. */
+  ready?: () => boolean;
   /** Counts each request's outcome, e.g. for a metric. */
   onResult?: (receiver: string, code: number) => void;
 }
@@ -63,12 +65,8 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     }
     // The token first: nobody without it gets as far as making the server read a body.
     if (!receiver || !pathTokenMatches(receiver, hook.token)) return result(401);
-    let limiter = limiters.get(receiver.name);
-    if (!limiter) {
-      limiter = new TokenBucket(opts.rateLimit?.qps ?? 2, opts.rateLimit?.burst ?? 20, clock);
-      limiters.set(receiver.name, limiter);
-    }
-    if (limiter.when(receiver.name) > 0) return result(429);
+    // Until the WatchedImage cache has synced a push could match nothing: the sender retries.
+    if (opts.ready && !opts.ready()) return result(503);
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBody) return result(413);
 
@@ -88,6 +86,13 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       body,
     });
     if (!ok) return result(401);
+    // Only authenticated requests count against a receiver's rate: others cannot starve it.
+    let limiter = limiters.get(receiver.name);
+    if (!limiter) {
+      limiter = new TokenBucket(opts.rateLimit?.qps ?? 2, opts.rateLimit?.burst ?? 20, clock);
+      limiters.set(receiver.name, limiter);
+    }
+    if (!limiter.tryTake()) return result(429);
 
     let pushes: Push[];
     try {
@@ -152,6 +157,7 @@ const REASONS: Record<number, string> = {
   405: 'method not allowed',
   413: 'payload too large',
   429: 'too many requests',
+  503: 'not ready',
   500: 'internal error',
 };
 
