@@ -60,7 +60,11 @@ export interface PollerRunStarterOptions {
   cronJobName: string;
   logger: Logger;
   clock?: Clock;
-  /** Requests within this window after the first give one Job. */
+  /**
+   * Requests within this window after the first give one Job. 500 ms: a registry announces one push
+   * as a burst of events (an index and its platform manifests) within milliseconds, and every
+   * millisecond here is added to push → rollout.
+   */
   debounceMs?: number;
   /** How soon to try again while a run is active or the API failed. */
   retryMs?: number;
@@ -86,7 +90,7 @@ export class PollerRunStarter {
   #stopped = false;
 
   constructor(opts: PollerRunStarterOptions) {
-    this.#opts = { clock: systemClock, debounceMs: 1000, retryMs: 3000, maxWaitMs: 120_000, ...opts };
+    this.#opts = { clock: systemClock, debounceMs: 500, retryMs: 3000, maxWaitMs: 120_000, ...opts };
   }
 
   get jobName(): string {
