@@ -31,8 +31,8 @@ import {
   withoutManagedFields,
   workQueueHooks,
 } from './machinery/index.ts';
-import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
 import { Notifier } from './notifications/notifier.ts';
+import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
 import type { Workload } from './plan-update.ts';
 import { AutoWatchReconciler, namespaceLabelsOnly } from './reconcile-auto-watch.ts';
 import {
