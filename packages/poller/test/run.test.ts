@@ -26,6 +26,7 @@ import {
 } from '@kubernetes/client-node';
 import {
   API_VERSION,
+  applyStatus,
   type Condition,
   createLogger,
   FIELD_MANAGER,
@@ -347,6 +348,35 @@ describe('baselines and changes', () => {
     const wi = await getWatchedImage(clients, ns, 'web');
     expect(Date.parse(wi.status!.lastCheckedTime!)).toBe(t0 + 10 * MINUTE);
     expect(wi.status!.digest).toBe(digest);
+  });
+
+  it('checks at once what a webhook asked for (status.checkRequestedTime after the last check), whatever the interval', async () => {
+    const ns = await namespace('requested');
+    await pushImage({ info, repository: repo('requested'), tag: 'v1' });
+    await createWatchedImage(clients, ns, 'web', {
+      image: `${open.host}/${repo('requested')}:v1`,
+      interval: '24h',
+    });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ checked: 1, baselined: 1 });
+    const moved = await pushImage({ info, repository: repo('requested'), tag: 'v1' });
+    expect((await poll(ns, { at: t0 + MINUTE })).summary).toMatchObject({ notDue: 1, checked: 0 });
+
+    // What the webhook receiver writes, under its own field manager.
+    await applyStatus(kc, {
+      resource: WATCHED_IMAGE,
+      namespace: ns,
+      name: 'web',
+      fieldManager: FIELD_MANAGER.webhook,
+      status: { checkRequestedTime: new Date(t0 + 2 * MINUTE).toISOString() },
+    });
+    const requested = await poll(ns, { at: t0 + 3 * MINUTE });
+    expect(requested.summary).toMatchObject({ notDue: 0, checked: 1, changed: 1, imageUpdatesCreated: 1 });
+    const wi = await getWatchedImage(clients, ns, 'web');
+    expect(wi.status?.digest).toBe(moved);
+    expect(wi.status?.checkRequestedTime).toBe(new Date(t0 + 2 * MINUTE).toISOString());
+    // Served: the next run waits for the interval again.
+    expect((await poll(ns, { at: t0 + 4 * MINUTE })).summary).toMatchObject({ notDue: 1, checked: 0 });
   });
 
   it('tracks a multi-arch tag by its index digest, the one crane reports', async () => {
