@@ -30,7 +30,6 @@ type PollerCliModule = typeof import('../packages/poller/src/cli.ts');
 type PluginCliModule = typeof import('../packages/controller/src/plugin/cli.ts');
 type MetricsModule = typeof import('../packages/controller/src/machinery/metrics.ts');
 type ServerModule = typeof import('../packages/controller/src/machinery/server.ts');
-type RegistryModule = typeof import('../packages/poller/src/registry/index.ts');
 type CrdSchema = import('../packages/shared/src/api/crd.ts').CrdSchema;
 type CustomResourceDefinition = import('../packages/shared/src/api/crd.ts').CustomResourceDefinition;
 type PromRegistry = Parameters<MetricsModule['createControllerMetrics']>[0];
@@ -716,14 +715,6 @@ const METRIC_NOTES: Record<string, MetricNotes> = {
       'The queue holds at most 1,000 keys; dropped ones are found again by the sweep every minute, so nothing is lost.',
     labels: {},
   },
-  kubewatcher_registry_requests_total: {
-    meaning:
-      "Every HTTP request to a registry or its token service, redirects included. Defined by the poller's registry client; see the note below on where it is exposed.",
-    labels: {
-      host: 'the host the request went to (`registry-1.docker.io`, `auth.docker.io`, `ghcr.io`, …)',
-      kind: '`head`, `get` (manifest requests), `token` (token service)',
-    },
-  },
 };
 
 /** Example alerts; every metric they name must exist, or generation fails. */
@@ -785,19 +776,13 @@ async function probeAnswers(
   }
 }
 
-export async function renderMetrics(
-  metrics: MetricsModule,
-  server: ServerModule,
-  registryClient: RegistryModule,
-): Promise<string> {
+export async function renderMetrics(metrics: MetricsModule, server: ServerModule): Promise<string> {
   // prom-client is a dependency of the packages, not of the repository root: load it from there.
   const requireFromController = createRequire(join(repoRoot, 'packages/controller/package.json'));
   const { Registry } = requireFromController('prom-client') as { Registry: new () => PromRegistry };
 
   const controllerRegistry = new Registry();
   metrics.createControllerMetrics(controllerRegistry);
-  const pollerRegistry = new Registry();
-  registryClient.createRegistryRequestCounter(pollerRegistry);
 
   const seen = new Set<string>();
   const describeRegistry = async (registry: PromRegistry) => {
@@ -831,7 +816,6 @@ export async function renderMetrics(
     return { rows, buckets };
   };
   const controller = await describeRegistry(controllerRegistry);
-  const poller = await describeRegistry(pollerRegistry);
   for (const name of Object.keys(METRIC_NOTES)) {
     if (!seen.has(name)) throw new Error(`METRIC_NOTES names ${name}, which no registry has`);
   }
@@ -846,7 +830,7 @@ export async function renderMetrics(
 
   return page([
     HEADER(
-      'the prom-client registries of packages/controller/src/machinery/metrics.ts and packages/poller/src/registry, and a running probe server',
+      'the prom-client registry of packages/controller/src/machinery/metrics.ts and a running probe server',
     ),
     '# Metrics and health probes',
     'The controller serves Prometheus metrics and its probes on one HTTP listener, `--metrics-addr` (default `:8080`). Every replica serves them; only the leader runs reconciles, so the `reconcile`, `workqueue`, `updates` and `rollout` series come from the leader and `kubewatcher_leader` tells which replica that is. The manifests expose the port as `Service/kubewatcher-controller-metrics`, port `metrics`; a ServiceMonitor example is in [install.md](install.md#metrics). Only the metrics below are registered: no `process_*` or `nodejs_*` default metrics.',
@@ -854,9 +838,8 @@ export async function renderMetrics(
     table(['Metric', 'Type', 'Labels', 'Meaning'], controller.rows),
     'Histogram buckets (upper bounds, in seconds):',
     table(['Histogram', 'Buckets'], controller.buckets),
-    '## Registry client metrics (poller)',
-    table(['Metric', 'Type', 'Labels', 'Meaning'], poller.rows),
-    "The registry client counts requests into this counter when it is given one (`createRegistryRequestCounter`), but the poller command does not create one: it is a short-lived Job with no metrics endpoint, so nothing exposes this series today. A run's request counts are in its summary log line (`requests: {head, get, token, total}`), and Docker Hub's remaining budget is in each WatchedImage's `status.rateLimit` (see [rate-limits.md](rate-limits.md)).",
+    '## The poller',
+    "The poller has no metrics endpoint: it is a short-lived Job. A run's registry request counts are in its summary log line (`requests: {head, get, token, total}`), and Docker Hub's remaining budget is in each WatchedImage's `status.rateLimit` (see [rate-limits.md](rate-limits.md)).",
     '## Example alerts',
     'A starting point for Prometheus rules (thresholds are examples; every metric named here exists):',
     `\`\`\`yaml\n${ALERTS}\n\`\`\``,
@@ -897,11 +880,10 @@ export async function docFiles(): Promise<{ path: string; content: string }[]> {
   const pluginCli: PluginCliModule = await import('../packages/controller/src/plugin/cli.ts');
   const metrics: MetricsModule = await import('../packages/controller/src/machinery/metrics.ts');
   const server: ServerModule = await import('../packages/controller/src/machinery/server.ts');
-  const registryClient: RegistryModule = await import('../packages/poller/src/registry/index.ts');
   return [
     { path: 'docs/api.md', content: renderApi(shared) },
     { path: 'docs/cli.md', content: renderCli(controllerCli, pollerCli, pluginCli) },
-    { path: 'docs/metrics.md', content: await renderMetrics(metrics, server, registryClient) },
+    { path: 'docs/metrics.md', content: await renderMetrics(metrics, server) },
   ];
 }
 

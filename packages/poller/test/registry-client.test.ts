@@ -351,7 +351,9 @@ describe('faults', () => {
     const c = client({ timeoutMs: 500, registries: registries({ [p.host]: { plainHttp: true } }) });
     const result = await c.resolveDigest(ref(p.host, 'acme/web', 'stable'));
     expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
-    expect(!result.ok && result.message).toContain(`request to ${p.host} timed out after 500 ms`);
+    expect(!result.ok && result.message).toContain(
+      `acme/web timed out after 500 ms (during a HEAD request to ${p.host}`,
+    );
   });
 
   it('reports a closed port as RegistryUnreachable, naming the host', async () => {

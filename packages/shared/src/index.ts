@@ -7,6 +7,7 @@ export * from './kube.ts';
 export * from './kube-errors.ts';
 export * from './logging.ts';
 export * from './matching.ts';
+export * from './message.ts';
 export * from './object-key.ts';
 export * from './reference.ts';
 export * from './stack-traces.ts';

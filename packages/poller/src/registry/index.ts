@@ -1,13 +1,12 @@
 /** The poller's registry client and pull-secret credentials. */
+
+export { MANIFEST_ACCEPT, RegistryAuthenticator } from './auth.ts';
 export { type AuthChallenge, findChallenge, parseAuthChallenges } from './challenge.ts';
 export {
-  createRegistryRequestCounter,
-  MANIFEST_ACCEPT,
   RegistryClient,
   type RegistryClientOptions,
   type RegistryLogger,
-  type RequestKind,
-  type RetryOptions,
+  type ResolveOptions,
 } from './client.ts';
 export {
   findCredential,
@@ -22,9 +21,22 @@ export {
   SECRET_TYPE_DOCKERCFG,
 } from './credentials.ts';
 export { HostLimiter } from './host-limiter.ts';
+export { ANY_HOST, RegistryHosts, TransportConfigError } from './hosts.ts';
 export { type HeaderSource, parseRateLimit, parseRetryAfter } from './rate-limit.ts';
 export { credentialFingerprint, TokenCache } from './token-cache.ts';
-export type { RegistryFetch, RegistryFetchInit, RegistryFetchResponse } from './transport.ts';
+export {
+  BODY_LIMITS,
+  type RegistryFetch,
+  type RegistryFetchInit,
+  type RegistryFetchResponse,
+  type RegistryRequest,
+  type RegistryResponse,
+  RegistryTransport,
+  RequestFailure,
+  type RequestKind,
+  type RequestProblem,
+  type RetryOptions,
+} from './transport.ts';
 export type {
   RateLimitInfo,
   RegistryClientStats,

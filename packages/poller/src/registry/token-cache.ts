@@ -4,6 +4,11 @@ import type { RegistryCredential } from './types.ts';
 
 /** Docker's client treats shorter lifetimes as 60 s, and so does the token spec when none is given. */
 export const MIN_TOKEN_LIFETIME_SECONDS = 60;
+/**
+ * Longest a token is kept, whatever `expires_in` says: a token service's word is not trusted without
+ * bound, and a poller run lasts minutes, so an hour is never the limit that matters.
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 3600;
 /** Refresh this long before expiry, so a token never runs out between being read and being used. */
 export const DEFAULT_EXPIRY_MARGIN_MS = 10_000;
 
@@ -66,16 +71,20 @@ export class TokenCache {
   }
 
   /**
-   * Keeps a token until issued_at + expires_in − margin. `issuedAt` (RFC 3339) comes from the token
+   * Keeps a token until issued_at + expires_in − margin, the lifetime clamped to
+   * [MIN_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS]. `issuedAt` (RFC 3339) comes from the token
    * server's clock; one ahead of ours is read as now, so skew never stretches a token's life. The
    * margin never exceeds half the lifetime, so a short-lived token is still reused within its life.
    */
   set(key: string, token: string, expiresInSeconds?: number, issuedAt?: string): number {
     const now = this.#now();
     const lifetimeMs =
-      Math.max(
-        MIN_TOKEN_LIFETIME_SECONDS,
-        expiresInSeconds !== undefined && Number.isFinite(expiresInSeconds) ? expiresInSeconds : 0,
+      Math.min(
+        MAX_TOKEN_LIFETIME_SECONDS,
+        Math.max(
+          MIN_TOKEN_LIFETIME_SECONDS,
+          expiresInSeconds !== undefined && Number.isFinite(expiresInSeconds) ? expiresInSeconds : 0,
+        ),
       ) * 1000;
     let start = now;
     if (issuedAt) {

@@ -60,6 +60,12 @@ export interface RegistryHostOptions {
   caFile?: string;
   /** The same as PEM text, e.g. read from a Secret. */
   ca?: string;
+  /**
+   * Hosts (`host[:port]`) this registry's token realm may be on. When set, a challenge naming a realm
+   * elsewhere is refused, so a registry cannot make the poller fetch arbitrary URLs. Under the `*` key
+   * it applies to every registry without its own list.
+   */
+  realmHosts?: string[];
 }
 
 /** HTTP requests sent, by kind. `total` is the sum of the others. */
