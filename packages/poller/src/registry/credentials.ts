@@ -93,7 +93,10 @@ export function parseConfigKey(server: string): { key: string; host: string; pat
   const host = (slash === -1 ? rest : rest.slice(0, slash)).replace(/^[^@]*@/, '').toLowerCase();
   let path = slash === -1 ? '' : rest.slice(slash);
   if (/^\/v[12](\/|$)/.test(path)) path = path.slice(3);
-  path = path.replace(/\/+$/, '');
+  // A loop, not /\/+$/: that regexp rescans every run of slashes from each of its starts.
+  let end = path.length;
+  while (end > 0 && path[end - 1] === '/') end--;
+  path = path.slice(0, end);
   return { key: host + path, host, path };
 }
 
@@ -180,40 +183,135 @@ export function parseDockerConfigSecret(secret: PullSecret): Keyring {
   return { source: name, entries: readAuths(auths, name, `${field}.auths`) };
 }
 
-/** Go's path.Match for one host component: '*', '?', '[a-z]' / '[^a-z]' classes and '\' escapes. */
-function globToRegExp(glob: string): RegExp | undefined {
-  let out = '';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*') out += '.*';
-    else if (c === '?') out += '.';
-    else if (c === '\\') {
+/**
+ * Counts the steps matching takes, so tests can check that matching stays linear without a clock.
+ * Production callers pass nothing.
+ */
+export interface MatchProbe {
+  steps: number;
+}
+
+/** Longest glob accepted for one host component: a DNS label has at most 63 characters. */
+export const MAX_GLOB_LENGTH = 63;
+
+type GlobToken =
+  | { kind: 'literal'; char: string }
+  | { kind: 'any' }
+  | { kind: 'star' }
+  | { kind: 'class'; negate: boolean; ranges: Array<[lo: string, hi: string]> };
+
+/** Go's path.Match pattern for one component, as tokens; undefined when it is not a valid pattern. */
+function compileGlob(glob: string): GlobToken[] | undefined {
+  const chars = [...glob];
+  const tokens: GlobToken[] = [];
+  // Go's getEsc: one class character, '\' escaping the next; a bare '-' or ']' is a bad pattern.
+  const classChar = (i: number): [string, number] | undefined => {
+    let c = chars[i];
+    if (c === undefined || c === '-' || c === ']') return undefined;
+    if (c === '\\') {
+      c = chars[i + 1];
+      if (c === undefined) return undefined;
+      return [c, i + 2];
+    }
+    return [c, i + 1];
+  };
+  for (let i = 0; i < chars.length; ) {
+    const c = chars[i]!;
+    if (c === '*') {
+      // Consecutive stars match what one does.
+      if (tokens.at(-1)?.kind !== 'star') tokens.push({ kind: 'star' });
       i++;
-      if (i >= glob.length) return undefined;
-      out += escapeRegExp(glob[i]!);
+    } else if (c === '?') {
+      tokens.push({ kind: 'any' });
+      i++;
+    } else if (c === '\\') {
+      const next = chars[i + 1];
+      if (next === undefined) return undefined;
+      tokens.push({ kind: 'literal', char: next });
+      i += 2;
     } else if (c === '[') {
-      const end = glob.indexOf(']', i + 2);
-      if (end === -1) return undefined;
-      let body = glob.slice(i + 1, end);
-      let negate = false;
-      if (body.startsWith('^')) {
-        negate = true;
-        body = body.slice(1);
+      i++;
+      const negate = chars[i] === '^';
+      if (negate) i++;
+      const ranges: Array<[string, string]> = [];
+      for (;;) {
+        if (chars[i] === ']' && ranges.length > 0) {
+          i++;
+          break;
+        }
+        const lo = classChar(i);
+        if (!lo) return undefined;
+        let hi: [string, number] = lo;
+        if (chars[lo[1]] === '-') {
+          const h = classChar(lo[1] + 1);
+          if (!h) return undefined;
+          hi = h;
+        }
+        ranges.push([lo[0], hi[0]]);
+        i = hi[1];
       }
-      if (body === '') return undefined;
-      out += `[${negate ? '^' : ''}${body.replace(/[\]\\^]/g, '\\$&')}]`;
-      i = end;
-    } else out += escapeRegExp(c);
+      tokens.push({ kind: 'class', negate, ranges });
+    } else {
+      tokens.push({ kind: 'literal', char: c });
+      i++;
+    }
   }
-  try {
-    return new RegExp(`^${out}$`);
-  } catch {
-    return undefined;
+  return tokens;
+}
+
+function tokenMatches(token: GlobToken, char: string, probe: MatchProbe | undefined): boolean {
+  if (probe) probe.steps++;
+  switch (token.kind) {
+    case 'literal':
+      return token.char === char;
+    case 'any':
+      return true;
+    case 'class': {
+      let inside = false;
+      for (const [lo, hi] of token.ranges) {
+        if (probe) probe.steps++;
+        if (lo <= char && char <= hi) inside = true;
+      }
+      return inside !== token.negate;
+    }
+    default:
+      return false;
   }
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+/**
+ * Go's path.Match for one host component ('*', '?', '[a-z]' / '[^a-z]' classes, '\' escapes),
+ * without backtracking beyond the last star: the greedy algorithm, whose work is at most
+ * glob length × name length. Globs are capped at MAX_GLOB_LENGTH (no host label is longer), so the
+ * work is linear in the name. An invalid or over-long glob matches nothing, as kubelet skips keys
+ * path.Match rejects.
+ */
+export function globMatch(glob: string, name: string, probe?: MatchProbe): boolean {
+  if (glob.length > MAX_GLOB_LENGTH) return false;
+  const pattern = compileGlob(glob);
+  if (!pattern) return false;
+  const text = [...name];
+  let p = 0;
+  let t = 0;
+  let starP = -1;
+  let starT = 0;
+  while (t < text.length) {
+    if (probe) probe.steps++;
+    const token = pattern[p];
+    if (token?.kind === 'star') {
+      starP = p++;
+      starT = t;
+    } else if (token && tokenMatches(token, text[t]!, probe)) {
+      p++;
+      t++;
+    } else if (starP >= 0) {
+      // Let the last star take one more character and try the rest again from there.
+      p = starP + 1;
+      t = ++starT;
+    } else return false;
+  }
+  while (pattern[p]?.kind === 'star') p++;
+  return p === pattern.length;
 }
 
 /** host[:port] → [parts split at '.', port]; bracketed IPv6 keeps its colons. */
@@ -224,7 +322,7 @@ function splitHost(host: string): [parts: string[], port: string] {
 }
 
 /** kubelet's URLsMatch: same port, same number of host parts, each part a glob match, path a prefix. */
-function keyMatches(entry: KeyringEntry, host: string, path: string): boolean {
+function keyMatches(entry: KeyringEntry, host: string, path: string, probe?: MatchProbe): boolean {
   const [globParts, globPort] = splitHost(entry.host);
   const [parts, port] = splitHost(host);
   if (globPort !== port || globParts.length !== parts.length) return false;
@@ -235,7 +333,7 @@ function keyMatches(entry: KeyringEntry, host: string, path: string): boolean {
     // Bracketed IPv6 addresses are literal; '[' there opens no character class.
     if (glob.startsWith('[') && glob.endsWith(']') && glob.includes(':')) return glob === target;
     if (!/[*?[\\]/.test(glob)) return glob === target;
-    return globToRegExp(glob)?.test(target) ?? false;
+    return globMatch(glob, target, probe);
   });
 }
 
@@ -251,7 +349,11 @@ interface Candidate {
  * reverse lexical order (so 'quay.io/acme/web' before 'quay.io/acme' before 'quay.io', a literal host
  * before a glob), then the image's own domain before its Docker Hub aliases, then keyring order.
  */
-export function findCredentials(keyrings: Keyring[], ref: ImageReference): RegistryCredential[] {
+export function findCredentials(
+  keyrings: Keyring[],
+  ref: ImageReference,
+  probe?: MatchProbe,
+): RegistryCredential[] {
   const path = `/${ref.path}`;
   const aliases = dockerConfigKeys(ref.domain).map((k) => parseConfigKey(k).host);
   const hub = aliases[0] === 'docker.io';
@@ -261,7 +363,7 @@ export function findCredentials(keyrings: Keyring[], ref: ImageReference): Regis
     for (const entry of keyring.entries) {
       order++;
       for (let alias = 0; alias < aliases.length; alias++) {
-        if (keyMatches(entry, aliases[alias]!, path)) {
+        if (keyMatches(entry, aliases[alias]!, path, probe)) {
           candidates.push({ entry, alias, order });
           break;
         }
@@ -280,6 +382,10 @@ export function findCredentials(keyrings: Keyring[], ref: ImageReference): Regis
 }
 
 /** The credential kubelet would try first for this image, or undefined (pull anonymously). */
-export function findCredential(keyrings: Keyring[], ref: ImageReference): RegistryCredential | undefined {
-  return findCredentials(keyrings, ref)[0];
+export function findCredential(
+  keyrings: Keyring[],
+  ref: ImageReference,
+  probe?: MatchProbe,
+): RegistryCredential | undefined {
+  return findCredentials(keyrings, ref, probe)[0];
 }
