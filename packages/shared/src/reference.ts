@@ -54,6 +54,12 @@ const digestPattern = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a
  */
 export const REFERENCE_PATTERN = `^${namePattern}(?::${tagPattern})?$`;
 
+/**
+ * The whole grammar as one anchored pattern with three groups (name, tag, digest): what matchGrammar
+ * reads, in a form the tests can hold it to.
+ */
+export const REFERENCE_GRAMMAR_PATTERN = `^(${namePattern})(?::(${tagPattern}))?(?:@(${digestPattern}))?$`;
+
 /** The only digest form Kubewatcher records: what registries return in Docker-Content-Digest. */
 export const DIGEST_PATTERN = '^sha256:[a-f0-9]{64}$';
 
@@ -63,8 +69,139 @@ export const DIGEST_PATTERN = '^sha256:[a-f0-9]{64}$';
  */
 export const PATH_MAX_LENGTH = 255;
 
-const referenceRegExp = new RegExp(`^(${namePattern})(?::(${tagPattern}))?(?:@(${digestPattern}))?$`);
-const domainRegExp = new RegExp(`^${domainAndPort}$`);
+/**
+ * Counts characters the grammar reads, so tests can check that parsing stays linear without a clock.
+ * Production callers pass nothing.
+ */
+export interface GrammarProbe {
+  steps: number;
+}
+
+/*
+ * The grammar above, read by hand in one pass rather than by a backtracking RegExp, so the work is
+ * linear in the input whatever it holds (the pieces stay, for the CRD's `pattern`, and the tests
+ * check that both readings agree). Two facts make one pass enough: neither name nor tag can hold
+ * '@', so the digest starts at the first '@'; path components cannot hold ':', so a tag starts at
+ * the first ':' after the last '/'.
+ */
+const isLowerAlnum = (c: string | undefined) =>
+  c !== undefined && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'));
+const isAlnum = (c: string | undefined) => c !== undefined && (isLowerAlnum(c) || (c >= 'A' && c <= 'Z'));
+const isAlpha = (c: string | undefined) =>
+  c !== undefined && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
+const isWord = (c: string | undefined) => c === '_' || isAlnum(c);
+const isDecimal = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9';
+const isHex = (c: string | undefined) =>
+  c !== undefined && (isDecimal(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+
+function count(probe: GrammarProbe | undefined, n: number): void {
+  if (probe) probe.steps += n;
+}
+
+/** remoteName: path components `[a-z0-9]+` joined by '.', '_', '__' or runs of '-', separated by '/'. */
+function isRemoteName(s: string, probe?: GrammarProbe): boolean {
+  let i = 0;
+  for (;;) {
+    // One path component.
+    if (!isLowerAlnum(s[i])) return false;
+    for (;;) {
+      while (isLowerAlnum(s[i])) i++;
+      const c = s[i];
+      if (c === '.' || c === '_') {
+        i += c === '_' && s[i + 1] === '_' ? 2 : 1;
+      } else if (c === '-') {
+        while (s[i] === '-') i++;
+      } else break;
+      if (!isLowerAlnum(s[i])) return false;
+    }
+    if (i === s.length) break;
+    if (s[i] !== '/') return false;
+    i++;
+  }
+  count(probe, s.length);
+  return true;
+}
+
+/** domainAndPort: a host name or a bracketed IPv6 address, then an optional ':port'. */
+function isDomainAndPort(s: string, probe?: GrammarProbe): boolean {
+  count(probe, s.length);
+  let i = 0;
+  if (s[0] === '[') {
+    i = 1;
+    while (isHex(s[i]) || s[i] === ':') i++;
+    if (i === 1 || s[i] !== ']') return false;
+    i++;
+  } else {
+    for (;;) {
+      // One domain component: alphanumerics and '-', neither first nor last.
+      if (!isAlnum(s[i])) return false;
+      while (isAlnum(s[i]) || s[i] === '-') i++;
+      if (s[i - 1] === '-') return false;
+      if (s[i] !== '.') break;
+      i++;
+    }
+  }
+  if (i === s.length) return true;
+  if (s[i] !== ':' || !isDecimal(s[i + 1])) return false;
+  i++;
+  while (isDecimal(s[i])) i++;
+  return i === s.length;
+}
+
+/** tag: a word character, then at most 127 word characters, '.' or '-'. */
+function isTag(s: string, probe?: GrammarProbe): boolean {
+  if (s.length < 1 || s.length > 128 || !isWord(s[0])) return false;
+  for (let i = 1; i < s.length; i++) {
+    count(probe, 1);
+    if (!isWord(s[i]) && s[i] !== '.' && s[i] !== '-') return false;
+  }
+  return true;
+}
+
+/** digest: algorithm components joined by '-', '_', '+' or '.', a ':', then at least 32 hex digits. */
+function isDigest(s: string, probe?: GrammarProbe): boolean {
+  count(probe, s.length);
+  let i = 0;
+  for (;;) {
+    if (!isAlpha(s[i])) return false;
+    while (isAlnum(s[i])) i++;
+    const c = s[i];
+    if (c === '-' || c === '_' || c === '+' || c === '.') i++;
+    else break;
+  }
+  if (s[i] !== ':') return false;
+  const hex = ++i;
+  while (isHex(s[i])) i++;
+  return i === s.length && i - hex >= 32;
+}
+
+/** name := [domainAndPort "/"] remoteName. */
+function isName(s: string, probe?: GrammarProbe): boolean {
+  if (isRemoteName(s, probe)) return true;
+  const slash = s.indexOf('/');
+  count(probe, slash + 1);
+  return slash > 0 && isDomainAndPort(s.slice(0, slash), probe) && isRemoteName(s.slice(slash + 1), probe);
+}
+
+/** The grammar's reading of a reference: its name, tag and digest, or undefined when it is not one. */
+export function matchGrammar(input: string, probe?: GrammarProbe): Matched | undefined {
+  const at = input.indexOf('@');
+  count(probe, at === -1 ? input.length : at + 1);
+  const left = at === -1 ? input : input.slice(0, at);
+  const digest = at === -1 ? undefined : input.slice(at + 1);
+  if (digest !== undefined && !isDigest(digest, probe)) return undefined;
+  const lastSlash = left.lastIndexOf('/');
+  const colon = left.indexOf(':', lastSlash + 1);
+  count(probe, left.length);
+  const name = colon === -1 ? left : left.slice(0, colon);
+  const tag = colon === -1 ? undefined : left.slice(colon + 1);
+  if (tag !== undefined && !isTag(tag, probe)) return undefined;
+  if (!isName(name, probe)) return undefined;
+  const matched: Matched = { name };
+  if (tag !== undefined) matched.tag = tag;
+  if (digest !== undefined) matched.digest = digest;
+  return matched;
+}
 // A bare 64-hex string is an image ID; ParseNormalizedNamed refuses to read it as a Docker Hub name.
 const identifierRegExp = /^[a-f0-9]{64}$/;
 // go-digest's registered algorithms (sha256 plus the two crypto/sha512 ones) and their hex lengths.
@@ -93,19 +230,19 @@ function matchReference(input: string, quoted: string): Matched {
   if (input === '') {
     throw new InvalidReferenceError(quoted, 'repository name must have at least one component');
   }
-  const match = referenceRegExp.exec(input);
-  if (match === null) {
+  const match = matchGrammar(input);
+  if (match === undefined) {
     const lower = input.toLowerCase();
     // Valid once lowercased: the only fault is case, which deserves the more helpful message.
-    if (lower !== input && referenceRegExp.test(lower)) {
+    if (lower !== input && matchGrammar(lower) !== undefined) {
       throw new InvalidReferenceError(quoted, 'repository name must be lowercase');
     }
     throw new InvalidReferenceError(quoted, 'invalid reference format');
   }
-  const name = match[1]!;
+  const { name } = match;
   // Measured as upstream splits the name: any first segment shaped like a host is not path.
   const slash = name.indexOf('/');
-  const path = slash > 0 && domainRegExp.test(name.slice(0, slash)) ? name.slice(slash + 1) : name;
+  const path = slash > 0 && isDomainAndPort(name.slice(0, slash)) ? name.slice(slash + 1) : name;
   if (path.length > PATH_MAX_LENGTH) {
     throw new InvalidReferenceError(
       quoted,
@@ -113,11 +250,11 @@ function matchReference(input: string, quoted: string): Matched {
     );
   }
   const result: Matched = { name };
-  if (match[2] !== undefined) result.tag = match[2];
-  if (match[3] !== undefined) {
-    const reason = digestProblem(match[3]);
+  if (match.tag !== undefined) result.tag = match.tag;
+  if (match.digest !== undefined) {
+    const reason = digestProblem(match.digest);
     if (reason !== undefined) throw new InvalidReferenceError(quoted, reason);
-    result.digest = match[3];
+    result.digest = match.digest;
   }
   return result;
 }
@@ -165,7 +302,7 @@ export function parseReference(input: string): ImageReference {
     const first = matched.name.slice(0, slash);
     // Upstream's regexp would call 'acme' in 'acme/web' a domain; the host rule keeps `domain` meaning
     // "a registry was written". Validity is unchanged: the regexp has already accepted the whole name.
-    if (looksLikeDomain(first) && domainRegExp.test(first)) {
+    if (looksLikeDomain(first) && isDomainAndPort(first)) {
       return build(first, matched.name.slice(slash + 1), matched);
     }
   }
@@ -195,7 +332,7 @@ export function normalizeReference(input: string): ImageReference {
   const matched = matchReference(`${domain}/${remainder}`, input);
   // Upstream would file an underscored "host" such as 'foo_bar.com/app' under no domain at all, leaving
   // nothing to pull from; such a name can only be a mistake, so it is refused.
-  if (!domainRegExp.test(domain)) {
+  if (!isDomainAndPort(domain)) {
     throw new InvalidReferenceError(
       input,
       `invalid reference format: registry (${domain}) is not a valid host name`,
