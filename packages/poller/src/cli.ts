@@ -9,7 +9,7 @@ import {
 import { parse as parseYaml } from 'yaml';
 import type { Options } from 'yargs';
 import { KubePollerCluster } from './cluster.ts';
-import { RegistryClient, type RegistryHostOptions } from './registry/index.ts';
+import { ANY_HOST, RegistryClient, type RegistryHostOptions } from './registry/index.ts';
 import { runPoll } from './run.ts';
 
 /** What `kubewatcher-poller --help` says above the options. */
@@ -62,12 +62,13 @@ export function pollerOptions() {
     timeout: {
       type: 'string',
       default: '20s',
-      describe: 'timeout of one registry request (Go duration: 500ms, 20s, 1m30s)',
+      describe:
+        'deadline of one registry lookup, every request, redirect, retry and token fetch it needs included (Go duration: 500ms, 20s, 1m30s)',
     },
     'registries-config': {
       type: 'string',
       describe:
-        'YAML or JSON file of per-registry options keyed by host: {"host:port": {plainHttp, insecureSkipVerify, caFile}}',
+        'YAML or JSON file of per-registry options keyed by host: {"host:port": {plainHttp, insecureSkipVerify, caFile, realmHosts}}; the key "*" may give realmHosts for every registry without its own',
     },
     'plain-http': {
       type: 'string',
@@ -147,20 +148,28 @@ function loadRegistryOptions(
     }
     for (const [host, value] of Object.entries(parsed as Record<string, unknown>)) {
       const v = (value ?? {}) as Record<string, unknown>;
+      const allowed = host === ANY_HOST ? ['realmHosts'] : ['plainHttp', 'insecureSkipVerify', 'caFile', 'realmHosts'];
       for (const k of Object.keys(v)) {
-        if (!['plainHttp', 'insecureSkipVerify', 'caFile'].includes(k)) {
-          throw new Error(
-            `--registries-config: ${host}.${k} is not an option (plainHttp, insecureSkipVerify, caFile)`,
-          );
+        if (!allowed.includes(k)) {
+          throw new Error(`--registries-config: ${host}.${k} is not an option (${allowed.join(', ')})`);
         }
+      }
+      const realmHosts = v.realmHosts;
+      if (
+        realmHosts !== undefined &&
+        (!Array.isArray(realmHosts) || !realmHosts.every((h) => typeof h === 'string' && h !== ''))
+      ) {
+        throw new Error(
+          `--registries-config: ${host}.realmHosts must be a list of host[:port] names, got ${JSON.stringify(realmHosts).slice(0, 80)}`,
+        );
       }
       options[host] = {
         ...(v.plainHttp === true ? { plainHttp: true } : {}),
         ...(v.insecureSkipVerify === true ? { insecureSkipVerify: true } : {}),
         ...(typeof v.caFile === 'string' ? { caFile: v.caFile } : {}),
+        ...(realmHosts ? { realmHosts: realmHosts as string[] } : {}),
       };
     }
-  }
   for (const host of plainHttp) options[host] = { ...options[host], plainHttp: true };
   return options;
 }

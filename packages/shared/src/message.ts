@@ -17,6 +17,13 @@ const ELLIPSIS = '…';
 const UNWRITABLE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+/g;
 const ELLIPSIS_BYTES = 3;
 
+/** Bytes of one code point in UTF-8 (a lone surrogate is written as U+FFFD, three bytes). */
+function utf8Length(codePoint: number): number {
+  if (codePoint < 0x80) return 1;
+  if (codePoint < 0x800) return 2;
+  return codePoint < 0x10000 ? 3 : 4;
+}
+
 /**
  * The message on one line, without control or invisible formatting characters (C0, C1, DEL, line and
  * paragraph separators, bidirectional overrides), runs of spaces folded into one, cut to at most
@@ -32,7 +39,7 @@ export function boundMessage(text: string, maxBytes: number = MAX_MESSAGE_BYTES)
   let bytes = 0;
   let end = 0;
   for (const char of folded) {
-    const size = Buffer.byteLength(char, 'utf8');
+    const size = utf8Length(char.codePointAt(0)!);
     if (bytes + size > maxBytes - ELLIPSIS_BYTES) break;
     bytes += size;
     end += char.length;

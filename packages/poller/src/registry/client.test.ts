@@ -193,6 +193,21 @@ describe('RegistryClient (scripted fetch)', () => {
     expect(calls).toHaveLength(1);
   });
 
+  it('never follows a token request from https to http, even on the same host', async () => {
+    const { calls, fetch } = scripted((call) => {
+      if (call.url.startsWith('https://auth.example/token'))
+        return { status: 302, headers: { Location: 'http://auth.example/token' } };
+      return { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+    });
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+      username: 'u',
+      password: 'p',
+    });
+    expect(result).toMatchObject({ ok: false, reason: 'RegistryError' });
+    expect(!result.ok && result.message).toContain('to another origin (http://auth.example)');
+    expect(calls.filter((c) => c.url.startsWith('http:'))).toEqual([]);
+  });
+
   it('keeps Authorization on a same-origin redirect and drops it across origins', async () => {
     const { calls, fetch } = scripted((call) => {
       if (call.url === 'https://reg.example/v2/acme/web/manifests/1') {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { credentialFingerprint, TokenCache } from './token-cache.ts';
+import { credentialFingerprint, MAX_TOKEN_LIFETIME_SECONDS, TokenCache } from './token-cache.ts';
 
 const scope = {
   realm: 'https://auth.example/token',
@@ -36,6 +36,18 @@ describe('TokenCache', () => {
     expect(cache.get('a')).toBeUndefined();
     expect(cache.get('b')).toBeUndefined();
   });
+
+  it.each([1e12, Number.MAX_VALUE, 86_400 * 365])(
+    'keeps a token no longer than the lifetime cap, whatever expires_in says (%d s)',
+    (expiresIn) => {
+      const c = clock();
+      const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+      const expiresAt = cache.set('k', 'tok', expiresIn);
+      expect(expiresAt).toBe(c.now() + MAX_TOKEN_LIFETIME_SECONDS * 1000 - 10_000);
+      c.advance(MAX_TOKEN_LIFETIME_SECONDS * 1000);
+      expect(cache.get('k')).toBeUndefined();
+    },
+  );
 
   it('counts from issued_at when the token server says when it issued the token', () => {
     const c = clock();
