@@ -148,7 +148,8 @@ function loadRegistryOptions(
     }
     for (const [host, value] of Object.entries(parsed as Record<string, unknown>)) {
       const v = (value ?? {}) as Record<string, unknown>;
-      const allowed = host === ANY_HOST ? ['realmHosts'] : ['plainHttp', 'insecureSkipVerify', 'caFile', 'realmHosts'];
+      const allowed =
+        host === ANY_HOST ? ['realmHosts'] : ['plainHttp', 'insecureSkipVerify', 'caFile', 'realmHosts'];
       for (const k of Object.keys(v)) {
         if (!allowed.includes(k)) {
           throw new Error(`--registries-config: ${host}.${k} is not an option (${allowed.join(', ')})`);
@@ -170,6 +171,7 @@ function loadRegistryOptions(
         ...(realmHosts ? { realmHosts: realmHosts as string[] } : {}),
       };
     }
+  }
   for (const host of plainHttp) options[host] = { ...options[host], plainHttp: true };
   return options;
 }
