@@ -240,7 +240,7 @@ describe('one deadline per resolution', () => {
     const c = client([registry.host], {
       timeoutMs: 1_000,
       retry: { attempts: 50, baseDelayMs: 200, maxDelayMs: 200 },
-      random: () => 1,
+      random: () => 0,
     });
     const result = await resolve(c, registry.host);
     expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });

@@ -247,7 +247,7 @@ describe('RegistryClient (scripted fetch)', () => {
       calls.push(url);
       throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     };
-    const c = client(fetch, { sleep: async (ms) => void sleeps.push(ms), random: () => 1 });
+    const c = client(fetch, { sleep: async (ms) => void sleeps.push(ms), random: () => 0 });
     const result = await c.resolveDigest(normalizeReference('reg.example/acme/web:1'));
     expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
     expect(!result.ok && result.message).toContain('connection to reg.example was reset');

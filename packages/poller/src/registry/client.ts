@@ -11,8 +11,8 @@ import {
   type ImageReference,
   type Logger,
   registryApiHost,
+  silentLogger,
 } from '@kubewatcher/shared';
-import winston from 'winston';
 import { MANIFEST_ACCEPT, RegistryAuthenticator } from './auth.ts';
 import { TransportConfigError } from './hosts.ts';
 import { fail, ResolveAbort, type ResolveContext } from './outcome.ts';
@@ -40,8 +40,6 @@ const DIGEST_RE = new RegExp(DIGEST_PATTERN);
 /** A registry error code as the distribution spec spells them; anything else in `code` is dropped. */
 const ERROR_CODE = /^[A-Z][A-Z_]{0,39}$/;
 
-export type RegistryLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
-
 export interface RegistryClientOptions {
   /** HTTP implementation; node-fetch by default. */
   fetch?: RegistryFetch;
@@ -50,7 +48,7 @@ export interface RegistryClientOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Uniform in [0, 1), for backoff jitter; Math.random by default. */
   random?: () => number;
-  logger?: RegistryLogger;
+  logger?: Logger;
   /** Transport settings by registry host (as written in image references, e.g. '127.0.0.1:5000'). */
   registries?: Record<string, RegistryHostOptions>;
   /**
@@ -102,7 +100,7 @@ function isSuccess(status: number): boolean {
 
 export class RegistryClient {
   readonly #now: () => number;
-  readonly #log: RegistryLogger;
+  readonly #log: Logger;
   readonly #transport: RegistryTransport;
   readonly #auth: RegistryAuthenticator;
   readonly #timeoutMs: number;
@@ -111,7 +109,7 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions = {}) {
     this.#now = opts.now ?? Date.now;
-    this.#log = opts.logger ?? winston.createLogger({ silent: true });
+    this.#log = opts.logger ?? silentLogger;
     this.#transport = new RegistryTransport({ ...opts, logger: this.#log });
     this.#auth = new RegistryAuthenticator({
       transport: this.#transport,

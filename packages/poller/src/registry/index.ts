@@ -5,7 +5,6 @@ export { type AuthChallenge, findChallenge, parseAuthChallenges } from './challe
 export {
   RegistryClient,
   type RegistryClientOptions,
-  type RegistryLogger,
   type ResolveOptions,
 } from './client.ts';
 export {

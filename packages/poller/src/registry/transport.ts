@@ -8,8 +8,8 @@
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
+import { exponentialDelay, jitter, type Logger, silentLogger } from '@kubewatcher/shared';
 import fetch from 'node-fetch';
-import winston from 'winston';
 import { HostLimiter } from './host-limiter.ts';
 import { RegistryHosts } from './hosts.ts';
 import { type HeaderSource, parseRateLimit, parseRetryAfter } from './rate-limit.ts';
@@ -149,15 +149,13 @@ class ExchangeError extends Error {
   }
 }
 
-export type TransportLogger = {
-  debug(message: string, meta?: Record<string, unknown>): unknown;
-  warn(message: string, meta?: Record<string, unknown>): unknown;
-};
-
 export interface RetryOptions {
   /** Attempts in all for a request answered with 5xx or a reset connection (default 3). */
   attempts?: number;
-  /** Backoff base: attempt n waits random() × min(maxDelayMs, baseDelayMs × 2^n) (default 200 ms). */
+  /**
+   * Backoff base: retry n (from 0) waits min(maxDelayMs, baseDelayMs × 2^n), shortened by full jitter
+   * (default 200 ms).
+   */
   baseDelayMs?: number;
   maxDelayMs?: number;
 }
@@ -170,7 +168,7 @@ export interface TransportOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Uniform in [0, 1), for backoff jitter; Math.random by default. */
   random?: () => number;
-  logger?: TransportLogger;
+  logger?: Logger;
   /** Transport settings by registry host (as written in image references, e.g. '127.0.0.1:5000'). */
   registries?: Record<string, RegistryHostOptions>;
   /** Requests open at once to one host, and keep-alive sockets per host (default 4). */
@@ -194,7 +192,7 @@ export class RegistryTransport {
   readonly #now: () => number;
   readonly #sleep: (ms: number) => Promise<void>;
   readonly #random: () => number;
-  readonly #log: TransportLogger;
+  readonly #log: Logger;
   readonly #limiter: HostLimiter;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
@@ -207,7 +205,7 @@ export class RegistryTransport {
     this.#now = opts.now ?? Date.now;
     this.#sleep = opts.sleep ?? ((ms) => delay(ms));
     this.#random = opts.random ?? Math.random;
-    this.#log = opts.logger ?? winston.createLogger({ silent: true });
+    this.#log = opts.logger ?? silentLogger;
     const perHost = opts.maxConcurrencyPerHost ?? 4;
     this.#limiter = new HostLimiter(perHost);
     this.hosts = new RegistryHosts({ hosts: opts.registries, maxSocketsPerHost: perHost });
@@ -279,8 +277,9 @@ export class RegistryTransport {
 
   /** Waits before the next attempt, unless the wait would outlast the deadline. */
   async #backoff(req: RegistryRequest, attempt: number, why: string): Promise<void> {
-    const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempt - 1));
-    const ms = Math.round(this.#random() * ceiling);
+    const ms = Math.round(
+      jitter(exponentialDelay(attempt - 1, this.#baseDelayMs, this.#maxDelayMs), 1, this.#random),
+    );
     if (this.#now() + ms >= req.deadline) {
       throw new RequestFailure(
         req.kind,
