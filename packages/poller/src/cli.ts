@@ -20,7 +20,7 @@ export const POLLER_USAGE =
 export const POLLER_EXIT_CODES = {
   0: 'the run worked, even if some images could not be resolved (their Resolved condition says why), or printed --help',
   1: 'the run could not work: no cluster configured, or WatchedImages could not be listed',
-  2: 'bad flags: an unknown flag or choice, a --timeout that is not a duration, or an unreadable or invalid --registries-config',
+  2: 'bad flags: an unknown flag or choice, a --timeout or --run-timeout that is not a duration, or an unreadable or invalid --registries-config',
   130: 'stopped by SIGINT; nothing is lost, the next run picks up where this one stopped',
   143: "stopped by SIGTERM, e.g. at the Job's activeDeadlineSeconds; nothing is lost, the next run picks up where this one stopped",
 } as const;
@@ -65,6 +65,12 @@ export function pollerOptions() {
       describe:
         'deadline of one registry lookup, every request, redirect, retry and token fetch it needs included (Go duration: 500ms, 20s, 1m30s)',
     },
+    'run-timeout': {
+      type: 'string',
+      default: '4m',
+      describe:
+        "time one run may take; lookups stop starting in time for the status writes, and what is left is checked first next run (keep it below the Job's activeDeadlineSeconds, 300 s as shipped)",
+    },
     'registries-config': {
       type: 'string',
       describe:
@@ -89,9 +95,11 @@ export async function main(argv: string[]): Promise<number> {
   const logger = commandLogger('poller', args);
   let registries: Record<string, RegistryHostOptions>;
   let timeoutMs: number;
+  let budgetMs: number;
   try {
     registries = loadRegistryOptions(args['registries-config'], args['plain-http']);
-    timeoutMs = parseTimeout(args.timeout);
+    timeoutMs = parseTimeout('--timeout', args.timeout);
+    budgetMs = parseTimeout('--run-timeout', args['run-timeout']);
   } catch (err) {
     logger.error((err as Error).message);
     return 2;
@@ -113,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
       dryRun: args['dry-run'],
       ignoreInterval: args['ignore-interval'],
       concurrency: args.concurrency,
+      budgetMs,
     });
     logger.info('run complete', { ...summary, dryRun: args['dry-run'] });
     return 0;
@@ -124,10 +133,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function parseTimeout(text: string): number {
+function parseTimeout(flag: string, text: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0)
-    throw new Error(`--timeout: invalid duration "${text}": use e.g. 500ms, 20s or 1m30s`);
+    throw new Error(`${flag}: invalid duration "${text.slice(0, 80)}": use e.g. 500ms, 20s or 1m30s`);
   return ms;
 }
 

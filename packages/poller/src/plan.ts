@@ -1,5 +1,6 @@
 import {
   API_VERSION,
+  boundMessage,
   CONDITION_TYPE,
   type Condition,
   IMAGE_UPDATE,
@@ -7,6 +8,7 @@ import {
   imageUpdateName,
   intervalOf,
   LABEL,
+  nameLabelValue,
   normalizeReference,
   parseDuration,
   type RateLimit,
@@ -164,6 +166,7 @@ export function decide(
   result: ResolveResult,
   now: Date,
   pinnedDigest?: string,
+  unsupportedPinnedDigest?: string,
 ): Decision {
   const wi = target.watchedImage;
   const previous = wi.status ?? {};
@@ -205,8 +208,17 @@ export function decide(
   });
 
   if (!baseline) {
-    const status = resolvedStatus(nowIso, `${wi.spec.image} resolves to ${digest}`);
-    const decision: Decision = { outcome: 'baseline', status, message: `baseline recorded: ${digest}` };
+    // A pin Kubewatcher cannot record is said where the user looks, not silently skipped.
+    const unsupported =
+      !pinnedDigest && unsupportedPinnedDigest
+        ? `; a workload pins ${unsupportedPinnedDigest.slice(0, 140)}, which Kubewatcher cannot record (sha256 digests only), so it gets no update to the baseline`
+        : '';
+    const status = resolvedStatus(nowIso, `${wi.spec.image} resolves to ${digest}${unsupported}`);
+    const decision: Decision = {
+      outcome: 'baseline',
+      status,
+      message: `baseline recorded: ${digest}${unsupported}`,
+    };
     if (pinnedDigest && pinnedDigest !== digest) {
       decision.imageUpdate = imageUpdateDraft(target, pinnedDigest, digest);
       decision.message += `; a workload pins ${pinnedDigest}, so it gets an update to the baseline`;
@@ -249,6 +261,64 @@ export function invalidStatus(wi: WatchedImage, message: string, now: Date): Pol
   };
 }
 
+/**
+ * The status when a change was found but its ImageUpdate could not be created: checked now (so the
+ * next try waits for spec.interval rather than hammering a quota or a webhook every run), the old
+ * baseline kept (so the change is found again), and Resolved False saying why.
+ */
+export function imageUpdateFailedStatus(target: PollTarget, message: string, now: Date): PollerStatus {
+  const wi = target.watchedImage;
+  const previous = wi.status ?? {};
+  const rateLimit = keepRateLimit(previous.rateLimit);
+  return {
+    ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
+    ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
+    ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
+    lastCheckedTime: now.toISOString(),
+    conditions: resolvedCondition(
+      previous.conditions ?? [],
+      'False',
+      RESOLVED_REASON.ImageUpdateFailed,
+      message,
+      wi.metadata.generation ?? 0,
+      now,
+    ),
+  };
+}
+
+/**
+ * Due targets, the longest unchecked first (never checked before all): a run that runs out of time
+ * leaves the most recently checked for the next run, so no image waits two runs in a row.
+ */
+export function oldestCheckFirst<T extends PollTarget>(targets: readonly T[]): T[] {
+  const checked = (t: T) => {
+    const at = Date.parse(t.watchedImage.status?.lastCheckedTime ?? '');
+    return Number.isNaN(at) ? Number.NEGATIVE_INFINITY : at;
+  };
+  return [...targets].sort((a, b) => checked(a) - checked(b));
+}
+
+/** When a run stops starting lookups, and the deadline every lookup must end by. */
+export interface RunDeadlines {
+  /** No lookup starts at or after this instant (ms): one started later could not end in time. */
+  lastStart: number;
+  /** Every lookup ends by this instant (ms), leaving `reserveMs` for the status writes. */
+  lookupDeadline: number;
+  reserveMs: number;
+}
+
+/**
+ * Deadlines for a run that may take `budgetMs` from `startedMs`, whose lookups take at most
+ * `lookupTimeoutMs` each: a tenth of the budget, at least 5 s, is kept for the writes that follow.
+ */
+export function runDeadlines(startedMs: number, budgetMs: number, lookupTimeoutMs: number): RunDeadlines {
+  const reserveMs = Math.max(5_000, budgetMs / 10);
+  const lookupDeadline = startedMs + budgetMs - reserveMs;
+  // A lookup given less than a quarter of its timeout would mostly fail for want of time.
+  return { lastStart: lookupDeadline - lookupTimeoutMs / 4, lookupDeadline, reserveMs };
+}
+
 function resolvedCondition(
   conditions: readonly Condition[],
   status: 'True' | 'False',
@@ -257,9 +327,10 @@ function resolvedCondition(
   observedGeneration: number,
   now: Date,
 ): Condition[] {
+  // Messages carry registry and API text: bounded, or an oversized condition fails every write.
   const next = setCondition(
     conditions,
-    { type: CONDITION_TYPE.Resolved, status, reason, message, observedGeneration },
+    { type: CONDITION_TYPE.Resolved, status, reason, message: boundMessage(message), observedGeneration },
     now,
   );
   // Only our own condition goes into the apply: the controller owns the others.
@@ -296,7 +367,8 @@ export function imageUpdateDraft(
       metadata: {
         name,
         namespace: wi.metadata.namespace!,
-        labels: { [LABEL.watchedImage]: wiName },
+        // A WatchedImage name may be 253 characters; a label value at most 63.
+        labels: { [LABEL.watchedImage]: nameLabelValue(wiName) },
         ownerReferences: [
           {
             apiVersion: API_VERSION,

@@ -1,25 +1,29 @@
-import { createHash } from 'node:crypto';
+/**
+ * One poller run as gather → plan → apply: gather.ts reads WatchedImages, workloads and pull
+ * secrets; plan.ts decides what is due, in which order, and what each lookup means; apply.ts writes
+ * ImageUpdates and status. This file only sequences them and keeps the run within its budget.
+ */
 import {
-  kindsOf,
+  boundMessage,
   type Logger,
-  matchWorkloads,
-  namespacedKey,
   objectKey,
   RESOLVED_REASON,
-  type ResolvedReason,
+  type RegistryFailureReason,
   settleWithLimit,
-  type WatchedImage,
 } from '@kubewatcher/shared';
+import { PollApplier } from './apply.ts';
 import type { PollerCluster } from './cluster.ts';
-import { decide, groupTargets, invalidStatus, isSameChange, type PollTarget, selectDue } from './plan.ts';
+import { CredentialGatherer, GatherError, listWatchedImages, type Prepared } from './gather.ts';
 import {
-  findCredential,
-  type Keyring,
-  parseDockerConfigSecret,
-  type RegistryClient,
-  type RegistryCredential,
-  type ResolveResult,
-} from './registry/index.ts';
+  decide,
+  groupTargets,
+  invalidStatus,
+  oldestCheckFirst,
+  type PollTarget,
+  runDeadlines,
+  selectDue,
+} from './plan.ts';
+import type { RegistryClient, ResolveResult } from './registry/index.ts';
 
 export interface RunOptions {
   cluster: PollerCluster;
@@ -33,6 +37,11 @@ export interface RunOptions {
   ignoreInterval?: boolean;
   /** Registry resolutions in flight at once (per-host caps live in the registry client). */
   concurrency?: number;
+  /**
+   * Time the run may take, lookups and writes (default: unbounded). Lookups stop starting when too
+   * little is left and end in time for the writes; what is not checked is due first next run.
+   */
+  budgetMs?: number;
   now?: () => Date;
 }
 
@@ -46,6 +55,8 @@ export interface RunSummary {
   notDue: number;
   suspended: number;
   invalid: number;
+  /** Due but not checked: the run's budget ran out first. They are the first checked next run. */
+  deferred: number;
   imageUpdatesCreated: number;
   /** Distinct (image, credential) pairs resolved: one registry lookup each. */
   resolutions: number;
@@ -53,31 +64,17 @@ export interface RunSummary {
   durationMs: number;
 }
 
-/** Why a target could not even be resolved (credentials could not be gathered). */
-class GatherError extends Error {
-  readonly reason: ResolvedReason;
-  constructor(reason: ResolvedReason, message: string) {
-    super(message);
-    this.reason = reason;
-  }
-}
-
-interface Prepared extends PollTarget {
-  credential?: RegistryCredential;
-  credentialId: string;
-  /** A digest that a matched workload already pins, for the first-sight update. */
-  pinnedDigest?: string;
-}
-
 /**
- * One poller run: list WatchedImages, pick the due ones, resolve each distinct (image, credential)
- * once, then record baselines, create ImageUpdates for changes and write the Resolved condition.
+ * One poller run: list WatchedImages, pick the due ones (the longest unchecked first), resolve each
+ * distinct (image, credential) once within the run's budget, then record baselines, create
+ * ImageUpdates for changes and write the Resolved condition.
  * One image's failure never stops the others; only a failure to list WatchedImages rejects.
  */
 export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   const now = opts.now ?? (() => new Date());
   const started = Date.now();
   const { cluster, logger } = opts;
+  const apply = new PollApplier(cluster, logger, now);
   // The client may outlive one run (its stats are cumulative): report this run's requests only.
   const statsBefore = opts.registry.stats();
   const summary: RunSummary = {
@@ -90,15 +87,14 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     notDue: 0,
     suspended: 0,
     invalid: 0,
+    deferred: 0,
     imageUpdatesCreated: 0,
     resolutions: 0,
     requests: { head: 0, get: 0, token: 0, total: 0 },
     durationMs: 0,
   };
 
-  const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
-  const all: WatchedImage[] = [];
-  for (const ns of namespaces) all.push(...(await cluster.listWatchedImages(ns)));
+  const all = await listWatchedImages(cluster, opts.namespaces);
   summary.watchedImages = all.length;
 
   const selection = selectDue(all, now(), opts.ignoreInterval);
@@ -107,15 +103,12 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   summary.invalid = selection.invalid.length;
   for (const { watchedImage, message } of selection.invalid) {
     logger.warn('invalid WatchedImage skipped', { watchedImage: objectKey(watchedImage), error: message });
-    if (!opts.dryRun)
-      await guarded(logger, watchedImage, () =>
-        cluster.applyStatus(watchedImage, invalidStatus(watchedImage, message, now())),
-      );
+    if (!opts.dryRun) await apply.writeStatus(watchedImage, invalidStatus(watchedImage, message, now()));
   }
 
   const gatherer = new CredentialGatherer(cluster, logger);
   const prepared: Prepared[] = [];
-  for (const target of selection.due) {
+  for (const target of oldestCheckFirst(selection.due)) {
     try {
       prepared.push(await gatherer.prepare(target));
     } catch (err) {
@@ -123,23 +116,42 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       const reason = err instanceof GatherError ? err.reason : RESOLVED_REASON.RegistryError;
       const result: ResolveResult = {
         ok: false,
-        reason: reason as 'RegistryError',
-        message: (err as Error).message,
+        // Not a registry failure, but reported on the same condition the same way.
+        reason: reason as RegistryFailureReason,
+        message: boundMessage((err as Error).message),
       };
       await record(target, result);
     }
   }
 
+  // Groups keep the oldest-first order of their first member.
   const groups = [...groupTargets(prepared, (p) => p.credentialId).values()];
-  summary.resolutions = groups.length;
+  const lookupTimeoutMs = opts.registry.timeoutMs;
+  const deadlines =
+    opts.budgetMs === undefined ? undefined : runDeadlines(started, opts.budgetMs, lookupTimeoutMs);
   const outcomes = await settleWithLimit(groups, opts.concurrency ?? 8, async (group) => {
+    if (deadlines && Date.now() >= deadlines.lastStart) {
+      summary.deferred += group.length;
+      return;
+    }
+    summary.resolutions++;
     const first = group[0]!;
-    const result = await opts.registry.resolveDigest(first.reference, first.credential);
+    const result = await opts.registry.resolveDigest(
+      first.reference,
+      first.credential,
+      deadlines ? { deadline: deadlines.lookupDeadline } : {},
+    );
     for (const target of group) {
       summary.checked++;
-      await record(target, result, target.pinnedDigest);
+      await record(target, result, target.pinnedDigest, target.unsupportedPinnedDigest);
     }
   });
+  if (summary.deferred > 0) {
+    logger.warn('run budget spent: WatchedImages left for the next run, which checks them first', {
+      deferred: summary.deferred,
+      budgetMs: opts.budgetMs,
+    });
+  }
   // Each group's failures are recorded on its WatchedImages; a rejection here is a defect, not a fault.
   const defect = outcomes.find((o) => o.status === 'rejected');
   if (defect) throw defect.reason;
@@ -154,9 +166,14 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   summary.durationMs = Date.now() - started;
   return summary;
 
-  async function record(target: PollTarget, result: ResolveResult, pinnedDigest?: string): Promise<void> {
+  async function record(
+    target: PollTarget,
+    result: ResolveResult,
+    pinnedDigest?: string,
+    unsupportedPinnedDigest?: string,
+  ): Promise<void> {
     const wi = target.watchedImage;
-    const decision = decide(target, result, now(), pinnedDigest);
+    const decision = decide(target, result, now(), pinnedDigest, unsupportedPinnedDigest);
     if (decision.outcome === 'failed') summary.failed++;
     else if (decision.outcome === 'changed') summary.changed++;
     else if (decision.outcome === 'baseline') summary.baselined++;
@@ -169,160 +186,6 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       outcome: decision.outcome,
     });
     if (opts.dryRun) return;
-    await guarded(logger, wi, async () => {
-      // The ImageUpdate first, the baseline second: a run killed in between finds the same change
-      // again next time and meets its own ImageUpdate, so nothing is lost or doubled.
-      if (decision.imageUpdate) {
-        if (await createUpdate(decision.imageUpdate, wi.status?.lastChangedTime))
-          summary.imageUpdatesCreated++;
-      }
-      await cluster.applyStatus(wi, decision.status);
-    });
+    if (await apply.record(target, decision)) summary.imageUpdatesCreated++;
   }
-
-  /** Creates the ImageUpdate under its deterministic name; true when this call created it. */
-  async function createUpdate(
-    draft: NonNullable<ReturnType<typeof decide>['imageUpdate']>,
-    baselineSince?: string,
-  ) {
-    // A tag that moves back to an earlier digest meets that digest's old record: the next free
-    // suffix is taken, deterministically, so reruns still find their own.
-    for (let attempt = 1; attempt <= 10; attempt++) {
-      const name = attempt === 1 ? draft.name : `${draft.name.slice(0, 250)}-${attempt}`;
-      const candidate = {
-        ...draft,
-        name,
-        body: { ...draft.body, metadata: { ...draft.body.metadata, name } },
-      };
-      const res = await cluster.createImageUpdate(candidate);
-      if (res.created) {
-        logger.info('ImageUpdate created', {
-          imageUpdate: namespacedKey(draft.body.metadata.namespace, name),
-        });
-        return true;
-      }
-      if (isSameChange(res.existing, candidate, baselineSince)) return false;
-    }
-    throw new Error(
-      `no free name for the ImageUpdate ${draft.name}: delete old ImageUpdates of this WatchedImage`,
-    );
-  }
-}
-
-/** Writes for one WatchedImage never stop the others: failures are logged and the run goes on. */
-async function guarded(logger: Logger, wi: WatchedImage, write: () => Promise<void>): Promise<void> {
-  try {
-    await write();
-  } catch (err) {
-    logger.error('could not record the result', {
-      watchedImage: objectKey(wi),
-      error: (err as Error).message,
-    });
-  }
-}
-
-/**
- * Finds the credential for each target: the WatchedImage's own pullSecrets, else the imagePullSecrets
- * of the workloads it matches and of their service accounts. Each namespace's workloads, service
- * accounts and secrets are read at most once per run.
- */
-class CredentialGatherer {
-  readonly #cluster: PollerCluster;
-  readonly #logger: Logger;
-  readonly #workloads = new Map<string, Promise<Awaited<ReturnType<PollerCluster['listWorkloads']>>>>();
-  readonly #serviceAccounts = new Map<string, Promise<string[] | undefined>>();
-  readonly #keyrings = new Map<string, Promise<Keyring | undefined>>();
-
-  constructor(cluster: PollerCluster, logger: Logger) {
-    this.#cluster = cluster;
-    this.#logger = logger;
-  }
-
-  async prepare(target: PollTarget): Promise<Prepared> {
-    const wi = target.watchedImage;
-    const ns = wi.metadata.namespace!;
-    const kinds = kindsOf(wi.spec);
-    const firstSight = !wi.status?.digest || wi.status.resolvedImage !== target.image;
-    const named = (wi.spec.pullSecrets ?? []).map((s) => s.name);
-
-    let matches: ReturnType<typeof matchWorkloads> = [];
-    if (named.length === 0 || firstSight) {
-      matches = matchWorkloads(
-        wi.spec,
-        await this.#memo(this.#workloads, `${ns}|${kinds.join(',')}`, () =>
-          this.#cluster.listWorkloads(ns, kinds),
-        ),
-      );
-    }
-
-    let secretNames = named;
-    if (named.length === 0) {
-      const names = new Set<string>();
-      for (const { workload } of matches) {
-        const pod = workload.spec?.template?.spec;
-        for (const ref of pod?.imagePullSecrets ?? []) if (ref.name) names.add(ref.name);
-        const sa = pod?.serviceAccountName || 'default';
-        const fromSa = await this.#memo(this.#serviceAccounts, `${ns}/${sa}`, () =>
-          this.#cluster.getServiceAccountPullSecrets(ns, sa),
-        );
-        for (const n of fromSa ?? []) names.add(n);
-      }
-      secretNames = [...names].sort();
-    }
-
-    const keyrings: Keyring[] = [];
-    for (const name of secretNames) {
-      const keyring = await this.#memo(this.#keyrings, `${ns}/${name}`, async () => {
-        const secret = await this.#cluster.getSecret(ns, name);
-        if (!secret) return undefined;
-        return parseDockerConfigSecret({ ...secret, name: `${ns}/${name}` });
-      }).catch((err: Error) => {
-        throw new GatherError(RESOLVED_REASON.InvalidCredentials, err.message);
-      });
-      if (!keyring) {
-        if (named.includes(name)) {
-          throw new GatherError(
-            RESOLVED_REASON.SecretNotFound,
-            `pull secret "${name}" named in spec.pullSecrets does not exist in namespace ${ns}`,
-          );
-        }
-        this.#logger.warn('pull secret referenced by a workload does not exist', {
-          namespace: ns,
-          secret: name,
-        });
-        continue;
-      }
-      keyrings.push(keyring);
-    }
-
-    const credential = findCredential(keyrings, target.reference);
-    const pinned = firstSight ? pinnedDigestOf(matches) : undefined;
-    return {
-      ...target,
-      ...(credential ? { credential } : {}),
-      credentialId: credential
-        ? createHash('sha256').update(JSON.stringify(credential)).digest('hex')
-        : 'anonymous',
-      ...(pinned ? { pinnedDigest: pinned } : {}),
-    };
-  }
-
-  #memo<T>(cache: Map<string, Promise<T>>, k: string, load: () => Promise<T>): Promise<T> {
-    let p = cache.get(k);
-    if (!p) {
-      p = load();
-      cache.set(k, p);
-    }
-    return p;
-  }
-}
-
-/** The digest most matched containers already pin (ties: the first in name order). */
-function pinnedDigestOf(matches: ReturnType<typeof matchWorkloads>): string | undefined {
-  const counts = new Map<string, number>();
-  for (const m of matches)
-    for (const c of m.containers) if (c.digest) counts.set(c.digest, (counts.get(c.digest) ?? 0) + 1);
-  let best: string | undefined;
-  for (const [d, n] of counts) if (!best || n > counts.get(best)!) best = d;
-  return best;
 }

@@ -148,6 +148,10 @@ interface PollOptions {
   cluster?: PollerCluster;
   registries?: Record<string, RegistryHostOptions>;
   dryRun?: boolean;
+  budgetMs?: number;
+  concurrency?: number;
+  /** The fresh client's deadline per lookup (default 10 s). */
+  timeoutMs?: number;
 }
 
 interface PollResult {
@@ -174,7 +178,7 @@ async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
     opts.registry ??
     new RegistryClient({
       registries: opts.registries ?? hostOptions(),
-      timeoutMs: 10_000,
+      timeoutMs: opts.timeoutMs ?? 10_000,
       // Backoff between retries of a 5xx would only slow the tests down.
       sleep: async () => {},
       logger,
@@ -187,6 +191,8 @@ async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
       logger,
       namespaces: [ns],
       ...(opts.dryRun ? { dryRun: true } : {}),
+      ...(opts.budgetMs === undefined ? {} : { budgetMs: opts.budgetMs }),
+      ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
       ...(at === undefined ? {} : { now: () => new Date(at) }),
     });
     return { summary, stats: registry.stats(), logs };
@@ -757,6 +763,115 @@ describe('registry failures', () => {
     expect((await poll(ns, { at: t2, registries })).summary).toMatchObject({ failed: 0, unchanged: 5 });
     const recovered = condition(await getWatchedImage(clients, ns, 'unavailable'), 'Resolved')!;
     expect(recovered).toMatchObject({ status: 'True', lastTransitionTime: kubeTime(new Date(t2)) });
+  });
+});
+
+describe('every outcome is recorded', () => {
+  it('an ImageUpdate the API refuses (a quota): Resolved=False ImageUpdateFailed, baseline kept, retried after the interval', async () => {
+    const ns = await namespace('refused');
+    const repository = repo('refused');
+    const first = await pushImage({ info, repository, tag: 'v1' });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repository}:v1` });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0 })).summary).toMatchObject({ baselined: 1 });
+    await core.createNamespacedResourceQuota({
+      namespace: ns,
+      body: {
+        metadata: { name: 'no-updates' },
+        spec: { hard: { 'count/imageupdates.kubewatcher.io': '0' } },
+      },
+    });
+    const second = await pushImage({ info, repository, tag: 'v1' });
+
+    const t1 = t0 + 6 * MINUTE;
+    expect((await poll(ns, { at: t1 })).summary).toMatchObject({ changed: 1, imageUpdatesCreated: 0 });
+    const web = await getWatchedImage(clients, ns, 'web');
+    expect(web.status).toMatchObject({ digest: first });
+    expect(Date.parse(web.status!.lastCheckedTime!)).toBe(t1);
+    const resolved = condition(web, 'Resolved')!;
+    expect(resolved).toMatchObject({ status: 'False', reason: 'ImageUpdateFailed' });
+    expect(resolved.message).toContain(`the tag moved to ${second} but ImageUpdate`);
+    expect(resolved.message).toContain('forbidden');
+    // Checked and recorded: not due again until the interval has passed.
+    expect((await poll(ns, { at: t1 + MINUTE })).summary).toMatchObject({ notDue: 1, checked: 0 });
+
+    await core.deleteNamespacedResourceQuota({ namespace: ns, name: 'no-updates' });
+    expect((await poll(ns, { at: t1 + 6 * MINUTE })).summary).toMatchObject({
+      changed: 1,
+      imageUpdatesCreated: 1,
+    });
+    expect((await getWatchedImage(clients, ns, 'web')).status).toMatchObject({ digest: second });
+  });
+
+  it('a WatchedImage name longer than a label value: the ImageUpdate is created with a label that fits', async () => {
+    const ns = await namespace('long-name');
+    const repository = repo('long-name');
+    const name = `web-${'x'.repeat(90)}`;
+    await pushImage({ info, repository, tag: 'v1' });
+    await createWatchedImage(clients, ns, name, { image: `${open.host}/${repository}:v1` });
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+    await pushImage({ info, repository, tag: 'v1' });
+    expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary).toMatchObject({
+      changed: 1,
+      imageUpdatesCreated: 1,
+    });
+    const [update] = await listImageUpdates(clients, ns);
+    const label = update!.metadata!.labels![LABEL.watchedImage]!;
+    expect(label.length).toBeLessThanOrEqual(63);
+    expect(label.startsWith('web-xxx')).toBe(true);
+    expect(update!.spec).toMatchObject({ watchedImage: name });
+  });
+
+  it('a workload pinned to a digest other than sha256: reported on the condition, no ImageUpdate', async () => {
+    const ns = await namespace('sha512-pin');
+    const repository = repo('sha512-pin');
+    const digest = await pushImage({ info, repository, tag: 'v1' });
+    const sha512 = `sha512:${'ab'.repeat(64)}`;
+    await createDeployment(ns, 'web', `${open.host}/${repository}:v1@${sha512}`);
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repository}:v1` });
+    expect((await poll(ns)).summary).toMatchObject({ baselined: 1, imageUpdatesCreated: 0 });
+    const web = await getWatchedImage(clients, ns, 'web');
+    expect(web.status).toMatchObject({ digest });
+    expect(condition(web, 'Resolved')!.message).toContain(
+      `a workload pins ${sha512}, which Kubewatcher cannot record (sha256 digests only)`,
+    );
+    expect(await listImageUpdates(clients, ns)).toEqual([]);
+  });
+
+  it('a run out of budget defers the rest, writes nothing for them, and checks them first next run', async () => {
+    const ns = await namespace('budget');
+    const hanging = await startFaultProxy({ target: open.url });
+    proxies.push(hanging);
+    hanging.mode = { kind: 'hang' };
+    const names = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const name of names) {
+      await createWatchedImage(clients, ns, name, { image: `${hanging.host}/${repo(`budget-${name}`)}:v1` });
+    }
+    const registries = hostOptions({ [hanging.host]: { plainHttp: true } });
+    const run = () => poll(ns, { registries, budgetMs: 10_000, timeoutMs: 2_000, concurrency: 1 });
+
+    const first = await run();
+    expect(first.summary.deferred).toBeGreaterThan(0);
+    expect(first.summary.checked + first.summary.deferred).toBe(names.length);
+    const statuses = await Promise.all(names.map((n) => getWatchedImage(clients, ns, n)));
+    const checked = names.filter((_, i) => statuses[i]!.status?.lastCheckedTime);
+    const deferred = names.filter((n) => !checked.includes(n));
+    expect(checked).toHaveLength(first.summary.checked);
+    for (const wi of statuses.filter((w) => w.status?.lastCheckedTime)) {
+      expect(condition(wi, 'Resolved')).toMatchObject({ status: 'False', reason: 'RegistryUnreachable' });
+    }
+
+    // The next run starts with the ones the first left: never checked sorts before checked.
+    const before = hanging.requests.length;
+    const second = await run();
+    const order = hanging.requests
+      .slice(before)
+      .map((r) => /budget-([a-f])\//.exec(r.path)?.[1])
+      .filter(Boolean);
+    expect(order.slice(0, Math.min(deferred.length, second.summary.checked))).toEqual(
+      deferred.slice(0, Math.min(deferred.length, second.summary.checked)),
+    );
   });
 });
 

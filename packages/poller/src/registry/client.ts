@@ -119,6 +119,11 @@ export class RegistryClient {
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
   }
 
+  /** Deadline of one resolution, in milliseconds. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   /** Requests sent so far, overall and per host, and the registries paused after a 429. */
   stats(): RegistryClientStats {
     return { ...this.#transport.counts(), pausedHosts: [...this.#paused.keys()].sort() };

@@ -41,6 +41,11 @@ export const RESOLVED_REASON = {
   InvalidCredentials: 'InvalidCredentials',
   /** False: the reference cannot be resolved as written. */
   InvalidImage: 'InvalidImage',
+  /**
+   * False: the tag moved but its ImageUpdate could not be created (a quota, a denying webhook): the
+   * change is not recorded as the baseline, so the next check, after spec.interval, tries again.
+   */
+  ImageUpdateFailed: 'ImageUpdateFailed',
 } as const;
 export type ResolvedReason = (typeof RESOLVED_REASON)[keyof typeof RESOLVED_REASON];
 

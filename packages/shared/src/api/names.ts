@@ -38,8 +38,10 @@ export function imageUpdateName(watchedImageName: string, toDigest: string): str
   return `${cut}-${hash}-${suffix}`;
 }
 
+/** Longest label value. */
+const MAX_LABEL_VALUE_LENGTH = 63;
 /** Longest generated WatchedImage name: a label value (ImageUpdates carry it in LABEL.watchedImage). */
-const GENERATED_NAME_MAX_LENGTH = 63;
+const GENERATED_NAME_MAX_LENGTH = MAX_LABEL_VALUE_LENGTH;
 
 /**
  * The name of the WatchedImage the controller generates for a normalised `repository:tag`
@@ -61,4 +63,17 @@ export function generatedWatchedImageName(repositoryAndTag: string): string {
     .slice(0, GENERATED_NAME_MAX_LENGTH - NAME_HASH_LENGTH - 1)
     .replace(/^[-.]+|[-.]+$/g, '');
   return readable ? `${readable}-${hash}` : hash;
+}
+
+/**
+ * An object name as a label value: the name itself when it fits (63 characters), else its first
+ * characters and 8 hex digits of its SHA-256, `<cut>-<hash>`, so every name still has one value of
+ * its own. Names of Kubewatcher's kinds are DNS subdomains, whose characters labels accept.
+ */
+export function nameLabelValue(name: string): string {
+  if (name.length <= MAX_LABEL_VALUE_LENGTH) return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, NAME_HASH_LENGTH);
+  // A label value must begin and end with an alphanumeric character.
+  const cut = name.slice(0, MAX_LABEL_VALUE_LENGTH - NAME_HASH_LENGTH - 1).replace(/[-.]+$/, '');
+  return `${cut}-${hash}`;
 }

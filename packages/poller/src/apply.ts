@@ -1,0 +1,97 @@
+/**
+ * The poller's writes: the ImageUpdate a decision asks for, then the WatchedImage's status. Every
+ * outcome ends in a status write with a reason, an ImageUpdate that cannot be created included, so
+ * a WatchedImage is never re-polled every run in silence. One WatchedImage's failed write never
+ * stops the others.
+ */
+import { boundMessage, type Logger, namespacedKey, objectKey, type WatchedImage } from '@kubewatcher/shared';
+import type { PollerCluster } from './cluster.ts';
+import {
+  type Decision,
+  type ImageUpdateDraft,
+  imageUpdateFailedStatus,
+  isSameChange,
+  type PollerStatus,
+  type PollTarget,
+} from './plan.ts';
+
+/** How many suffixed names a tag that moves back and forth may use before the run gives up. */
+const MAX_NAME_ATTEMPTS = 10;
+
+export class PollApplier {
+  readonly #cluster: PollerCluster;
+  readonly #logger: Logger;
+  readonly #now: () => Date;
+
+  constructor(cluster: PollerCluster, logger: Logger, now: () => Date) {
+    this.#cluster = cluster;
+    this.#logger = logger;
+    this.#now = now;
+  }
+
+  /** Writes a status the plan computed whole (an invalid spec's). */
+  async writeStatus(wi: WatchedImage, status: PollerStatus): Promise<void> {
+    await this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
+  }
+
+  /**
+   * The ImageUpdate first, the status second: a run killed in between finds the same change again
+   * next time and meets its own ImageUpdate, so nothing is lost or doubled. When the ImageUpdate
+   * cannot be created, the status says so and keeps the old baseline. True when an ImageUpdate was
+   * created by this call.
+   */
+  async record(target: PollTarget, decision: Decision): Promise<boolean> {
+    const wi = target.watchedImage;
+    let created = false;
+    let status = decision.status;
+    if (decision.imageUpdate) {
+      try {
+        created = await this.#createUpdate(decision.imageUpdate, wi.status?.lastChangedTime);
+      } catch (err) {
+        const message = boundMessage(
+          `the tag moved to ${decision.imageUpdate.body.spec.toDigest} but ImageUpdate ${decision.imageUpdate.name} could not be created: ${(err as Error).message}`,
+        );
+        this.#logger.warn('ImageUpdate not created', { watchedImage: objectKey(wi), error: message });
+        status = imageUpdateFailedStatus(target, message, this.#now());
+      }
+    }
+    await this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
+    return created;
+  }
+
+  /** Creates the ImageUpdate under its deterministic name; true when this call created it. */
+  async #createUpdate(draft: ImageUpdateDraft, baselineSince: string | undefined): Promise<boolean> {
+    // A tag that moves back to an earlier digest meets that digest's old record: the next free
+    // suffix is taken, deterministically, so reruns still find their own.
+    for (let attempt = 1; attempt <= MAX_NAME_ATTEMPTS; attempt++) {
+      const name = attempt === 1 ? draft.name : `${draft.name.slice(0, 250)}-${attempt}`;
+      const candidate = {
+        ...draft,
+        name,
+        body: { ...draft.body, metadata: { ...draft.body.metadata, name } },
+      };
+      const res = await this.#cluster.createImageUpdate(candidate);
+      if (res.created) {
+        this.#logger.info('ImageUpdate created', {
+          imageUpdate: namespacedKey(draft.body.metadata.namespace, name),
+        });
+        return true;
+      }
+      if (isSameChange(res.existing, candidate, baselineSince)) return false;
+    }
+    throw new Error(
+      `no free name for the ImageUpdate ${draft.name}: delete old ImageUpdates of this WatchedImage`,
+    );
+  }
+
+  async #guarded(wi: WatchedImage, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (err) {
+      this.#logger.error('could not record the result', {
+        watchedImage: objectKey(wi),
+        error: boundMessage((err as Error).message),
+      });
+    }
+  }
+}
