@@ -1,6 +1,16 @@
-import { kubeTime, type WatchedImage } from '@kubewatcher/shared';
+import { kubeTime, MAX_MESSAGE_BYTES, nameLabelValue, type WatchedImage } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
-import { decide, dueTolerance, groupTargets, isSameChange, type PollTarget, selectDue } from './plan.ts';
+import {
+  decide,
+  dueTolerance,
+  groupTargets,
+  imageUpdateFailedStatus,
+  isSameChange,
+  oldestCheckFirst,
+  type PollTarget,
+  runDeadlines,
+  selectDue,
+} from './plan.ts';
 
 const A = `sha256:${'a'.repeat(64)}`;
 const B = `sha256:${'b'.repeat(64)}`;
@@ -268,6 +278,108 @@ describe('decide', () => {
     const d = decide(target(item), { ok: true, digest: A, method: 'HEAD' }, NOW);
     expect(d.status.conditions.map((c) => c.type)).toEqual(['Resolved']);
   });
+});
+
+describe('every outcome has a status that fits', () => {
+  const target = (item: WatchedImage): PollTarget => ({
+    watchedImage: item,
+    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+    image: 'docker.io/library/nginx:1.27',
+  });
+
+  it('a refused ImageUpdate: checked now, the old baseline kept, Resolved False ImageUpdateFailed', () => {
+    const item = wi('a', {}, checked(600_000, { lastChangedTime: '2026-11-01T00:00:00.000Z' }));
+    const status = imageUpdateFailedStatus(target(item), 'quota exceeded', NOW);
+    expect(status).toMatchObject({
+      digest: A,
+      lastChangedTime: '2026-11-01T00:00:00.000Z',
+      lastCheckedTime: NOW.toISOString(),
+    });
+    expect(status.conditions).toEqual([
+      expect.objectContaining({
+        type: 'Resolved',
+        status: 'False',
+        reason: 'ImageUpdateFailed',
+        message: 'quota exceeded',
+      }),
+    ]);
+  });
+
+  it.each([
+    ['a registry message with control characters', `bad\u0007\n${'x'.repeat(40_000)}`],
+    ['a multi-byte message', 'é'.repeat(5_000)],
+  ])('bounds %s written into the condition', (_name, message) => {
+    const d = decide(target(wi('a')), { ok: false, reason: 'RegistryError', message }, NOW);
+    const written = d.status.conditions[0]!.message;
+    expect(Buffer.byteLength(written)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for them is the point
+    expect(written).not.toMatch(/[\u0000-\u001f]/);
+  });
+
+  it.each([
+    ['a short name as it is', 'web', 'web'],
+    ['63 characters as they are', 'w'.repeat(63), 'w'.repeat(63)],
+  ])('labels the ImageUpdate with %s', (_name, name, label) => {
+    const d = decide(target(wi(name, {}, checked(600_000))), { ok: true, digest: B, method: 'HEAD' }, NOW);
+    expect(d.imageUpdate?.body.metadata.labels).toEqual({ 'kubewatcher.io/watched-image': label });
+  });
+
+  it('labels a name longer than 63 characters with a cut and a hash that still tell names apart', () => {
+    const long = (end: string) => `${'w'.repeat(70)}-${end}`;
+    const [x, y] = [nameLabelValue(long('x')), nameLabelValue(long('y'))];
+    expect(x).not.toBe(y);
+    for (const v of [x, y]) expect(v).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
+    expect(nameLabelValue(`${'a'.repeat(54)}.-${'b'.repeat(20)}`)).toMatch(/^a{54}-[0-9a-f]{8}$/);
+  });
+
+  it('reports a pinned digest it cannot record instead of creating an update from it', () => {
+    const sha512 = `sha512:${'c'.repeat(128)}`;
+    const d = decide(target(wi('a')), { ok: true, digest: A, method: 'HEAD' }, NOW, undefined, sha512);
+    expect(d.outcome).toBe('baseline');
+    expect(d.imageUpdate).toBeUndefined();
+    expect(d.status.conditions[0]!.message).toContain(
+      `a workload pins ${sha512}, which Kubewatcher cannot record`,
+    );
+  });
+});
+
+describe('run order and budget', () => {
+  it('puts the longest unchecked first, never-checked before all, keeping ties in order', () => {
+    const targets = [
+      ['recent', wi('recent', {}, checked(60_000))],
+      ['never', wi('never')],
+      ['old', wi('old', {}, checked(3_600_000))],
+      ['never-2', wi('never-2')],
+      ['middle', wi('middle', {}, checked(600_000))],
+    ].map(([, item]) => ({
+      watchedImage: item as WatchedImage,
+      reference: { domain: 'docker.io', path: 'x' },
+      image: 'x',
+    }));
+    expect(oldestCheckFirst(targets).map((t) => t.watchedImage.metadata.name)).toEqual([
+      'never',
+      'never-2',
+      'old',
+      'middle',
+      'recent',
+    ]);
+  });
+
+  it.each([
+    // budget, lookup timeout → reserve, lookups end by, last start
+    [240_000, 20_000, 24_000, 216_000, 211_000],
+    [30_000, 20_000, 5_000, 25_000, 20_000],
+    [10_000, 2_000, 5_000, 5_000, 4_500],
+  ])(
+    'a %d ms budget with %d ms lookups keeps %d ms for writes',
+    (budget, timeout, reserve, deadline, lastStart) => {
+      expect(runDeadlines(1_000, budget, timeout)).toEqual({
+        reserveMs: reserve,
+        lookupDeadline: 1_000 + deadline,
+        lastStart: 1_000 + lastStart,
+      });
+    },
+  );
 });
 
 describe('isSameChange', () => {
