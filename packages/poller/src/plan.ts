@@ -242,23 +242,7 @@ export function decide(
 
 /** The poller's status for a WatchedImage whose spec it cannot use (the controller reports InvalidSpec too). */
 export function invalidStatus(wi: WatchedImage, message: string, now: Date): PollerStatus {
-  const previous = wi.status ?? {};
-  const rateLimit = keepRateLimit(previous.rateLimit);
-  return {
-    ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
-    ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
-    ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
-    ...(rateLimit ? { rateLimit } : {}),
-    lastCheckedTime: now.toISOString(),
-    conditions: resolvedCondition(
-      previous.conditions ?? [],
-      'False',
-      RESOLVED_REASON.InvalidImage,
-      message,
-      wi.metadata.generation ?? 0,
-      now,
-    ),
-  };
+  return notRecordedStatus(wi, RESOLVED_REASON.InvalidImage, message, now);
 }
 
 /**
@@ -267,7 +251,11 @@ export function invalidStatus(wi: WatchedImage, message: string, now: Date): Pol
  * baseline kept (so the change is found again), and Resolved False saying why.
  */
 export function imageUpdateFailedStatus(target: PollTarget, message: string, now: Date): PollerStatus {
-  const wi = target.watchedImage;
+  return notRecordedStatus(target.watchedImage, RESOLVED_REASON.ImageUpdateFailed, message, now);
+}
+
+/** Checked now, everything recorded before kept, Resolved False with `reason`. */
+function notRecordedStatus(wi: WatchedImage, reason: string, message: string, now: Date): PollerStatus {
   const previous = wi.status ?? {};
   const rateLimit = keepRateLimit(previous.rateLimit);
   return {
@@ -279,7 +267,7 @@ export function imageUpdateFailedStatus(target: PollTarget, message: string, now
     conditions: resolvedCondition(
       previous.conditions ?? [],
       'False',
-      RESOLVED_REASON.ImageUpdateFailed,
+      reason,
       message,
       wi.metadata.generation ?? 0,
       now,

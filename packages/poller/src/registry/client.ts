@@ -18,20 +18,14 @@ import { TransportConfigError } from './hosts.ts';
 import { fail, ResolveAbort, type ResolveContext } from './outcome.ts';
 import { hasSecret } from './token-cache.ts';
 import {
-  type RegistryFetch,
   type RegistryResponse,
   RegistryTransport,
   RequestFailure,
   type RequestKind,
   type RetryOptions,
+  type TransportOptions,
 } from './transport.ts';
-import type {
-  RegistryClientStats,
-  RegistryCredential,
-  RegistryHostOptions,
-  ResolveFailure,
-  ResolveResult,
-} from './types.ts';
+import type { RegistryClientStats, RegistryCredential, ResolveFailure, ResolveResult } from './types.ts';
 
 export type { RequestKind, RetryOptions };
 export { MANIFEST_ACCEPT };
@@ -40,28 +34,14 @@ const DIGEST_RE = new RegExp(DIGEST_PATTERN);
 /** A registry error code as the distribution spec spells them; anything else in `code` is dropped. */
 const ERROR_CODE = /^[A-Z][A-Z_]{0,39}$/;
 
-export interface RegistryClientOptions {
-  /** HTTP implementation; node-fetch by default. */
-  fetch?: RegistryFetch;
-  /** Milliseconds since the epoch; Date.now by default. */
-  now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
-  /** Uniform in [0, 1), for backoff jitter; Math.random by default. */
-  random?: () => number;
-  logger?: Logger;
-  /** Transport settings by registry host (as written in image references, e.g. '127.0.0.1:5000'). */
-  registries?: Record<string, RegistryHostOptions>;
+export interface RegistryClientOptions extends TransportOptions {
   /**
    * Deadline of one resolution (default 15 s): every request it sends, redirect hops, retries, backoff
    * waits and token fetches included.
    */
   timeoutMs?: number;
-  /** Requests open at once to one host, and keep-alive sockets per host (default 4). */
-  maxConcurrencyPerHost?: number;
-  retry?: RetryOptions;
   /** Renew tokens this long before they expire (default 10 s, at most half a token's life). */
   tokenExpiryMarginMs?: number;
-  userAgent?: string;
 }
 
 export interface ResolveOptions {
