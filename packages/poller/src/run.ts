@@ -126,6 +126,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
 
   // Groups keep the oldest-first order of their first member.
   const groups = [...groupTargets(prepared, (p) => p.credentialId).values()];
+  opts.registry.planLookups(groups.map((group) => group[0]!));
   const lookupTimeoutMs = opts.registry.timeoutMs;
   const deadlines =
     opts.budgetMs === undefined ? undefined : runDeadlines(started, opts.budgetMs, lookupTimeoutMs);

@@ -305,3 +305,73 @@ describe('what a registry says reaches the API bounded and clean', () => {
     expect(message).not.toMatch(/[\u0000-\u001f]/);
   });
 });
+
+describe('one token request per registry and credential', () => {
+  const jwt = (repositories: string[]) =>
+    [
+      'e30',
+      Buffer.from(
+        JSON.stringify({
+          access: repositories.map((name) => ({ type: 'repository', name, actions: ['pull'] })),
+        }),
+      ).toString('base64url'),
+      'sig',
+    ].join('.');
+
+  it('asks once for every planned repository, and falls back to one per repository when granted fewer', async () => {
+    const logs: string[] = [];
+    const record = (message: string, meta?: Record<string, unknown>) =>
+      void logs.push(`${message} ${JSON.stringify(meta ?? {})}`);
+    const logger = { error: record, warn: record, info: record, debug: () => undefined };
+    for (const grantsAll of [true, false]) {
+      logs.length = 0;
+      const registry = await hostile((req, res) => {
+        const url = new URL(req.path, 'http://x');
+        if (url.pathname === '/token') {
+          const scopes = url.searchParams.getAll('scope');
+          const names = scopes.map((sc) => sc.split(':')[1]!);
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          return void res.end(JSON.stringify({ token: jwt(grantsAll ? names : names.slice(0, 1)) }));
+        }
+        const token = req.headers.authorization?.replace(/^Bearer /, '');
+        const repository = /^\/v2\/(.+)\/manifests\//.exec(url.pathname)?.[1];
+        const granted = token
+          ? JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).access.map(
+              (a: { name: string }) => a.name,
+            )
+          : [];
+        if (repository && granted.includes(repository)) {
+          res.writeHead(200, { 'Docker-Content-Digest': DIGEST });
+          return void res.end();
+        }
+        res.writeHead(401, {
+          'WWW-Authenticate': `Bearer realm="http://${req.headers.host}/token",service="reg"`,
+        });
+        res.end();
+      });
+      const c = client([registry.host], { logger });
+      const refs = ['acme/a', 'acme/b', 'acme/c'].map((r) => normalizeReference(`${registry.host}/${r}:1`));
+      c.planLookups(refs.map((reference) => ({ reference, credential })));
+      const results = await Promise.all(refs.map((r) => c.resolveDigest(r, credential)));
+      expect(results.every((r) => r.ok)).toBe(true);
+      const tokenRequests = registry.requests.filter((r) => r.path.startsWith('/token'));
+      expect(new URL(tokenRequests[0]!.path, 'http://x').searchParams.getAll('scope')).toEqual([
+        'repository:acme/a:pull',
+        'repository:acme/b:pull',
+        'repository:acme/c:pull',
+      ]);
+      const fallbacks = logs.filter((l) => l.startsWith('asking this registry for one token per repository'));
+      if (grantsAll) {
+        expect(c.stats()).toMatchObject({ token: 1, head: 4 });
+        expect(fallbacks).toEqual([]);
+      } else {
+        // One batched request granted a; b and c then ask alone; said once in the log.
+        expect(c.stats()).toMatchObject({ token: 3 });
+        expect(
+          tokenRequests.slice(1).map((r) => new URL(r.path, 'http://x').searchParams.getAll('scope').length),
+        ).toEqual([1, 1]);
+        expect(fallbacks).toHaveLength(1);
+      }
+    }
+  });
+});

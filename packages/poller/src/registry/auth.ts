@@ -4,11 +4,50 @@
  * later requests authenticate up front, and keep credentials to the origins they belong to: the
  * registry the secret names, and the token realm that registry names (within its allow-list).
  */
+import { type Logger, silentLogger } from '@kubewatcher/shared';
 import type { AuthChallenge } from './challenge.ts';
 import { findChallenge, parseAuthChallenges } from './challenge.ts';
 import { fail, type ResolveAbort, type ResolveContext } from './outcome.ts';
 import { credentialFingerprint, TokenCache } from './token-cache.ts';
 import type { RegistryResponse, RegistryTransport } from './transport.ts';
+import type { RegistryCredential } from './types.ts';
+
+/** Most scopes one token request carries: each adds ~50 bytes to the URL. */
+const MAX_SCOPES_PER_TOKEN = 50;
+
+/** The scope a resolution of `repository` needs. */
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}
+
+/**
+ * The pull scopes a token grants, from the `access` claim of a JWT as distribution's token spec
+ * issues them; undefined when the token is not such a JWT (then nothing is known either way).
+ */
+export function grantedPullScopes(token: string): Set<string> | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as {
+      access?: Array<{ type?: unknown; name?: unknown; actions?: unknown }>;
+    };
+    if (!Array.isArray(claims?.access)) return undefined;
+    const granted = new Set<string>();
+    for (const a of claims.access) {
+      if (
+        a?.type === 'repository' &&
+        typeof a.name === 'string' &&
+        Array.isArray(a.actions) &&
+        a.actions.includes('pull')
+      ) {
+        granted.add(pullScope(a.name));
+      }
+    }
+    return granted;
+  } catch {
+    return undefined;
+  }
+}
 
 /** One Accept header with all four manifest types: index and list first, so multi-arch tags are never converted. */
 export const MANIFEST_ACCEPT = [
@@ -23,7 +62,11 @@ type Auth =
   | { kind: 'none' }
   | { kind: 'basic'; header: string }
   | { kind: 'registryToken'; header: string }
-  | { kind: 'bearer'; header: string; cacheKey: string; fresh: boolean };
+  /**
+   * `fresh`: fetched by this resolve and known to carry its scope (asked alone, or granted by the
+   * token's claims). `batched`: asked for with other repositories' scopes.
+   */
+  | { kind: 'bearer'; header: string; cacheKey: string; fresh: boolean; batched: boolean };
 
 /** What may follow `Bearer ` in a header: visible ASCII, no spaces or line breaks. */
 const HEADER_SAFE = /^[\x21-\x7e]+$/;
@@ -39,6 +82,7 @@ function isSuccess(status: number): boolean {
 export interface AuthenticatorOptions {
   transport: RegistryTransport;
   now: () => number;
+  logger?: Logger;
   /** Renew tokens this long before they expire (default 10 s, at most half a token's life). */
   tokenExpiryMarginMs?: number;
 }
@@ -49,16 +93,38 @@ export class RegistryAuthenticator {
   /** The last challenge each registry host sent, so later resolves authenticate up front. */
   readonly #challenges = new Map<string, AuthChallenge>();
   /** Token fetches in flight, so concurrent resolves of one repository share one. */
-  readonly #tokenFlights = new Map<string, Promise<string>>();
+  readonly #tokenFlights = new Map<string, Promise<IssuedToken>>();
   /**
    * The first manifest exchange with each host, which learns whether and how it wants authentication.
    * Concurrent resolves wait for it rather than each collecting its own 401.
    */
   readonly #firstContacts = new Map<string, Promise<void>>();
+  /** The pull scopes due this run, by registry host and credential fingerprint (planScopes). */
+  readonly #plannedScopes = new Map<string, Set<string>>();
+  /** Registry hosts whose token service granted fewer scopes than one request asked for. */
+  readonly #oneScopePerToken = new Set<string>();
+  readonly #log: Logger;
 
   constructor(opts: AuthenticatorOptions) {
     this.#transport = opts.transport;
     this.#tokens = new TokenCache({ now: opts.now, marginMs: opts.tokenExpiryMarginMs });
+    this.#log = opts.logger ?? silentLogger;
+  }
+
+  /**
+   * Tells the authenticator which repositories this run will ask each registry for, with which
+   * credential, so one token request can carry the pull scopes of them all (repeated `scope`
+   * parameters, which Docker Hub's and distribution's token servers accept).
+   */
+  planScopes(
+    apiHost: string,
+    credential: RegistryCredential | undefined,
+    repositories: Iterable<string>,
+  ): void {
+    const key = `${apiHost}|${credentialFingerprint(credential)}`;
+    const scopes = this.#plannedScopes.get(key) ?? new Set<string>();
+    for (const repository of repositories) scopes.add(pullScope(repository));
+    this.#plannedScopes.set(key, scopes);
   }
 
   /** Sends a manifest request, answering 401 challenges until it is authorised or cannot be. */
@@ -131,6 +197,8 @@ export class RegistryAuthenticator {
         // A token this resolve fetched was refused: the credential lacks access. A cached one may
         // have expired or been revoked: drop it and try once with a fresh one.
         if (used.fresh) throw rejected(ctx, 'a token was issued but the registry refused it');
+        if (used.batched)
+          this.#batchingFailed(ctx, 'the registry refused a token asked for with several scopes');
         this.#tokens.delete(used.cacheKey);
         return this.#bearerAuth(ctx, bearer, true);
       }
@@ -164,20 +232,72 @@ export class RegistryAuthenticator {
     if (c?.registryToken) return { kind: 'registryToken', header: `Bearer ${c.registryToken}` };
     const realm = challenge.params.realm ?? '';
     const service = challenge.params.service ?? '';
-    const cacheKey = TokenCache.key({ realm, service, scope: ctx.scope }, credentialFingerprint(c));
+    const fingerprint = credentialFingerprint(c);
+    const keyOf = (scope: string) => TokenCache.key({ realm, service, scope }, fingerprint);
+    const cacheKey = keyOf(ctx.scope);
     if (!forceFresh) {
       const cached = this.#tokens.get(cacheKey);
-      if (cached) return { kind: 'bearer', header: `Bearer ${cached}`, cacheKey, fresh: false };
+      if (cached)
+        return { kind: 'bearer', header: `Bearer ${cached}`, cacheKey, fresh: false, batched: false };
     }
     let flight = this.#tokenFlights.get(cacheKey);
     if (!flight) {
-      flight = this.#fetchToken(ctx, realm, service, cacheKey).finally(() =>
-        this.#tokenFlights.delete(cacheKey),
-      );
-      this.#tokenFlights.set(cacheKey, flight);
+      // With the run's other repositories on this registry, unless this is a retry after a refusal
+      // or the token service has shown it grants one scope per request.
+      const scopes = forceFresh ? [ctx.scope] : this.#batch(ctx, fingerprint, keyOf);
+      const fetched = this.#fetchToken(ctx, realm, service, scopes, keyOf);
+      for (const scope of scopes) {
+        const key = keyOf(scope);
+        const mine = fetched.then((tokens) => {
+          const issued = tokens.get(scope);
+          if (issued === undefined) throw new NotGranted();
+          return issued;
+        });
+        // Waiters that are not this resolve may never read theirs: keep their rejections handled.
+        mine.catch(() => undefined);
+        const tracked = mine.finally(() => {
+          if (this.#tokenFlights.get(key) === tracked) this.#tokenFlights.delete(key);
+        });
+        tracked.catch(() => undefined);
+        this.#tokenFlights.set(key, tracked);
+      }
+      flight = this.#tokenFlights.get(cacheKey)!;
     }
-    const token = await flight;
-    return { kind: 'bearer', header: `Bearer ${token}`, cacheKey, fresh: true };
+    try {
+      const issued = await flight;
+      return {
+        kind: 'bearer',
+        header: `Bearer ${issued.token}`,
+        cacheKey,
+        fresh: issued.verified,
+        batched: issued.batched,
+      };
+    } catch (error) {
+      // Asked for with other scopes and not granted: ask for this one alone.
+      if (error instanceof NotGranted) return this.#bearerAuth(ctx, challenge, true);
+      throw error;
+    }
+  }
+
+  /** The scopes to ask for with this resolve's: the run's other repositories on the registry not yet cached. */
+  #batch(ctx: ResolveContext, fingerprint: string, keyOf: (scope: string) => string): string[] {
+    const planned = this.#plannedScopes.get(`${ctx.apiHost}|${fingerprint}`);
+    // An identity-token grant is a POST with one scope field; only GET logins are batched.
+    if (
+      !planned?.has(ctx.scope) ||
+      this.#oneScopePerToken.has(ctx.apiHost) ||
+      ctx.credential?.identityToken
+    ) {
+      return [ctx.scope];
+    }
+    const scopes = [ctx.scope];
+    for (const scope of planned) {
+      if (scopes.length >= MAX_SCOPES_PER_TOKEN) break;
+      const key = keyOf(scope);
+      if (scope !== ctx.scope && !this.#tokenFlights.has(key) && this.#tokens.get(key) === undefined)
+        scopes.push(scope);
+    }
+    return scopes;
   }
 
   /** The realm as a URL the poller may ask, or the RegistryError saying why not. */
@@ -212,8 +332,17 @@ export class RegistryAuthenticator {
     return url;
   }
 
-  /** Asks the token service for a pull token and caches it. */
-  async #fetchToken(ctx: ResolveContext, realm: string, service: string, cacheKey: string): Promise<string> {
+  /**
+   * Asks the token service for a token carrying `scopes` and caches it under each scope it grants
+   * (all of them when the token does not say). Resolves to the token by granted scope.
+   */
+  async #fetchToken(
+    ctx: ResolveContext,
+    realm: string,
+    service: string,
+    scopes: string[],
+    keyOf: (scope: string) => string,
+  ): Promise<Map<string, IssuedToken>> {
     const realmUrl = this.#realmUrl(ctx, realm);
     const c = ctx.credential;
     const tokenRequest = (
@@ -255,7 +384,7 @@ export class RegistryAuthenticator {
     if (!res) {
       const url = new URL(realmUrl);
       if (service) url.searchParams.set('service', service);
-      url.searchParams.set('scope', ctx.scope);
+      for (const scope of scopes) url.searchParams.append('scope', scope);
       const headers: Record<string, string> = {};
       // An identity-token login keeps its secret in the token, not the password (ACR, docker login --identity-token).
       if (c?.identityToken && !c.password)
@@ -303,10 +432,44 @@ export class RegistryAuthenticator {
     }
     const expiresIn = typeof body.expires_in === 'number' ? body.expires_in : undefined;
     const issuedAt = typeof body.issued_at === 'string' ? body.issued_at : undefined;
-    this.#tokens.set(cacheKey, token, expiresIn, issuedAt);
-    return token;
+    const tokens = new Map<string, IssuedToken>();
+    const batched = scopes.length > 1;
+    const granted = batched ? grantedPullScopes(token) : undefined;
+    for (const scope of scopes) {
+      if (granted && !granted.has(scope)) continue;
+      this.#tokens.set(keyOf(scope), token, expiresIn, issuedAt);
+      tokens.set(scope, { token, verified: !batched || granted !== undefined, batched });
+    }
+    if (tokens.size < scopes.length) {
+      this.#batchingFailed(
+        ctx,
+        `token service ${realmUrl.host} granted ${tokens.size} of ${scopes.length} scopes asked for`,
+      );
+    }
+    return tokens;
+  }
+
+  /** Stops asking this registry's token service for several scopes at once, and says so once. */
+  #batchingFailed(ctx: ResolveContext, why: string): void {
+    if (this.#oneScopePerToken.has(ctx.apiHost)) return;
+    this.#oneScopePerToken.add(ctx.apiHost);
+    this.#log.info('asking this registry for one token per repository from now on', {
+      registry: ctx.domain,
+      why,
+    });
   }
 }
+
+/** A token as issued for one scope. */
+interface IssuedToken {
+  token: string;
+  /** Known to carry the scope: asked for alone, or named in the token's claims. */
+  verified: boolean;
+  batched: boolean;
+}
+
+/** A batched token request did not grant this resolve's scope. */
+class NotGranted extends Error {}
 
 /** Unauthorized, worded for whether credentials were sent. */
 function rejected(ctx: ResolveContext, detail: string): ResolveAbort {

@@ -13,10 +13,10 @@ import {
   registryApiHost,
   silentLogger,
 } from '@kubewatcher/shared';
-import { MANIFEST_ACCEPT, RegistryAuthenticator } from './auth.ts';
+import { MANIFEST_ACCEPT, pullScope, RegistryAuthenticator } from './auth.ts';
 import { TransportConfigError } from './hosts.ts';
 import { fail, ResolveAbort, type ResolveContext } from './outcome.ts';
-import { hasSecret } from './token-cache.ts';
+import { credentialFingerprint, hasSecret } from './token-cache.ts';
 import {
   type RegistryResponse,
   RegistryTransport,
@@ -94,6 +94,7 @@ export class RegistryClient {
     this.#auth = new RegistryAuthenticator({
       transport: this.#transport,
       now: this.#now,
+      logger: this.#log,
       ...(opts.tokenExpiryMarginMs === undefined ? {} : { tokenExpiryMarginMs: opts.tokenExpiryMarginMs }),
     });
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
@@ -107,6 +108,28 @@ export class RegistryClient {
   /** Requests sent so far, overall and per host, and the registries paused after a 429. */
   stats(): RegistryClientStats {
     return { ...this.#transport.counts(), pausedHosts: [...this.#paused.keys()].sort() };
+  }
+
+  /**
+   * The lookups this run will make, so a registry's token service is asked once per credential for
+   * the pull scopes of every repository due rather than once per repository.
+   */
+  planLookups(lookups: Iterable<{ reference: ImageReference; credential?: RegistryCredential }>): void {
+    const byKey = new Map<
+      string,
+      { apiHost: string; credential: RegistryCredential | undefined; repositories: Set<string> }
+    >();
+    for (const { reference, credential } of lookups) {
+      const apiHost = registryApiHost(reference.domain);
+      const usable = credential && hasSecret(credential) ? credential : undefined;
+      const key = `${apiHost}|${credentialFingerprint(usable)}`;
+      const entry = byKey.get(key) ?? { apiHost, credential: usable, repositories: new Set<string>() };
+      entry.repositories.add(reference.path);
+      byKey.set(key, entry);
+    }
+    for (const { apiHost, credential, repositories } of byKey.values()) {
+      this.#auth.planScopes(apiHost, credential, repositories);
+    }
   }
 
   /** Closes pooled connections. The client can still be used afterwards (new connections are opened). */
@@ -145,7 +168,7 @@ export class RegistryClient {
         apiHost,
         origin: `${this.#transport.hosts.scheme(apiHost)}://${apiHost}`,
         credential: credential && hasSecret(credential) ? credential : undefined,
-        scope: `repository:${ref.path}:pull`,
+        scope: pullScope(ref.path),
         deadline,
         budgetMs: Math.max(0, deadline - started),
         log: { registry: ref.domain, repository: ref.path },
