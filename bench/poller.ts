@@ -330,7 +330,9 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   }
   for (const line of (await readFrom(tokenLog, tokenStart)).split('\n')) {
     // Only pull scopes: the bench's own pushes ask for push,pull.
-    if (/ GET \/token .*scope=repository:\S+:pull granted=/.test(line)) observed.token++;
+    // One line per token request, whatever number of pull scopes it carries.
+    if (/ GET \/token .*scope=repository:\S+:pull( repository:\S+:pull)* granted=/.test(line))
+      observed.token++;
   }
   return {
     summary,
@@ -368,6 +370,7 @@ function table(rows: Row[]): string {
     'token',
     'log HEAD/GET/token',
     'target requests',
+    'requests per tag',
     'run s',
     'process s',
     'poller CPU s',
@@ -376,7 +379,6 @@ function table(rows: Row[]): string {
   ];
   const lines = rows.map((r) => {
     const med = (f: (m: RunMeasure) => number) => median(r.measures.map(f));
-    const reposUsed = Math.min(repositoryCount, r.m);
     return [
       String(r.n),
       String(r.m),
@@ -385,7 +387,9 @@ function table(rows: Row[]): string {
       String(med((x) => x.summary.requests.get)),
       String(med((x) => x.summary.requests.token)),
       `${med((x) => x.observed.head)}/${med((x) => x.observed.get)}/${med((x) => x.observed.token)}`,
-      `${r.m} HEAD + ≤${reposUsed} token`,
+      // One anonymous HEAD learns the registry's challenge; one token carries every repository.
+      `${r.m + 1} HEAD + 1 token`,
+      (med((x) => x.summary.requests.total) / r.m).toFixed(2),
       (med((x) => x.summary.durationMs) / 1000).toFixed(2),
       med((x) => x.wallSeconds).toFixed(2),
       med((x) => x.pollerCpu).toFixed(1),
@@ -456,7 +460,7 @@ async function main(): Promise<void> {
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run (every WatchedImage checked is one status write).',
     `Poller: ${flags.dist ? `the bundle as the CronJob runs it (node ${pollerNodeArgs.slice(0, -1).join(' ')})` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
-    `Targets: requests = M HEAD + at most one token per repository; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
+    `Targets: requests = M + 1 HEAD and one token (one per registry and credential), ≤ 1.1 per tag; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',
     table(rows),
   ].join('\n');
