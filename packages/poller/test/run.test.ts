@@ -1209,5 +1209,37 @@ describe('the CLI', () => {
     const bad = await cli(['--kubeconfig', info.kubeconfig, '--log-format', 'json', '--timeout', 'soon']);
     expect(bad.code).toBe(2);
     expect(JSON.parse(bad.lines.at(-1)!).message).toContain('--timeout: invalid duration "soon"');
+
+    const budget = await cli([
+      '--kubeconfig',
+      info.kubeconfig,
+      '--log-format',
+      'json',
+      '--run-timeout',
+      '0s',
+    ]);
+    expect(budget.code).toBe(2);
+    expect(JSON.parse(budget.lines.at(-1)!).message).toContain('--run-timeout: invalid duration "0s"');
+
+    for (const [config, message] of [
+      ['"*":\n  plainHttp: true\n', '--registries-config: *.plainHttp is not an option (realmHosts)'],
+      [
+        'ghcr.io:\n  realmHosts: ghcr.io\n',
+        '--registries-config: ghcr.io.realmHosts must be a list of host[:port] names',
+      ],
+    ] as const) {
+      const file = join(work, 'bad-registries.yaml');
+      await writeFile(file, config);
+      const refused = await cli([
+        '--kubeconfig',
+        info.kubeconfig,
+        '--log-format',
+        'json',
+        '--registries-config',
+        file,
+      ]);
+      expect(refused.code).toBe(2);
+      expect(JSON.parse(refused.lines.at(-1)!).message).toContain(message);
+    }
   });
 });
