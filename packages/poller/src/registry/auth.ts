@@ -12,8 +12,13 @@ import { credentialFingerprint, TokenCache } from './token-cache.ts';
 import type { RegistryResponse, RegistryTransport } from './transport.ts';
 import type { RegistryCredential } from './types.ts';
 
-/** Most scopes one token request carries: each adds ~50 bytes to the URL. */
-const MAX_SCOPES_PER_TOKEN = 50;
+/**
+ * Most scopes one token request carries. A token that names its grants grows with each (about 80
+ * bytes) and goes out on every manifest request, where servers cap headers at about 8 KB.
+ */
+const MAX_SCOPES_PER_TOKEN = 20;
+/** A batched token longer than this is kept for its own resolve only: headers that large get refused. */
+const MAX_BATCHED_TOKEN_LENGTH = 6 * 1024;
 
 /** The scope a resolution of `repository` needs. */
 export function pullScope(repository: string): string {
@@ -435,8 +440,12 @@ export class RegistryAuthenticator {
     const tokens = new Map<string, IssuedToken>();
     const batched = scopes.length > 1;
     const granted = batched ? grantedPullScopes(token) : undefined;
+    const tooLong = batched && token.length > MAX_BATCHED_TOKEN_LENGTH;
+    if (tooLong)
+      this.#batchingFailed(ctx, `a token for ${scopes.length} scopes is ${token.length} bytes long`);
     for (const scope of scopes) {
       if (granted && !granted.has(scope)) continue;
+      if (tooLong && scope !== ctx.scope) continue;
       this.#tokens.set(keyOf(scope), token, expiresIn, issuedAt);
       tokens.set(scope, { token, verified: !batched || granted !== undefined, batched });
     }

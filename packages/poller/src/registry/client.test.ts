@@ -301,6 +301,29 @@ describe('RegistryClient (scripted fetch)', () => {
     });
   });
 
+  it('asks one token for the planned repositories, and keeps an oversized batched token to its own resolve', async () => {
+    for (const size of [100, 7 * 1024]) {
+      const { calls, fetch } = scripted((call) => {
+        if (call.url.startsWith('https://auth.example/')) {
+          const n = new URL(call.url).searchParams.getAll('scope').length;
+          return { status: 200, body: JSON.stringify({ token: `${n}-${'t'.repeat(n > 1 ? size : 10)}` }) };
+        }
+        return call.headers.Authorization
+          ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+          : { status: 401, headers: { 'WWW-Authenticate': bearer('https://auth.example/token') } };
+      });
+      const c = client(fetch);
+      const refs = ['a', 'b', 'c'].map((r) => normalizeReference(`reg.example/acme/${r}:1`));
+      c.planLookups(refs.map((reference) => ({ reference })));
+      for (const ref of refs) expect(await c.resolveDigest(ref)).toMatchObject({ ok: true });
+      const scopes = calls
+        .filter((call) => call.url.startsWith('https://auth.example/'))
+        .map((call) => new URL(call.url).searchParams.getAll('scope').length);
+      // A small token serves all three; an oversized one serves its own resolve, the others ask alone.
+      expect(scopes).toEqual(size === 100 ? [3] : [3, 1, 1]);
+    }
+  });
+
   it('never logs credentials or tokens', async () => {
     const lines: string[] = [];
     const log = (message: string, meta?: unknown) =>
