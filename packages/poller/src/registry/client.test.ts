@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { normalizeReference } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { MANIFEST_ACCEPT, RegistryClient, type RegistryClientOptions } from './client.ts';
-import type { RegistryFetchInit, RegistryFetchResponse } from './transport.ts';
+import { isLinkLocal, type RegistryFetchInit, type RegistryFetchResponse } from './transport.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -231,6 +231,31 @@ describe('RegistryClient (scripted fetch)', () => {
       ['reg.example', true],
       ['storage.example', false],
     ]);
+  });
+
+  it.each([
+    ['a redirect', { status: 307, headers: { Location: 'http://169.254.169.254/latest/meta-data/' } }],
+    ['a token realm', { status: 401, headers: { 'WWW-Authenticate': bearer('https://[fe80::1]/token') } }],
+  ])('never sends a request to a link-local address named by %s', async (_name, reply) => {
+    const { calls, fetch } = scripted(() => reply);
+    const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'));
+    expect(result).toMatchObject({ ok: false });
+    expect(!result.ok && result.message).toMatch(/link-local address .* never sent/);
+    expect(calls.map((c) => new URL(c.url).host)).toEqual(['reg.example']);
+  });
+
+  it.each([
+    ['169.254.169.254', true],
+    ['169.254.0.1:80', true],
+    ['[fe80::1]', true],
+    ['[febf::1]', true],
+    ['[::ffff:169.254.169.254]', true],
+    ['169.255.0.1', false],
+    ['[fec0::1]', false],
+    ['127.0.0.1:5000', false],
+    ['registry.example', false],
+  ])('isLinkLocal(%s) is %s', (host, expected) => {
+    expect(isLinkLocal(new URL(`http://${host}/`))).toBe(expected);
   });
 
   it('stops after 5 redirects', async () => {

@@ -35,6 +35,19 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Network errors worth another attempt: a pooled connection closed under us, a reset mid-response. */
 const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
 
+/**
+ * Whether a URL's host is a link-local address written as such (169.254.0.0/16, fe80::/10): where
+ * cloud metadata services answer. No registry lives there, so no request goes there, whatever a
+ * registry's realm or redirect says. (Names that resolve there are the egress policy's to stop.)
+ */
+export function isLinkLocal(url: URL): boolean {
+  const host = url.hostname.toLowerCase();
+  if (/^169\.254\.\d{1,3}\.\d{1,3}$/.test(host)) return true;
+  const v6 = host.startsWith('[') ? host.slice(1, -1) : host;
+  // fe80::/10 is fe80 to febf; an IPv4-mapped ::ffff:169.254.x.y is the IPv4 range again.
+  return /^fe[89ab][0-9a-f]?:/.test(v6) || /^::ffff:(169\.254\.|a9fe:)/.test(v6);
+}
+
 /** What the transport passes to fetch: a subset of node-fetch's RequestInit. */
 export interface RegistryFetchInit {
   method: string;
@@ -351,6 +364,9 @@ export class RegistryTransport {
     headers: Record<string, string>,
     body: string | undefined,
   ): Promise<Omit<RegistryResponse, 'attempts'>> {
+    if (isLinkLocal(url)) {
+      throw new ExchangeError('unreachable', `requests to the link-local address ${url.host} are never sent`);
+    }
     const agent = this.hosts.agent(url);
     const release = await this.#limiter.acquire(url.host);
     const remaining = req.deadline - this.#now();
