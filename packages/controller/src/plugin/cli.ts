@@ -18,6 +18,7 @@ import {
   type ImageUpdate,
   LABEL,
   loadKubeConfig,
+  nameLabelValue,
   VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
@@ -193,7 +194,10 @@ async function run(verb: string, args: Args, io: Io, now: () => Date): Promise<v
     case 'history': {
       const name = args.name!;
       await custom.getNamespacedCustomObject({ ...wi, namespace, name });
-      const updates = await list<ImageUpdate>(iu, `${LABEL.watchedImage}=${name}`);
+      // The label carries a value that fits (hashed past 63 characters), so the spec decides.
+      const updates = (await list<ImageUpdate>(iu, `${LABEL.watchedImage}=${nameLabelValue(name)}`)).filter(
+        (u) => u.spec.watchedImage === name,
+      );
       io.out(historyTable(updates, now()));
       return;
     }
