@@ -20,14 +20,44 @@ describe('windowState', () => {
   // 2026-12-07 is a Monday.
   it.each([
     ['Monday 23:00: open until Tuesday 06:00', '2026-12-07T23:00:00Z', true, '2026-12-08T06:00:00.000Z'],
-    ['Monday 22:00 exactly: open (start is inclusive)', '2026-12-07T22:00:00Z', true, '2026-12-08T06:00:00.000Z'],
-    ['Tuesday 05:59: still open (crossed midnight)', '2026-12-08T05:59:00Z', true, '2026-12-08T06:00:00.000Z'],
-    ['Tuesday 06:00: closed (end is exclusive), opens at 22:00', '2026-12-08T06:00:00Z', false, '2026-12-08T22:00:00.000Z'],
+    [
+      'Monday 22:00 exactly: open (start is inclusive)',
+      '2026-12-07T22:00:00Z',
+      true,
+      '2026-12-08T06:00:00.000Z',
+    ],
+    [
+      'Tuesday 05:59: still open (crossed midnight)',
+      '2026-12-08T05:59:00Z',
+      true,
+      '2026-12-08T06:00:00.000Z',
+    ],
+    [
+      'Tuesday 06:00: closed (end is exclusive), opens at 22:00',
+      '2026-12-08T06:00:00Z',
+      false,
+      '2026-12-08T22:00:00.000Z',
+    ],
     ['Monday 21:59: opens in a minute', '2026-12-07T21:59:00Z', false, '2026-12-07T22:00:00.000Z'],
-    ['Saturday 05:00: the window Friday opened is still open', '2026-12-12T05:00:00Z', true, '2026-12-12T06:00:00.000Z'],
-    ['Saturday 07:00: next opening is Monday night', '2026-12-12T07:00:00Z', false, '2026-12-14T22:00:00.000Z'],
+    [
+      'Saturday 05:00: the window Friday opened is still open',
+      '2026-12-12T05:00:00Z',
+      true,
+      '2026-12-12T06:00:00.000Z',
+    ],
+    [
+      'Saturday 07:00: next opening is Monday night',
+      '2026-12-12T07:00:00Z',
+      false,
+      '2026-12-14T22:00:00.000Z',
+    ],
     ['Sunday 23:00: Sunday is not a window day', '2026-12-13T23:00:00Z', false, '2026-12-14T22:00:00.000Z'],
-    ['Monday 03:00: Sunday night opened no window', '2026-12-14T03:00:00Z', false, '2026-12-14T22:00:00.000Z'],
+    [
+      'Monday 03:00: Sunday night opened no window',
+      '2026-12-14T03:00:00Z',
+      false,
+      '2026-12-14T22:00:00.000Z',
+    ],
   ])('%s', (_name, instant, open, change) => {
     const state = windowState([WEEKNIGHTS], at(instant));
     expect(state.open).toBe(open);
@@ -36,14 +66,55 @@ describe('windowState', () => {
 
   it.each([
     // 2026-01-15 is a Thursday; Berlin is UTC+1 in winter, UTC+2 in summer.
-    ['Berlin office hours in winter: 08:30Z is 09:30 CET', 'Europe/Berlin', '2026-01-15T08:30:00Z', true, '2026-01-15T16:00:00.000Z'],
-    ['Berlin office hours in summer: 07:30Z is 09:30 CEST', 'Europe/Berlin', '2026-07-16T07:30:00Z', true, '2026-07-16T15:00:00.000Z'],
-    ['Berlin before nine: 07:30Z is 08:30 CET', 'Europe/Berlin', '2026-01-15T07:30:00Z', false, '2026-01-15T08:00:00.000Z'],
-    ['New York: 13:59Z is 08:59 EST', 'America/New_York', '2026-01-15T13:59:00Z', false, '2026-01-15T14:00:00.000Z'],
-    ['Kolkata (+05:30): 03:30Z is 09:00 IST', 'Asia/Kolkata', '2026-01-15T03:30:00Z', true, '2026-01-15T11:30:00.000Z'],
-    ['Auckland is a day ahead: Friday 22:00Z is Saturday there', 'Pacific/Auckland', '2026-01-16T22:00:00Z', false, '2026-01-18T20:00:00.000Z'],
+    [
+      'Berlin office hours in winter: 08:30Z is 09:30 CET',
+      'Europe/Berlin',
+      '2026-01-15T08:30:00Z',
+      true,
+      '2026-01-15T16:00:00.000Z',
+    ],
+    [
+      'Berlin office hours in summer: 07:30Z is 09:30 CEST',
+      'Europe/Berlin',
+      '2026-07-16T07:30:00Z',
+      true,
+      '2026-07-16T15:00:00.000Z',
+    ],
+    [
+      'Berlin before nine: 07:30Z is 08:30 CET',
+      'Europe/Berlin',
+      '2026-01-15T07:30:00Z',
+      false,
+      '2026-01-15T08:00:00.000Z',
+    ],
+    [
+      'New York: 13:59Z is 08:59 EST',
+      'America/New_York',
+      '2026-01-15T13:59:00Z',
+      false,
+      '2026-01-15T14:00:00.000Z',
+    ],
+    [
+      'Kolkata (+05:30): 03:30Z is 09:00 IST',
+      'Asia/Kolkata',
+      '2026-01-15T03:30:00Z',
+      true,
+      '2026-01-15T11:30:00.000Z',
+    ],
+    [
+      'Auckland is a day ahead: Friday 22:00Z is Saturday there',
+      'Pacific/Auckland',
+      '2026-01-16T22:00:00Z',
+      false,
+      '2026-01-18T20:00:00.000Z',
+    ],
   ])('%s', (_name, timeZone, instant, open, change) => {
-    const window: UpdateWindow = { days: ['Mon', 'Tue', 'Wed', 'Thu', 'Fri'], start: '09:00', end: '17:00', timeZone };
+    const window: UpdateWindow = {
+      days: ['Mon', 'Tue', 'Wed', 'Thu', 'Fri'],
+      start: '09:00',
+      end: '17:00',
+      timeZone,
+    };
     const state = windowState([window], at(instant));
     expect(state.open).toBe(open);
     expect((state.open ? state.closes : state.opens)?.toISOString()).toBe(change);
@@ -246,7 +317,12 @@ describe('parseClockTime, isTimeZone, windowProblems', () => {
   });
 
   it('names the field and value of an unknown time zone', () => {
-    expect(windowProblems([{ start: '01:00', end: '02:00' }, { start: '01:00', end: '02:00', timeZone: 'Mars/Olympus' }])).toEqual([
+    expect(
+      windowProblems([
+        { start: '01:00', end: '02:00' },
+        { start: '01:00', end: '02:00', timeZone: 'Mars/Olympus' },
+      ]),
+    ).toEqual([
       'spec.updateWindows[1].timeZone: "Mars/Olympus" is not an IANA time zone known to this controller (e.g. Europe/Berlin, America/New_York, UTC)',
     ]);
     expect(windowProblems(undefined)).toEqual([]);

@@ -109,7 +109,9 @@ function firstInstantAtOrAfter(zone: string, wall: number): number | undefined {
   // is within 14 hours of `wall`: the offsets a day either side are the only two in play.
   const before = offsetAt(zone, wall - DAY);
   const after = offsetAt(zone, wall + DAY);
-  const exact = [wall - before, wall - after].filter((x) => wallClock(zone, x) === wall).sort((a, b) => a - b);
+  const exact = [wall - before, wall - after]
+    .filter((x) => wallClock(zone, x) === wall)
+    .sort((a, b) => a - b);
   if (exact.length > 0) return exact[0];
   // `wall` falls in a gap (the clock sprang forward over it): the first instant past it is the jump.
   let lo = wall - after; // still on the old offset
