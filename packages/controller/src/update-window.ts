@@ -12,19 +12,12 @@
  * interval of real time and never opens twice in a night.
  */
 
-export const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
-export type Weekday = (typeof WEEKDAYS)[number];
+import type { UpdateWindow, Weekday } from '@kubewatcher/shared';
 
-export interface UpdateWindow {
-  /** Days the window opens on; every day when absent. */
-  days?: readonly Weekday[];
-  /** `HH:MM`, 24-hour clock, 00:00 to 23:59. */
-  start: string;
-  /** `HH:MM`, 00:00 to 24:00; not after `start` means the window ends the next day. */
-  end: string;
-  /** IANA time zone, e.g. Europe/Berlin; UTC when absent. */
-  timeZone?: string;
-}
+export type { UpdateWindow };
+
+/** Weekday names in the order of Date's getUTCDay(). */
+const DAY_NAMES: readonly Weekday[] = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 
 /** An opening of one window: the instants it opens and closes (closes is exclusive). */
 export interface WindowInterval {
@@ -128,7 +121,7 @@ function firstInstantAtOrAfter(zone: string, wall: number): number | undefined {
 /** The opening of `window` on the local date `day` (midnight of it, UTC fields), if it opens then. */
 function intervalOn(window: UpdateWindow, day: number): WindowInterval | undefined {
   const zone = window.timeZone ?? 'UTC';
-  const weekday = WEEKDAYS[new Date(day).getUTCDay()]!;
+  const weekday = DAY_NAMES[new Date(day).getUTCDay()]!;
   if (window.days && window.days.length > 0 && !window.days.includes(weekday)) return undefined;
   const start = parseClockTime(window.start);
   const end = parseClockTime(window.end, true);

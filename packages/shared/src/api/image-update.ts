@@ -24,6 +24,8 @@ export const IMAGE_UPDATE_PHASE = {
   Pending: 'Pending',
   /** Manual policy: waiting for spec.approved. */
   AwaitingApproval: 'AwaitingApproval',
+  /** Approved, waiting for an update window or the minimum age; status.scheduledTime says until when. */
+  Scheduled: 'Scheduled',
   /** Patching the workloads. */
   Applying: 'Applying',
   /** Workloads patched; waiting for their rollouts to finish. */
@@ -32,6 +34,10 @@ export const IMAGE_UPDATE_PHASE = {
   Succeeded: 'Succeeded',
   /** A patch or a rollout failed; see status.workloads and the conditions. */
   Failed: 'Failed',
+  /** The rollout failed and spec.rollback is OnFailure: putting the workloads back on their previous images. */
+  RollingBack: 'RollingBack',
+  /** The rollout failed and the workloads were put back on their previous images. */
+  RolledBack: 'RolledBack',
   /** A newer ImageUpdate of the same WatchedImage replaced this one before it was applied. */
   Superseded: 'Superseded',
   /** Observe policy: recorded, never applied. */
@@ -43,6 +49,7 @@ export type ImageUpdatePhase = (typeof IMAGE_UPDATE_PHASE)[keyof typeof IMAGE_UP
 export const TERMINAL_PHASES: readonly ImageUpdatePhase[] = [
   IMAGE_UPDATE_PHASE.Succeeded,
   IMAGE_UPDATE_PHASE.Failed,
+  IMAGE_UPDATE_PHASE.RolledBack,
   IMAGE_UPDATE_PHASE.Superseded,
   IMAGE_UPDATE_PHASE.Observed,
 ];
@@ -70,6 +77,8 @@ export const WORKLOAD_UPDATE_STATE = {
   Failed: 'Failed',
   /** Left alone, e.g. it already ran the new digest or no longer matched. */
   Skipped: 'Skipped',
+  /** Put back on its previous image after a failed rollout. */
+  RolledBack: 'RolledBack',
 } as const;
 export type WorkloadUpdateState = (typeof WORKLOAD_UPDATE_STATE)[keyof typeof WORKLOAD_UPDATE_STATE];
 
@@ -91,11 +100,25 @@ export const ImageUpdateSpec = Type.Object(
     toDigest: Digest('Digest behind the tag after the change: what the workloads are moved to. Immutable.', [
       immutable<string>(),
     ]),
+    detectedTime: Type.Optional(
+      Type.String({
+        description:
+          "When the poller first saw toDigest behind the tag: the WatchedImage's spec.minimumAge counts from here (from creationTimestamp when absent). Immutable.",
+        format: 'date-time',
+        'x-kubernetes-validations': [immutable<string>()],
+      }),
+    ),
     approved: Type.Optional(
       Type.Boolean({
         description:
-          'Approval to apply this update, for a WatchedImage with updatePolicy Manual (Auto applies without it; Observe never applies). The only field that may change after creation. Defaults to false.',
+          'Approval to apply this update, for a WatchedImage with updatePolicy Manual (Auto applies without it; Observe never applies). May change after creation, like ignoreUpdateWindows. Defaults to false.',
         default: false,
+      }),
+    ),
+    ignoreUpdateWindows: Type.Optional(
+      Type.Boolean({
+        description:
+          "Start this update outside the WatchedImage's spec.updateWindows, e.g. an urgent fix approved by hand; spec.minimumAge still applies. May change after creation. False when absent.",
       }),
     ),
   },
@@ -107,6 +130,12 @@ export const ImageUpdateSpec = Type.Object(
         'is immutable: it cannot be added or removed after creation',
         (self, oldSelf) => (self.fromDigest === undefined) === (oldSelf.fromDigest === undefined),
         { fieldPath: '.fromDigest' },
+      ),
+      celRule<{ detectedTime?: string }>(
+        'has(self.detectedTime) == has(oldSelf.detectedTime)',
+        'is immutable: it cannot be added or removed after creation',
+        (self, oldSelf) => (self.detectedTime === undefined) === (oldSelf.detectedTime === undefined),
+        { fieldPath: '.detectedTime' },
       ),
     ],
   },
@@ -133,7 +162,7 @@ const WorkloadUpdate = Type.Object(
       }),
     ),
     state: StringEnum(Object.values(WORKLOAD_UPDATE_STATE), {
-      description: 'Where this container is: Pending, Patched, RolledOut, Failed or Skipped.',
+      description: 'Where this container is: Pending, Patched, RolledOut, Failed, Skipped or RolledBack.',
     }),
     message: Type.Optional(
       Type.String({ description: 'Details of the state, e.g. why it failed.', maxLength: 4096 }),
@@ -167,7 +196,7 @@ export const ImageUpdateStatus = Type.Object(
     phase: Type.Optional(
       StringEnum(Object.values(IMAGE_UPDATE_PHASE), {
         description:
-          'Where the update is: Pending, AwaitingApproval, Applying, RollingOut, Succeeded, Failed, Superseded or Observed.',
+          'Where the update is: Pending, AwaitingApproval, Scheduled, Applying, RollingOut, Succeeded, Failed, RollingBack, RolledBack, Superseded or Observed.',
       }),
     ),
     from: Type.Optional(ShortDigest('First 12 hex digits of spec.fromDigest, for display.')),
@@ -186,9 +215,20 @@ export const ImageUpdateStatus = Type.Object(
         'x-kubernetes-list-map-keys': ['kind', 'name', 'container'],
       }),
     ),
+    scheduledTime: Type.Optional(
+      DateTime(
+        'Phase Scheduled: when the update will start, the later of the next update window opening and the end of the minimum age.',
+      ),
+    ),
     appliedTime: Type.Optional(DateTime('When the controller started patching the workloads.')),
     completedTime: Type.Optional(
-      DateTime('When the update reached Succeeded, Failed, Superseded or Observed.'),
+      DateTime('When the update reached Succeeded, Failed, RolledBack, Superseded or Observed.'),
+    ),
+    failureMessage: Type.Optional(
+      Type.String({
+        description: 'Why the rollout failed, kept when the update is rolled back.',
+        maxLength: 4096,
+      }),
     ),
     supersededBy: Type.Optional(ObjectName('Name of the newer ImageUpdate that replaced this one.')),
     conditions: Type.Optional(
@@ -229,6 +269,13 @@ export const IMAGE_UPDATE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
   { name: 'To', type: 'string', jsonPath: '.status.to', description: 'Digest after the change.' },
   { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the update is.' },
   { name: 'Workloads', type: 'string', jsonPath: '.status.progress', description: 'Rolled out / to update.' },
+  // A string, not a date: kubectl prints a date column in the future as <invalid>.
+  {
+    name: 'Starts',
+    type: 'string',
+    jsonPath: '.status.scheduledTime',
+    description: 'Phase Scheduled: start time.',
+  },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   {
     name: 'Watched',

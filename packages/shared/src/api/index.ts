@@ -7,5 +7,6 @@ export * from './image-update.ts';
 export * from './meta.ts';
 export * from './names.ts';
 export * from './references.ts';
+export * from './update-control.ts';
 export * from './validation.ts';
 export * from './watched-image.ts';

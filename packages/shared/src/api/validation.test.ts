@@ -41,6 +41,7 @@ describe('validateWatchedImage', () => {
         interval: '5m',
         suspend: false,
         historyLimit: 10,
+        rollback: 'Never',
       }),
     });
     expect(input.spec).toEqual({ image: 'nginx:1.27' });
@@ -183,6 +184,38 @@ describe('validateWatchedImage', () => {
       ],
     },
     {
+      case: 'an update window start that is not a time of day',
+      spec: { image: 'nginx', updateWindows: [{ start: '7:00', end: '24:00' }] },
+      errors: ['spec.updateWindows[0].start: must be a time of day HH:MM from 00:00 to 23:59, e.g. 22:00'],
+    },
+    {
+      case: 'an update window end past midnight',
+      spec: { image: 'nginx', updateWindows: [{ start: '22:00', end: '24:30' }] },
+      errors: ['spec.updateWindows[0].end: must be a time of day HH:MM from 00:00 to 24:00, e.g. 06:00'],
+    },
+    {
+      case: 'an update window day that is not a weekday name',
+      spec: { image: 'nginx', updateWindows: [{ days: ['Monday'], start: '22:00', end: '06:00' }] },
+      contains: 'spec.updateWindows[0].days[0]: Unsupported value: "Monday"',
+    },
+    {
+      case: 'an offset as the time zone',
+      spec: { image: 'nginx', updateWindows: [{ start: '22:00', end: '06:00', timeZone: '+01:00' }] },
+      errors: [
+        'spec.updateWindows[0].timeZone: must be an IANA time zone name such as Europe/Berlin or UTC (not an offset such as +01:00)',
+      ],
+    },
+    {
+      case: 'a minimumAge that is not a duration',
+      spec: { image: 'nginx', minimumAge: '1 hour' },
+      contains: 'spec.minimumAge: Invalid value: "1 hour"',
+    },
+    {
+      case: 'an unknown rollback policy',
+      spec: { image: 'nginx', rollback: 'Always' },
+      contains: 'spec.rollback: Unsupported value: "Always"',
+    },
+    {
       case: 'duplicate pull secrets',
       spec: { image: 'nginx', pullSecrets: [{ name: 'a' }, { name: 'a' }] },
       errors: ['spec.pullSecrets[1]: Duplicate value: {"name":"a"}'],
@@ -286,6 +319,27 @@ describe('validateImageUpdate', () => {
     const { fromDigest: _removed, ...withoutFrom } = created.spec;
     expect(errorsOf(validateImageUpdate({ ...created, spec: withoutFrom }, stored))).toEqual([
       'spec.fromDigest: is immutable: it cannot be added or removed after creation',
+    ]);
+  });
+
+  it('lets ignoreUpdateWindows change, and keeps detectedTime as created', () => {
+    const withTime = { ...created, spec: { ...created.spec, detectedTime: '2026-12-07T12:00:00Z' } };
+    const stored = structuredClone(withTime);
+    expect(
+      errorsOf(
+        validateImageUpdate({ ...withTime, spec: { ...withTime.spec, ignoreUpdateWindows: true } }, stored),
+      ),
+    ).toEqual([]);
+    expect(
+      errorsOf(
+        validateImageUpdate(
+          { ...withTime, spec: { ...withTime.spec, detectedTime: '2026-12-07T13:00:00Z' } },
+          stored,
+        ),
+      ),
+    ).toEqual(['spec.detectedTime: is immutable']);
+    expect(errorsOf(validateImageUpdate(created, stored))).toEqual([
+      'spec.detectedTime: is immutable: it cannot be added or removed after creation',
     ]);
   });
 

@@ -20,6 +20,7 @@ import {
   StringEnum,
 } from './meta.ts';
 import { Digest, ShortDigest, TagReference } from './references.ts';
+import { MinimumAge, Rollback, UpdateWindows } from './update-control.ts';
 
 export const WORKLOAD_KIND = {
   Deployment: 'Deployment',
@@ -156,6 +157,9 @@ export const WatchedImageSpec = Type.Object(
         maximum: 100,
       }),
     ),
+    updateWindows: Type.Optional(UpdateWindows),
+    minimumAge: Type.Optional(MinimumAge),
+    rollback: Type.Optional(Rollback),
   },
   { description: 'What to watch and how to update the workloads that run it.' },
 );
@@ -256,6 +260,11 @@ export const WatchedImageStatus = Type.Object(
     latestUpdate: Type.Optional(
       ObjectName('Name of the newest ImageUpdate of this WatchedImage. Written by the controller.'),
     ),
+    refusedDigest: Type.Optional(
+      Digest(
+        'A digest an ImageUpdate rolled back (spec.rollback OnFailure): it is not applied again until the tag moves to another digest. Written by the controller.',
+      ),
+    ),
     conditions: Type.Optional(
       Conditions(
         'Resolved (written by the poller): whether the last registry check worked. Ready (written by the controller): whether the WatchedImage is valid and how many workloads it updates.',
@@ -319,6 +328,13 @@ export const WATCHED_IMAGE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
     type: 'string',
     jsonPath: '.status.conditions[?(@.type=="Resolved")].status',
     description: 'Status of the Resolved condition.',
+    priority: 1,
+  },
+  {
+    name: 'Refused',
+    type: 'string',
+    jsonPath: '.status.refusedDigest',
+    description: 'Digest refused after a rollback.',
     priority: 1,
   },
 ];
