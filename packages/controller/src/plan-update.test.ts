@@ -238,3 +238,312 @@ describe('Approved condition', () => {
     });
   });
 });
+
+describe('planUpdate: update windows and minimum age', () => {
+  // NOW is Wednesday 2026-11-25 12:00Z.
+  const nights = { updateWindows: [{ start: '22:00', end: '06:00' }] };
+
+  it('outside every window: Scheduled until the next opening, with an Event and one delayed requeue', () => {
+    const plan = planUpdate(input(update('web-b', B), { watchedImage: watched(nights) }));
+    expect(plan.status.phase).toBe('Scheduled');
+    expect(plan.status.scheduledTime).toBe('2026-11-25T22:00:00Z');
+    expect(plan.status.workloads).toEqual([]);
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'Unknown',
+      reason: 'OutsideUpdateWindow',
+    });
+    expect(plan.events.map((e) => e.reason)).toEqual(['Scheduled']);
+    expect(plan.events[0]?.message).toContain('starts at 2026-11-25T22:00:00Z');
+    // Ten hours away: woken at the six-hour cap and planned again, never polled.
+    expect(plan.requeueAfterMs).toBe(6 * 3_600_000);
+    // Planned again before the start, nothing new happens and no second Event is recorded.
+    const again = planUpdate(input(update('web-b', B, plan.status), { watchedImage: watched(nights) }));
+    expect(again.status).toEqual(plan.status);
+    expect(again.events).toEqual([]);
+  });
+
+  it('applies when the window opens, and forgets the start time', () => {
+    const scheduled = planUpdate(input(update('web-b', B), { watchedImage: watched(nights) })).status;
+    const plan = planUpdate(
+      input(update('web-b', B, scheduled), {
+        watchedImage: watched(nights),
+        now: new Date('2026-11-25T22:00:00Z'),
+      }),
+    );
+    expect(plan.status.phase).toBe('Applying');
+    expect(plan.status.scheduledTime).toBeUndefined();
+    expect(plan.status.workloads?.map((r) => r.state)).toEqual(['Pending']);
+  });
+
+  it('a new digest waits for spec.minimumAge, counted from spec.detectedTime', () => {
+    const young = update('web-b', B, undefined, { detectedTime: '2026-11-25T11:30:00Z' });
+    const plan = planUpdate(input(young, { watchedImage: watched({ minimumAge: '1h' }) }));
+    expect(plan.status.phase).toBe('Scheduled');
+    expect(plan.status.scheduledTime).toBe('2026-11-25T12:30:00Z');
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('MinimumAge');
+    expect(plan.requeueAfterMs).toBe(30 * 60_000);
+  });
+
+  it('without spec.detectedTime (an older poller), minimumAge counts from creation', () => {
+    const plan = planUpdate(input(update('web-b', B), { watchedImage: watched({ minimumAge: '90m' }) }));
+    expect(plan.status.scheduledTime).toBe('2026-11-25T12:30:00Z');
+    const old = planUpdate(input(update('web-b', B), { watchedImage: watched({ minimumAge: '1h' }) }));
+    expect(old.status.phase).toBe('Applying');
+  });
+
+  it('a tag that moves again within the minimum age rolls out once, to the last digest', () => {
+    const wi = watched({ minimumAge: '1h' });
+    const first = update(
+      'web-b',
+      B,
+      undefined,
+      { detectedTime: '2026-11-25T11:40:00Z' },
+      '2026-11-25T11:40:00Z',
+    );
+    const second = update(
+      'web-c',
+      C,
+      undefined,
+      { fromDigest: B, detectedTime: '2026-11-25T11:50:00Z' },
+      '2026-11-25T11:50:00Z',
+    );
+    const scheduledFirst = planUpdate(input(first, { watchedImage: wi })).status;
+    expect(scheduledFirst.phase).toBe('Scheduled');
+    const superseded = planUpdate(
+      input(
+        update('web-b', B, scheduledFirst, { detectedTime: '2026-11-25T11:40:00Z' }, '2026-11-25T11:40:00Z'),
+        { watchedImage: wi, siblings: [second] },
+      ),
+    );
+    expect(superseded.status).toMatchObject({ phase: 'Superseded', supersededBy: 'web-c' });
+    const last = planUpdate(input(second, { watchedImage: wi, siblings: [first] }));
+    expect(last.status).toMatchObject({ phase: 'Scheduled', scheduledTime: '2026-11-25T12:50:00Z' });
+  });
+
+  it('Manual: approval comes first; an approval outside a window waits for it unless it says ignoreUpdateWindows', () => {
+    const wi = watched({ updatePolicy: 'Manual', ...nights });
+    expect(planUpdate(input(update('web-b', B), { watchedImage: wi })).status.phase).toBe('AwaitingApproval');
+    const approved = planUpdate(
+      input(update('web-b', B, undefined, { approved: true }), { watchedImage: wi }),
+    );
+    expect(approved.status.phase).toBe('Scheduled');
+    const urgent = planUpdate(
+      input(update('web-b', B, approved.status, { approved: true, ignoreUpdateWindows: true }), {
+        watchedImage: wi,
+      }),
+    );
+    expect(urgent.status.phase).toBe('Applying');
+    expect(urgent.status.scheduledTime).toBeUndefined();
+  });
+
+  it('windows edited while Scheduled: a new start time, with a new Event', () => {
+    const scheduled = planUpdate(input(update('web-b', B), { watchedImage: watched(nights) })).status;
+    const plan = planUpdate(
+      input(update('web-b', B, scheduled), {
+        watchedImage: watched({ updateWindows: [{ start: '13:00', end: '14:00' }] }),
+      }),
+    );
+    expect(plan.status.scheduledTime).toBe('2026-11-25T13:00:00Z');
+    expect(plan.events.map((e) => e.reason)).toEqual(['Scheduled']);
+    expect(plan.requeueAfterMs).toBe(3_600_000);
+  });
+
+  it('an unknown time zone keeps the update waiting and says which field is wrong', () => {
+    const wi = watched({ updateWindows: [{ start: '22:00', end: '06:00', timeZone: 'Europe/Atlantis' }] });
+    const plan = planUpdate(input(update('web-b', B), { watchedImage: wi }));
+    expect(plan.status.phase).toBe('Scheduled');
+    expect(plan.requeueAfterMs).toBeUndefined();
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      reason: 'InvalidUpdateWindows',
+      message: expect.stringContaining('spec.updateWindows[0].timeZone: "Europe/Atlantis"'),
+    });
+  });
+});
+
+describe('planUpdate: rollback', () => {
+  const stuck = (name: string, image: string) =>
+    deployment(
+      name,
+      image,
+      {
+        updatedReplicas: 1,
+        conditions: [
+          {
+            type: 'Progressing',
+            status: 'False',
+            reason: 'ProgressDeadlineExceeded',
+            message: `ReplicaSet "${name}-x" has progressed too slowly.`,
+          },
+        ],
+      },
+      2,
+    );
+  const onFailure = { watchedImage: watched({ rollback: 'OnFailure' }) };
+  const rollingOut = (over: Partial<UpdateInput> = {}) => {
+    const applying = planUpdate(input(update('web-b', B), { ...onFailure, ...over })).status;
+    return planUpdate(input(update('web-b', B, applying), { ...onFailure, ...over })).status;
+  };
+
+  it('a failed rollout with rollback OnFailure records RollingBack first, patching nothing yet', () => {
+    const plan = planUpdate(
+      input(update('web-b', B, rollingOut()), {
+        ...onFailure,
+        workloads: [stuck('front', `nginx:1.27@${B}`)],
+      }),
+    );
+    expect(plan.status.phase).toBe('RollingBack');
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.failureMessage).toContain('ProgressDeadlineExceeded');
+    expect(plan.events.find((e) => e.on === 'update')).toMatchObject({
+      type: 'Warning',
+      reason: 'RollingBack',
+    });
+  });
+
+  it('RollingBack puts the exact previous image back, pinned to the digest before the change', () => {
+    const failing = planUpdate(
+      input(update('web-b', B, rollingOut()), {
+        ...onFailure,
+        workloads: [stuck('front', `nginx:1.27@${B}`)],
+      }),
+    ).status;
+    const plan = planUpdate(
+      input(update('web-b', B, failing), { ...onFailure, workloads: [stuck('front', `nginx:1.27@${B}`)] }),
+    );
+    expect(plan.patches).toEqual([
+      {
+        kind: 'Deployment',
+        name: 'front',
+        containers: [{ name: 'app', image: `nginx:1.27@${A}` }],
+        initContainers: [],
+      },
+    ]);
+    expect(plan.status.phase).toBe('RolledBack');
+    expect(plan.status.workloads?.[0]).toMatchObject({
+      state: 'RolledBack',
+      message: `rolled back to nginx:1.27@${A}`,
+    });
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'RolledBack',
+      message: expect.stringContaining('ProgressDeadlineExceeded'),
+    });
+    expect(plan.events.map((e) => [e.type, e.reason])).toEqual([
+      ['Warning', 'RolledBack'],
+      ['Warning', 'RolledBack'],
+    ]);
+  });
+
+  it('RollingBack again after a crash: a container already back is not patched twice', () => {
+    const failing = planUpdate(
+      input(update('web-b', B, rollingOut()), {
+        ...onFailure,
+        workloads: [stuck('front', `nginx:1.27@${B}`)],
+      }),
+    ).status;
+    const plan = planUpdate(
+      input(update('web-b', B, failing), {
+        ...onFailure,
+        workloads: [deployment('front', `nginx:1.27@${A}`, {}, 3)],
+      }),
+    );
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.phase).toBe('RolledBack');
+    expect(plan.status.workloads?.[0]?.state).toBe('RolledBack');
+  });
+
+  it('puts back every workload the update changed, also those that rolled out; leaves changed ones alone', () => {
+    const workloads = [
+      deployment('front', 'nginx:1.27'),
+      deployment('back', `nginx:1.27@${A}`),
+      deployment('edge', 'nginx:1.27'),
+    ];
+    const rolling = rollingOut({ workloads });
+    const after = [
+      stuck('front', `nginx:1.27@${B}`),
+      deployment('back', `nginx:1.27@${B}`, {}, 2),
+      deployment('edge', 'nginx:1.28', {}, 2),
+    ];
+    const failing = planUpdate(input(update('web-b', B, rolling), { ...onFailure, workloads: after })).status;
+    expect(failing.workloads?.map((r) => [r.name, r.state])).toEqual([
+      ['back', 'RolledOut'],
+      ['edge', 'Skipped'],
+      ['front', 'Failed'],
+    ]);
+    const plan = planUpdate(input(update('web-b', B, failing), { ...onFailure, workloads: after }));
+    expect(plan.patches.map((p) => [p.name, p.containers[0]?.image])).toEqual([
+      ['back', `nginx:1.27@${A}`],
+      ['front', `nginx:1.27@${A}`],
+    ]);
+    expect(plan.status.workloads?.map((r) => [r.name, r.state])).toEqual([
+      ['back', 'RolledBack'],
+      ['edge', 'Skipped'],
+      ['front', 'RolledBack'],
+    ]);
+  });
+
+  it('the rollout timeout is a failure too (kinds that report none)', () => {
+    const rolling = { ...rollingOut(), appliedTime: '2026-11-25T11:00:00Z' };
+    const plan = planUpdate(
+      input(update('web-b', B, rolling), {
+        ...onFailure,
+        workloads: [deployment('front', `nginx:1.27@${B}`, { updatedReplicas: 1 }, 2)],
+      }),
+    );
+    expect(plan.status.phase).toBe('RollingBack');
+    expect(plan.status.failureMessage).toContain('rollout not finished after 600s');
+  });
+
+  it('rollback Never (the default) leaves a failed update Failed', () => {
+    const plan = planUpdate(
+      input(update('web-b', B, rollingOut()), { workloads: [stuck('front', `nginx:1.27@${B}`)] }),
+    );
+    expect(plan.status.phase).toBe('Failed');
+  });
+
+  it('a refused patch is not a failed rollout: nothing to roll back', () => {
+    const rolling = rollingOut();
+    const refused = {
+      ...rolling,
+      workloads: rolling.workloads?.map((r) => ({
+        ...r,
+        state: 'Failed' as const,
+        message: `${PATCH_REFUSED} denied`,
+      })),
+    };
+    const plan = planUpdate(input(update('web-b', B, refused), onFailure));
+    expect(plan.status.phase).toBe('Failed');
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('PatchFailed');
+  });
+
+  it('a rolled-back digest is refused until the tag moves on', () => {
+    const rolledBack = update('web-b', B, { phase: 'RolledBack' }, {}, '2026-11-25T10:00:00Z');
+    const again = planUpdate(
+      input(update('web-b-2', B, undefined, {}, '2026-11-25T11:00:00Z'), {
+        ...onFailure,
+        siblings: [rolledBack],
+      }),
+    );
+    expect(again.status.phase).toBe('Failed');
+    expect(again.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      reason: 'DigestRefused',
+      message: expect.stringContaining('rolled back by ImageUpdate web-b'),
+    });
+    const movedOn = planUpdate(
+      input(update('web-c', C, undefined, { fromDigest: B }, '2026-11-25T11:00:00Z'), {
+        ...onFailure,
+        siblings: [rolledBack],
+      }),
+    );
+    expect(movedOn.status.phase).toBe('Applying');
+  });
+
+  it('a RolledBack update is terminal', () => {
+    const done = update('web-b', B, { phase: 'RolledBack' });
+    const plan = planUpdate(input(done, onFailure));
+    expect(plan.status.phase).toBe('RolledBack');
+    expect(plan.patches).toEqual([]);
+    expect(plan.events).toEqual([]);
+  });
+});

@@ -6,8 +6,10 @@ import {
   type ImageUpdate,
   type ImageUpdateStatus,
   kindsOf,
+  kubeTime,
   matchWorkloads,
   newerThan,
+  parseDuration,
   phaseOf,
   UPDATE_READY_REASON as REASON,
   sameImage,
@@ -21,6 +23,8 @@ import {
   type WorkloadLike,
 } from '@kubewatcher/shared';
 import { type RolloutWorkload, rolloutState } from './rollout.ts';
+import { refusalMessage, refusedDigest, rollbackImage, scheduleUpdate } from './update-control.ts';
+import { windowProblems } from './update-window.ts';
 
 /**
  * The ImageUpdate state machine as a pure function: given the ImageUpdate, its WatchedImage, its
@@ -29,8 +33,10 @@ import { type RolloutWorkload, rolloutState } from './rollout.ts';
  *
  *   Pending ─┬─ Observe ──────────────────────────► Observed
  *            ├─ Manual, not approved ─► AwaitingApproval ─ approved ─┐
- *            └─ Auto ───────────────────────────────────────────────┴► Applying ─► RollingOut ─► Succeeded | Failed
- *   any phase before Succeeded/Failed ── a newer update of the same WatchedImage ──► Superseded
+ *            └─ Auto ───────────────────────────────────────────────┴┬─ outside a window, too young ─► Scheduled ─┐
+ *                                                                    └──────────────────────────────────────────┴► Applying ─► RollingOut ─► Succeeded | Failed
+ *   RollingOut ── a rollout failed, spec.rollback OnFailure ──► RollingBack ─► RolledBack
+ *   any phase before Applying, or once a newer update started ── a newer update of the same WatchedImage ──► Superseded
  */
 
 export type Workload = WorkloadLike &
@@ -38,7 +44,9 @@ export type Workload = WorkloadLike &
 export type WorkloadResult = NonNullable<ImageUpdateStatus['workloads']>[number];
 type Phase = NonNullable<ImageUpdateStatus['phase']>;
 
-const NOT_STARTED: readonly Phase[] = ['Pending', 'AwaitingApproval'];
+const NOT_STARTED: readonly Phase[] = ['Pending', 'AwaitingApproval', 'Scheduled'];
+/** The longest single wait for a scheduled start: re-planned then, so no timer outlives its reason. */
+const MAX_SCHEDULED_WAIT_MS = 6 * 3_600_000;
 
 export interface UpdateInput {
   update: ImageUpdate;
@@ -175,6 +183,13 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         now,
       );
     }
+    // The tag has not moved on since this digest was rolled back: never apply it again.
+    const refused = refusedDigest(oldestFirst([...input.siblings, update]));
+    if (refused && refused.digest === update.spec.toDigest) {
+      return complete(plan, 'Failed', REASON.DigestRefused, refusalMessage(refused), now);
+    }
+    const scheduled = planSchedule(plan, update, wi, now);
+    if (scheduled) return scheduled;
     const results = planResults(update, wi, input.workloads);
     plan.status.workloads = results;
     plan.status.appliedTime = now.toISOString();
@@ -197,7 +212,60 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
   }
 
   if (phase === 'Applying') return planApply(plan, update, wi, input, now);
-  return planRollout(plan, update, input, now);
+  if (phase === 'RollingBack') return planRollback(plan, update, input, now);
+  return planRollout(plan, update, wi, input, now);
+}
+
+/** Update windows and minimum age: undefined when the update may start now, else the Scheduled plan. */
+function planSchedule(
+  plan: UpdatePlan,
+  update: ImageUpdate,
+  wi: WatchedImage,
+  now: Date,
+): UpdatePlan | undefined {
+  const problems = windowProblems(wi.spec.updateWindows);
+  if (problems.length > 0) {
+    delete plan.status.scheduledTime;
+    return progress(plan, 'Scheduled', REASON.InvalidUpdateWindows, problems.join('; '), now);
+  }
+  const decision = scheduleUpdate({
+    updateWindows: wi.spec.updateWindows,
+    minimumAgeMs: wi.spec.minimumAge ? parseDuration(wi.spec.minimumAge) : undefined,
+    detectedTime: new Date(
+      update.spec.detectedTime ?? String(update.metadata.creationTimestamp ?? now.toISOString()),
+    ),
+    ignoreUpdateWindows: update.spec.ignoreUpdateWindows,
+    now,
+  });
+  if (decision.start) {
+    delete plan.status.scheduledTime;
+    return undefined;
+  }
+  const startTime = decision.startTime ? kubeTime(decision.startTime) : undefined;
+  if (plan.status.phase !== 'Scheduled' || plan.status.scheduledTime !== startTime) {
+    plan.events.push({
+      on: 'update',
+      type: 'Normal',
+      reason: 'Scheduled',
+      message: `${describe(update)} ${decision.message}`,
+    });
+  }
+  if (startTime) plan.status.scheduledTime = startTime;
+  else delete plan.status.scheduledTime;
+  // The controller wakes for the start: one delayed requeue, no polling.
+  const wait = decision.startTime ? decision.startTime.getTime() - now.getTime() : undefined;
+  return progress(
+    plan,
+    'Scheduled',
+    decision.reason,
+    decision.message,
+    now,
+    wait === undefined ? undefined : Math.min(Math.max(wait, 1000), MAX_SCHEDULED_WAIT_MS),
+  );
+}
+
+function oldestFirst(updates: readonly ImageUpdate[]): ImageUpdate[] {
+  return [...updates].sort((a, b) => (newerThan(a, b) ? 1 : newerThan(b, a) ? -1 : 0));
 }
 
 /** The Approved condition: what the WatchedImage's policy (and spec.approved) allow. */
@@ -237,7 +305,14 @@ function setApproved(
 
 function startedPhase(u: ImageUpdate): boolean {
   const p = u.status?.phase;
-  return p === 'Applying' || p === 'RollingOut' || p === 'Succeeded' || p === 'Failed';
+  return (
+    p === 'Applying' ||
+    p === 'RollingOut' ||
+    p === 'Succeeded' ||
+    p === 'Failed' ||
+    p === 'RollingBack' ||
+    p === 'RolledBack'
+  );
 }
 
 /** One result per matched container, recorded before anything is patched. */
@@ -317,7 +392,7 @@ function planApply(
   });
   plan.patches = [...patches.values()];
   const patchedAny = plan.status.workloads.some((r) => r.state === 'Patched');
-  if (!patchedAny) return settle(plan, update, now);
+  if (!patchedAny) return settle(plan, update, wi, now);
   return progress(
     plan,
     'RollingOut',
@@ -329,7 +404,13 @@ function planApply(
 }
 
 /** RollingOut: follow each patched workload to the end of its rollout. */
-function planRollout(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput, now: Date): UpdatePlan {
+function planRollout(
+  plan: UpdatePlan,
+  update: ImageUpdate,
+  wi: WatchedImage,
+  input: UpdateInput,
+  now: Date,
+): UpdatePlan {
   const applied = Date.parse(plan.status.appliedTime ?? now.toISOString());
   const timedOut = now.getTime() - applied > input.rolloutTimeoutMs;
   plan.status.workloads = (plan.status.workloads ?? []).map((r) => {
@@ -378,22 +459,37 @@ function planRollout(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput, 
       5_000,
     );
   }
-  return settle(plan, update, now);
+  return settle(plan, update, wi, now);
 }
 
-/** Every result has ended: the update succeeded unless one failed. */
-function settle(plan: UpdatePlan, update: ImageUpdate, now: Date): UpdatePlan {
+/**
+ * Whether a result failed in its rollout, the signal a rollback answers: the Deployment's own
+ * ProgressDeadlineExceeded (what `kubectl rollout status` stops on), or the controller's rollout
+ * timeout for kinds that report no failure. A refused patch changed nothing, so it is not one.
+ */
+export function rolloutFailed(r: WorkloadResult): boolean {
+  return r.state === 'Failed' && !r.message?.startsWith(PATCH_REFUSED);
+}
+
+/** Every result has ended: the update succeeded unless one failed; a failed rollout may roll back. */
+function settle(plan: UpdatePlan, update: ImageUpdate, wi: WatchedImage, now: Date): UpdatePlan {
   const failed = (plan.status.workloads ?? []).filter((r) => r.state === 'Failed');
   if (failed.length > 0) {
-    const first = failed[0]!;
+    const first = failed.find(rolloutFailed) ?? failed[0]!;
     const refused = failed.some((r) => r.message?.startsWith(PATCH_REFUSED));
-    return complete(
-      plan,
-      'Failed',
-      refused ? REASON.PatchFailed : REASON.RolloutFailed,
-      `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`,
-      now,
-    );
+    const message = `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`;
+    if (wi.spec.rollback === 'OnFailure' && failed.some(rolloutFailed)) {
+      // Recorded before any patch, as Applying is: a crash in between resumes the rollback.
+      plan.status.failureMessage = message;
+      plan.events.push({
+        on: 'update',
+        type: 'Warning',
+        reason: 'RollingBack',
+        message: `${describe(update)} failed, rolling back (spec.rollback OnFailure): ${message}`,
+      });
+      return progress(plan, 'RollingBack', REASON.RollingBack, `rolling back: ${message}`, now);
+    }
+    return complete(plan, 'Failed', refused ? REASON.PatchFailed : REASON.RolloutFailed, message, now);
   }
   const rolled = countState(plan, 'RolledOut');
   return complete(
@@ -401,6 +497,59 @@ function settle(plan: UpdatePlan, update: ImageUpdate, now: Date): UpdatePlan {
     'Succeeded',
     REASON.RolledOut,
     `${describe(update)}: ${rolled} container(s) rolled out`,
+    now,
+  );
+}
+
+/**
+ * RollingBack: set every container the update changed back to its previous image (pinned, see
+ * rollbackImage). A container already back is done, so a crash after the patch patches nothing
+ * twice; one that someone else changed since is left alone.
+ */
+function planRollback(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput, now: Date): UpdatePlan {
+  const patches = new Map<string, WorkloadPatch>();
+  plan.status.workloads = (plan.status.workloads ?? []).map((r) => {
+    const changedByUs = r.state === 'Patched' || r.state === 'RolledOut' || rolloutFailed(r);
+    if (!changedByUs) return r;
+    if (!r.previousImage) {
+      return { ...r, state: 'Skipped', message: 'previous image unknown: not rolled back' };
+    }
+    const target = rollbackImage(r.previousImage, update.spec.fromDigest);
+    const w = findWorkload(input.workloads, r.kind, r.name);
+    if (!w)
+      return { ...r, state: 'Skipped', message: `${r.kind} ${r.name} was deleted before it was rolled back` };
+    const image = currentImage(w, r.container);
+    const done = { ...r, state: 'RolledBack' as const, message: `rolled back to ${target}` };
+    if (image === target) return done;
+    if (image !== r.newImage) {
+      return {
+        ...r,
+        state: 'Skipped',
+        message: `container ${r.container} now runs ${image ?? 'nothing'}: changed by someone else, not rolled back`,
+      };
+    }
+    const key = `${r.kind}/${r.name}`;
+    const patch = patches.get(key) ?? { kind: r.kind, name: r.name, containers: [], initContainers: [] };
+    (isInit(w, r.container) ? patch.initContainers : patch.containers).push({
+      name: r.container,
+      image: target,
+    });
+    patches.set(key, patch);
+    plan.events.push({
+      on: { kind: r.kind, name: r.name },
+      type: 'Warning',
+      reason: 'RolledBack',
+      message: `container ${r.container} set back to ${target} by ImageUpdate ${update.metadata.name}: the rollout of ${r.newImage} failed`,
+    });
+    return done;
+  });
+  plan.patches = [...patches.values()];
+  const back = countState(plan, 'RolledBack');
+  return complete(
+    plan,
+    'RolledBack',
+    REASON.RolledBack,
+    `${back} container(s) rolled back to their previous images; ${plan.status.failureMessage ?? 'the rollout failed'}`,
     now,
   );
 }
@@ -436,7 +585,8 @@ function complete(plan: UpdatePlan, phase: Phase, reason: string, message: strin
     readyCondition(plan, ok ? 'True' : 'False', reason, message),
     now,
   );
-  plan.events.push({ on: 'update', type: phase === 'Failed' ? 'Warning' : 'Normal', reason: phase, message });
+  const warning = phase === 'Failed' || phase === 'RolledBack';
+  plan.events.push({ on: 'update', type: warning ? 'Warning' : 'Normal', reason: phase, message });
   return finish(plan, now);
 }
 

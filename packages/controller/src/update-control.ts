@@ -3,14 +3,12 @@
  * and the minimum age allow, what a rollback puts back, and which digest a WatchedImage refuses after
  * one. plan-update.ts calls these; they read nothing but their arguments.
  */
-import { kubeTime as iso, normalizeReference, shortDigest } from '@kubewatcher/shared';
+import { kubeTime as iso, normalizeReference, shortDigest, UPDATE_READY_REASON } from '@kubewatcher/shared';
 import { nextOpening, type UpdateWindow } from './update-window.ts';
 
-export const SCHEDULE_REASON = {
-  /** The new digest has not stood behind the tag for spec.minimumAge yet. */
-  MinimumAge: 'MinimumAge',
-  /** Outside every spec.updateWindows entry; starts when the next one opens. */
-  OutsideUpdateWindow: 'OutsideUpdateWindow',
+const SCHEDULE_REASON = {
+  MinimumAge: UPDATE_READY_REASON.MinimumAge,
+  OutsideUpdateWindow: UPDATE_READY_REASON.OutsideUpdateWindow,
 } as const;
 export type ScheduleReason = (typeof SCHEDULE_REASON)[keyof typeof SCHEDULE_REASON];
 

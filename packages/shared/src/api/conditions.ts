@@ -88,6 +88,12 @@ export const UPDATE_READY_REASON = {
   AwaitingApproval: 'AwaitingApproval',
   /** Unknown: the WatchedImage is suspended; the update waits. */
   Suspended: 'Suspended',
+  /** Unknown: phase Scheduled, waiting for the minimum age of the digest (spec.minimumAge). */
+  MinimumAge: 'MinimumAge',
+  /** Unknown: phase Scheduled, waiting for the next of spec.updateWindows to open. */
+  OutsideUpdateWindow: 'OutsideUpdateWindow',
+  /** Unknown: spec.updateWindows name a time zone the controller does not know; the update waits. */
+  InvalidUpdateWindows: 'InvalidUpdateWindows',
   /** Unknown: patching workloads. */
   Applying: 'Applying',
   /** Unknown: workloads patched, rollouts in progress. */
@@ -100,6 +106,12 @@ export const UPDATE_READY_REASON = {
   PatchFailed: 'PatchFailed',
   /** False: a rollout failed, exceeded its progress deadline or the controller's rollout timeout. */
   RolloutFailed: 'RolloutFailed',
+  /** Unknown: the rollout failed and spec.rollback is OnFailure: putting the previous images back. */
+  RollingBack: 'RollingBack',
+  /** False: the rollout failed and the workloads were put back on their previous images. */
+  RolledBack: 'RolledBack',
+  /** False: the digest was rolled back by an earlier ImageUpdate and the tag has not moved on since. */
+  DigestRefused: 'DigestRefused',
   /** False: the WatchedImage was deleted. */
   WatchedImageNotFound: 'WatchedImageNotFound',
   /** False: a newer ImageUpdate of the same WatchedImage replaced this one before it finished. */
