@@ -15,6 +15,8 @@ import {
   type WatchedImageStatus,
   type WorkloadLike,
 } from '@kubewatcher/shared';
+import { refusedDigest } from './update-control.ts';
+import { windowProblems } from './update-window.ts';
 
 /**
  * The WatchedImage's controller-owned status as a pure function of the WatchedImage, the workloads
@@ -25,7 +27,7 @@ import {
 /** The status fields the controller owns (the poller owns the rest: docs/architecture.md#who-writes-what). */
 export type ControllerStatus = Pick<
   WatchedImageStatus,
-  'observedGeneration' | 'workloads' | 'workloadCount' | 'latestUpdate'
+  'observedGeneration' | 'workloads' | 'workloadCount' | 'latestUpdate' | 'refusedDigest'
 > & {
   conditions: Condition[];
 };
@@ -70,6 +72,7 @@ export function planWatchedImage(
 
   const newestFirst = [...updates].sort((a, b) => (newerThan(a, b) ? -1 : newerThan(b, a) ? 1 : 0));
   const latest = newestFirst[0]?.metadata.name;
+  const refused = refusedDigest([...newestFirst].reverse())?.digest;
   const limit = historyLimitOf(wi.spec);
   const prune = newestFirst
     .slice(limit)
@@ -78,14 +81,17 @@ export function planWatchedImage(
     .reverse();
 
   const validation = validateSpec(wi);
-  if (!validation.ok) {
+  // What the schema cannot know: whether this controller's time zone database has the zone.
+  const errors = validation.ok ? windowProblems(wi.spec.updateWindows) : validation.errors;
+  if (errors.length > 0) {
     return {
       status: {
         observedGeneration: generation,
         workloads: [],
         workloadCount: 0,
         ...(latest ? { latestUpdate: latest } : {}),
-        conditions: ready('False', READY_REASON.InvalidSpec, validation.errors.join('; ')),
+        ...(refused ? { refusedDigest: refused } : {}),
+        conditions: ready('False', READY_REASON.InvalidSpec, errors.join('; ')),
       },
       prune,
     };
@@ -101,6 +107,7 @@ export function planWatchedImage(
     })),
     workloadCount: matches.length,
     ...(latest ? { latestUpdate: latest } : {}),
+    ...(refused ? { refusedDigest: refused } : {}),
   };
 
   const kinds = kindsOf(wi.spec).join('/');

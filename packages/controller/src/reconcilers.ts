@@ -232,9 +232,10 @@ export class WatchedImageReconciler {
       workloads: wi.status?.workloads ?? [],
       workloadCount: wi.status?.workloadCount,
       latestUpdate: wi.status?.latestUpdate,
+      refusedDigest: wi.status?.refusedDigest,
       conditions: (wi.status?.conditions ?? []).filter((c) => c.type === CONDITION_TYPE.Ready),
     };
-    const next = { latestUpdate: undefined, ...plan.status };
+    const next = { latestUpdate: undefined, refusedDigest: undefined, ...plan.status };
     if (!isDeepStrictEqual(current, next)) {
       await writer.applyWatchedImageStatus(wi, plan.status);
       this.#writes.wroteOver(key, wi);
@@ -422,7 +423,9 @@ export class ImageUpdateReconciler {
 
   #observeCompletion(update: ImageUpdate, status: NonNullable<ImageUpdate['status']>) {
     const was = update.status?.phase;
-    if (was === status.phase || (status.phase !== 'Succeeded' && status.phase !== 'Failed')) return;
+    // A rolled-back update failed its rollout: counted as a failure.
+    const failed = status.phase === 'Failed' || status.phase === 'RolledBack';
+    if (was === status.phase || (status.phase !== 'Succeeded' && !failed)) return;
     if (!status.appliedTime) return;
     const seconds = (Date.parse(status.completedTime ?? '') - Date.parse(status.appliedTime)) / 1000;
     for (const kind of new Set((status.workloads ?? []).map((r) => r.kind))) {
@@ -431,7 +434,7 @@ export class ImageUpdateReconciler {
           { kind, result: status.phase === 'Succeeded' ? 'success' : 'failure' },
           seconds,
         );
-      if (status.phase === 'Failed') this.#d.metrics.updatesFailed.inc({ kind });
+      if (failed) this.#d.metrics.updatesFailed.inc({ kind });
     }
   }
 }

@@ -172,6 +172,7 @@ describe('decide', () => {
       image: 'nginx:1.27',
       fromDigest: B,
       toDigest: A,
+      detectedTime: '2026-11-25T12:00:00Z',
     });
   });
 
@@ -195,6 +196,7 @@ describe('decide', () => {
       image: 'nginx:1.27',
       fromDigest: A,
       toDigest: B,
+      detectedTime: '2026-11-25T12:00:00Z',
     });
     expect(d.imageUpdate?.body.metadata.ownerReferences[0]).toMatchObject({
       kind: 'WatchedImage',

@@ -7,6 +7,7 @@ import {
   type ImageReference,
   imageUpdateName,
   intervalOf,
+  kubeTime,
   LABEL,
   nameLabelValue,
   normalizeReference,
@@ -143,7 +144,13 @@ export interface ImageUpdateDraft {
         blockOwnerDeletion: boolean;
       }[];
     };
-    spec: { watchedImage: string; image: string; fromDigest?: string; toDigest: string };
+    spec: {
+      watchedImage: string;
+      image: string;
+      fromDigest?: string;
+      toDigest: string;
+      detectedTime: string;
+    };
   };
 }
 
@@ -220,7 +227,7 @@ export function decide(
       message: `baseline recorded: ${digest}${unsupported}`,
     };
     if (pinnedDigest && pinnedDigest !== digest) {
-      decision.imageUpdate = imageUpdateDraft(target, pinnedDigest, digest);
+      decision.imageUpdate = imageUpdateDraft(target, pinnedDigest, digest, now);
       decision.message += `; a workload pins ${pinnedDigest}, so it gets an update to the baseline`;
     }
     return decision;
@@ -235,7 +242,7 @@ export function decide(
   return {
     outcome: 'changed',
     status: resolvedStatus(nowIso, `${wi.spec.image} moved from ${baseline} to ${digest}`),
-    imageUpdate: imageUpdateDraft(target, baseline, digest),
+    imageUpdate: imageUpdateDraft(target, baseline, digest, now),
     message: `digest changed from ${baseline} to ${digest}`,
   };
 }
@@ -339,10 +346,12 @@ function keepRateLimit(previous: PollerStatus['rateLimit'] | undefined): PollerS
   return previous ? { ...previous } : undefined;
 }
 
+/** `detectedTime` is now: this run is the first to see `toDigest` (a rerun meets its own record). */
 export function imageUpdateDraft(
   target: PollTarget,
   fromDigest: string | undefined,
   toDigest: string,
+  detectedTime: Date,
 ): ImageUpdateDraft {
   const wi = target.watchedImage;
   const wiName = wi.metadata.name!;
@@ -373,6 +382,7 @@ export function imageUpdateDraft(
         image: wi.spec.image,
         ...(fromDigest ? { fromDigest } : {}),
         toDigest,
+        detectedTime: kubeTime(detectedTime),
       },
     },
   };

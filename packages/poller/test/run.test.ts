@@ -313,6 +313,8 @@ describe('baselines and changes', () => {
     const web = await getWatchedImage(clients, ns, 'web');
     expect(web.status).toMatchObject({ digest: second, shortDigest: shortDigest(second) });
     expect(Date.parse(web.status!.lastChangedTime!)).toBe(t1);
+    // The minimum age counts from the run that first saw the digest (metav1.Time: whole seconds).
+    expect(Date.parse(update.spec.detectedTime!)).toBe(Math.floor(t1 / 1000) * 1000);
     expect(condition(web, 'Resolved')!.message).toBe(
       `${open.host}/${repo('repush')}:v1 moved from ${first} to ${second}`,
     );
