@@ -547,3 +547,23 @@ describe('planUpdate: rollback', () => {
     expect(plan.events).toEqual([]);
   });
 });
+
+describe('planWatchedImage: update control', () => {
+  it('shows the digest a rollback refused, until the tag moves on', () => {
+    const rolledBack = update('u1', B, { phase: 'RolledBack' }, {}, '2026-11-25T10:00:00Z');
+    expect(planWatchedImage(watched(), [], [rolledBack], NOW).status.refusedDigest).toBe(B);
+    const movedOn = update('u2', C, { phase: 'Succeeded' }, { fromDigest: B }, '2026-11-25T10:30:00Z');
+    expect(planWatchedImage(watched(), [], [rolledBack, movedOn], NOW).status.refusedDigest).toBeUndefined();
+  });
+
+  it('reports an update window time zone the controller does not know as InvalidSpec', () => {
+    const wi = watched({ updateWindows: [{ start: '22:00', end: '06:00', timeZone: 'Europe/Atlantis' }] });
+    expect(
+      planWatchedImage(wi, [deployment('front', 'nginx:1.27')], [], NOW).status.conditions[0],
+    ).toMatchObject({
+      status: 'False',
+      reason: 'InvalidSpec',
+      message: expect.stringContaining('spec.updateWindows[0].timeZone: "Europe/Atlantis"'),
+    });
+  });
+});
