@@ -276,10 +276,10 @@ export async function createImageUpdate(
   clients: Clients,
   wi: WatchedImage,
   toDigest: string,
-  opts: { fromDigest?: string } = {},
+  opts: { fromDigest?: string; detectedTime?: string; name?: string } = {},
 ): Promise<ImageUpdate> {
   const namespace = wi.metadata.namespace!;
-  const name = imageUpdateName(wi.metadata.name!, toDigest);
+  const name = opts.name ?? imageUpdateName(wi.metadata.name!, toDigest);
   return (await clients.custom.createNamespacedCustomObject({
     ...IU,
     namespace,
@@ -306,6 +306,7 @@ export async function createImageUpdate(
         image: wi.spec.image,
         ...(opts.fromDigest ? { fromDigest: opts.fromDigest } : {}),
         toDigest,
+        ...(opts.detectedTime ? { detectedTime: opts.detectedTime } : {}),
       },
     },
   })) as ImageUpdate;

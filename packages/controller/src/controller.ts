@@ -77,6 +77,8 @@ export interface ControllerOptions {
     WebhookReceiverOptions,
     'address' | 'receiversFile' | 'namespace' | 'cronJobName' | 'debounceMs'
   >;
+  /** The clock plans read (update windows, minimum age, timeouts); tests shift it. */
+  now?: () => Date;
 }
 
 const WORKLOAD_RESOURCES = {
@@ -264,6 +266,7 @@ export class Controller {
       logger,
       metrics: this.metrics,
       autoWatch: this.#autoWatch,
+      ...(this.#opts.now ? { now: this.#opts.now } : {}),
     };
     // Each reconciler says why its keys are queued (`watches`), beside the code that handles them.
     const reconcilers = [
