@@ -202,6 +202,7 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     workloads: 'controller',
     workloadCount: 'controller',
     latestUpdate: 'controller',
+    refusedDigest: 'controller',
     conditions: 'poller (`Resolved`), controller (`Ready`)',
   },
   ImageUpdate: {
@@ -214,6 +215,8 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     appliedTime: 'controller',
     completedTime: 'controller',
     supersededBy: 'controller',
+    scheduledTime: 'controller',
+    failureMessage: 'controller',
     conditions: 'controller',
     notifications: 'controller (notifier, as `kubewatcher-notifier`)',
   },
@@ -344,7 +347,7 @@ export function renderApi(shared: SharedModule): string {
         'Two writers share the status, each with its own fields, by server-side apply: the poller (field manager `kubewatcher-poller`) and the controller (field manager `kubewatcher-controller`). `conditions` is a map-list keyed by `type`, so each writer keeps its own entry. Condition reasons are listed in [troubleshooting.md](troubleshooting.md).',
     }),
     kindSection(shared.IMAGE_UPDATE_CRD, patternNames, {
-      spec: 'The poller creates each ImageUpdate with every spec field set; after that only `approved` may change (the rules below refuse any other change). Approve with `kubectl patch iu NAME --type=merge -p \'{"spec":{"approved":true}}\'`.',
+      spec: 'The poller creates each ImageUpdate with every spec field set; after that only `approved` and `ignoreUpdateWindows` may change (the rules below refuse any other change). Approve with `kubectl patch iu NAME --type=merge -p \'{"spec":{"approved":true}}\'`; add `"ignoreUpdateWindows":true` to start it outside the update windows ([update control](update-control.md)).',
       status:
         'Written by the controller alone (field manager `kubewatcher-controller`), with server-side apply conditional on the resourceVersion it planned from.',
     }),
