@@ -23,7 +23,15 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { writeLocalKustomization } from './lib/local-overlay.ts';
 import { imageCommand } from './lib/programs.ts';
-import { BUNDLE, driftedFiles, findKubectl, renderManifests, repoRoot } from './render-manifests.ts';
+import {
+  BUNDLE,
+  driftedFiles,
+  findKubectl,
+  renderManifests,
+  renderWorkloadRules,
+  repoRoot,
+  workloadRules,
+} from './render-manifests.ts';
 
 interface K8sObject {
   apiVersion: string;
@@ -55,6 +63,7 @@ const CONTROLLER_RULES = {
   'apps/deployments': ['get', 'list', 'patch', 'watch'],
   'apps/statefulsets': ['get', 'list', 'patch', 'watch'],
   'apps/daemonsets': ['get', 'list', 'patch', 'watch'],
+  'batch/cronjobs': ['get', 'list', 'patch', 'watch'],
   '/events': ['create', 'patch'],
 };
 /** Auto-watch reads Namespace labels: cluster-scoped, so a ClusterRole of its own. */
@@ -76,6 +85,7 @@ const POLLER_RULES = {
   'apps/deployments': ['list'],
   'apps/statefulsets': ['list'],
   'apps/daemonsets': ['list'],
+  'batch/cronjobs': ['list'],
   '/serviceaccounts': ['get'],
   '/secrets': ['get'],
 };
@@ -811,6 +821,36 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
     );
     await expect(writeLocalKustomization(join(work, 'bad'), info, `r.io/k@${digest}`)).rejects.toThrow(
       /https:\/\/10.0.0.1:6443: the local overlay reaches the API server on 127.0.0.1 only/,
+    );
+  });
+});
+
+describe('workload-kind rules', () => {
+  it('come from the kinds table: one rule per API group, in every rendering', () => {
+    const block = [
+      '  # BEGIN workload kinds: poller (generated)',
+      '  - apiGroups: [apps]',
+      '    resources: [deployments]',
+      '    verbs: [list]',
+      '  # END workload kinds',
+      '',
+    ].join('\n');
+    expect(renderWorkloadRules(`rules:\n${block}`, 'x.yaml')).toBe(
+      `rules:\n  # BEGIN workload kinds: poller (generated)\n${workloadRules('poller', '  ')}  # END workload kinds\n`,
+    );
+    expect(workloadRules('controller', '')).toBe(
+      [
+        '- apiGroups: [apps]',
+        '  resources: [deployments, statefulsets, daemonsets]',
+        '  verbs: [get, list, watch, patch]',
+        '- apiGroups: [batch]',
+        '  resources: [cronjobs]',
+        '  verbs: [get, list, watch, patch]',
+        '',
+      ].join('\n'),
+    );
+    expect(() => renderWorkloadRules('rules: []\n', 'x.yaml')).toThrow(
+      'x.yaml: no "# BEGIN workload kinds" block',
     );
   });
 });

@@ -2,6 +2,9 @@
  * Renders the generated parts of manifests/ from their sources:
  *   - manifests/base/crds/*.yaml and manifests/helm/kubewatcher/files/crds/*.yaml: copies of crds/*.yaml
  *     (kustomize and Helm only read files inside their own folders);
+ *   - the RBAC rules on the workload kinds, between `# BEGIN workload kinds` and `# END workload kinds`
+ *     in the kustomize base, the namespaced overlay and the Helm chart, from the kinds table in
+ *     packages/shared/src/api/workload-kinds.ts (so a new kind gets its verbs everywhere);
  *   - manifests/install.yaml: the release bundle, `kubectl kustomize manifests/base` with a header.
  *
  *   node scripts/render-manifests.ts           write them
@@ -22,6 +25,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WORKLOAD_KIND_NAMES, WORKLOAD_KINDS } from '../packages/shared/src/api/workload-kinds.ts';
 import { resolveBinDir } from './lib/local-cluster.ts';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -43,6 +47,55 @@ export async function findKubectl(): Promise<string> {
   return existsSync(built) ? built : join(await resolveBinDir(), 'kubectl');
 }
 
+/** The verbs each component needs on every workload kind. */
+const WORKLOAD_VERBS = {
+  // Informers to match workloads and follow rollouts; patch pins the new digest.
+  controller: ['get', 'list', 'watch', 'patch'],
+  // Lists workloads once per run, for their imagePullSecrets.
+  poller: ['list'],
+} as const;
+
+/** Files with generated workload-kind rules, relative to the repository root. */
+export const RBAC_FILES = [
+  'manifests/base/rbac/controller.yaml',
+  'manifests/base/rbac/poller.yaml',
+  'manifests/overlays/namespaced/namespace-rbac/controller.yaml',
+  'manifests/overlays/namespaced/namespace-rbac/poller.yaml',
+  'manifests/helm/kubewatcher/templates/_helpers.tpl',
+];
+
+const WORKLOAD_RULES_BLOCK =
+  /^( *)# BEGIN workload kinds: (controller|poller)( [^\n]*)?\n[\s\S]*?^ *# END workload kinds\n/gm;
+
+/** The rules on the workload kinds for one component: one per API group, resources in table order. */
+export function workloadRules(component: keyof typeof WORKLOAD_VERBS, indent: string): string {
+  const byGroup = new Map<string, string[]>();
+  for (const kind of WORKLOAD_KIND_NAMES) {
+    const { group, plural } = WORKLOAD_KINDS[kind];
+    byGroup.set(group, [...(byGroup.get(group) ?? []), plural]);
+  }
+  return [...byGroup]
+    .map(
+      ([group, plurals]) =>
+        `${indent}- apiGroups: [${group}]\n${indent}  resources: [${plurals.join(', ')}]\n${indent}  verbs: [${WORKLOAD_VERBS[component].join(', ')}]\n`,
+    )
+    .join('');
+}
+
+/** `text` with every workload-kinds block rendered again from the table. */
+export function renderWorkloadRules(text: string, path: string): string {
+  let found = 0;
+  const out = text.replace(
+    WORKLOAD_RULES_BLOCK,
+    (_block, indent: string, component: 'controller' | 'poller', rest = '') => {
+      found++;
+      return `${indent}# BEGIN workload kinds: ${component}${rest}\n${workloadRules(component, indent)}${indent}# END workload kinds\n`;
+    },
+  );
+  if (found === 0) throw new Error(`${path}: no "# BEGIN workload kinds" block`);
+  return out;
+}
+
 function crdSources(root: string): string[] {
   const names = readdirSync(join(root, 'crds'))
     .filter((f) => f.endsWith('.yaml'))
@@ -57,13 +110,16 @@ function crdCopy(root: string, name: string): string {
 
 /**
  * Every generated file and its content, keyed by path relative to the repository root. CRD copies
- * come first because the bundle is rendered from them.
+ * and RBAC rules come first because the bundle is rendered from them.
  */
 export function renderManifests(kubectl: string, root: string = repoRoot): Map<string, string> {
   const out = new Map<string, string>();
   const names = crdSources(root);
   for (const dir of CRD_COPY_DIRS) {
     for (const name of names) out.set(`${dir}/${name}`, crdCopy(root, name));
+  }
+  for (const path of RBAC_FILES) {
+    out.set(path, renderWorkloadRules(readFileSync(join(root, path), 'utf8'), path));
   }
   out.set(BUNDLE, renderBundle(kubectl, root, out));
   return out;

@@ -1,5 +1,4 @@
 import {
-  AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
   type KubeConfig,
@@ -17,26 +16,40 @@ import {
   type ImageUpdate,
   type ImageUpdateStatus,
   MANAGED_BY_LABEL,
+  underPodTemplate,
   VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
+  WORKLOAD_KINDS,
 } from '@kubewatcher/shared';
 import type { GeneratedWatchedImage } from './plan-auto-watch.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
 import type { ControllerStatus } from './plan-watched-image.ts';
 
+/**
+ * The strategic merge patch that pins containers: only the named containers (merged by name) under
+ * the kind's pod template path, and the annotation naming the ImageUpdate.
+ */
+export function workloadPatchBody(patch: WorkloadPatch, updateName: string): Record<string, unknown> {
+  const podSpec: Record<string, unknown> = {};
+  if (patch.containers.length > 0) podSpec.containers = patch.containers;
+  if (patch.initContainers.length > 0) podSpec.initContainers = patch.initContainers;
+  return {
+    metadata: { annotations: { [ANNOTATION.imageUpdate]: updateName } },
+    ...underPodTemplate(patch.kind, { spec: podSpec }),
+  };
+}
+
 /** Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. */
 export class ControllerWriter {
   readonly #kc: KubeConfig;
   readonly #custom: CustomObjectsApi;
-  readonly #apps: AppsV1Api;
   readonly #core: CoreV1Api;
   readonly #reportingInstance: string;
 
   constructor(kc: KubeConfig, reportingInstance: string) {
     this.#kc = kc;
     this.#custom = kc.makeApiClient(CustomObjectsApi);
-    this.#apps = kc.makeApiClient(AppsV1Api);
     this.#core = kc.makeApiClient(CoreV1Api);
     this.#reportingInstance = reportingInstance;
   }
@@ -72,28 +85,21 @@ export class ControllerWriter {
 
   /** Strategic merge patch: containers merge by name, so only the named ones change. */
   async patchWorkload(namespace: string, patch: WorkloadPatch, updateName: string): Promise<void> {
-    const podSpec: Record<string, unknown> = {};
-    if (patch.containers.length > 0) podSpec.containers = patch.containers;
-    if (patch.initContainers.length > 0) podSpec.initContainers = patch.initContainers;
-    const body = {
-      metadata: { annotations: { [ANNOTATION.imageUpdate]: updateName } },
-      spec: { template: { spec: podSpec } },
-    };
-    const params = { name: patch.name, namespace, body, fieldManager: FIELD_MANAGER.controller };
-    const opts = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-    switch (patch.kind) {
-      case 'Deployment':
-        await this.#apps.patchNamespacedDeployment(params, opts);
-        break;
-      case 'StatefulSet':
-        await this.#apps.patchNamespacedStatefulSet(params, opts);
-        break;
-      case 'DaemonSet':
-        await this.#apps.patchNamespacedDaemonSet(params, opts);
-        break;
-      default:
-        throw new Error(`unsupported workload kind ${patch.kind}`);
-    }
+    // Any kind of the table by its group, version and plural: the generic path takes a strategic
+    // merge patch for built-in resources as their typed clients do.
+    const { group, version, plural } = WORKLOAD_KINDS[patch.kind];
+    await this.#custom.patchNamespacedCustomObject(
+      {
+        group,
+        version,
+        plural,
+        namespace,
+        name: patch.name,
+        body: workloadPatchBody(patch, updateName),
+        fieldManager: FIELD_MANAGER.controller,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
   }
 
   /**

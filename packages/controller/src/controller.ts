@@ -2,6 +2,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import {
   API_VERSION,
   type AutoWatchMode,
+  apiVersionOf,
   DEFAULT_AUTO_WATCH_MODE,
   IMAGE_UPDATE,
   type ImageUpdate,
@@ -11,6 +12,8 @@ import {
   splitKey,
   WATCHED_IMAGE,
   type WatchedImage,
+  WORKLOAD_KIND_NAMES,
+  WORKLOAD_KINDS,
 } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
 import { ControllerWriter } from './cluster.ts';
@@ -41,7 +44,6 @@ import {
   ImageUpdateReconciler,
   typedCache,
   WatchedImageReconciler,
-  WORKLOAD_KINDS,
   watchedImageKeyOf,
 } from './reconcilers.ts';
 import { WebhookReceiver, type WebhookReceiverOptions } from './webhook/receiver.ts';
@@ -80,12 +82,6 @@ export interface ControllerOptions {
   /** The clock plans read (update windows, minimum age, timeouts); tests shift it. */
   now?: () => Date;
 }
-
-const WORKLOAD_RESOURCES = {
-  Deployment: { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' },
-  StatefulSet: { apiVersion: 'apps/v1', kind: 'StatefulSet', plural: 'statefulsets' },
-  DaemonSet: { apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' },
-} as const;
 
 /**
  * The controller process: informers on WatchedImages, ImageUpdates, the workload kinds and (for
@@ -148,11 +144,15 @@ export class Controller {
           },
         ),
       ),
-      workloads: {
-        Deployment: typedCache<Workload>(informer(WORKLOAD_RESOURCES.Deployment)),
-        StatefulSet: typedCache<Workload>(informer(WORKLOAD_RESOURCES.StatefulSet)),
-        DaemonSet: typedCache<Workload>(informer(WORKLOAD_RESOURCES.DaemonSet)),
-      },
+      // One informer per kind of the table in packages/shared.
+      workloads: Object.fromEntries(
+        WORKLOAD_KIND_NAMES.map((kind) => [
+          kind,
+          typedCache<Workload>(
+            informer({ apiVersion: apiVersionOf(kind), kind, plural: WORKLOAD_KINDS[kind].plural }),
+          ),
+        ]),
+      ) as Caches['workloads'],
       // Namespaces are cluster-scoped: a controller limited to named namespaces has no grant to read
       // them, and reads only the workloads' own opt-in.
       ...(this.#autoWatch.mode !== 'off' && !limited
@@ -318,7 +318,7 @@ export class Controller {
     const namespaces = new Set<string>();
     const add = (key: string) => namespaces.add(splitKey(key).namespace ?? '');
     for (const key of caches.watchedImages.keys()) add(key);
-    for (const kind of WORKLOAD_KINDS) for (const key of caches.workloads[kind].keys()) add(key);
+    for (const kind of WORKLOAD_KIND_NAMES) for (const key of caches.workloads[kind].keys()) add(key);
     return [...namespaces].sort();
   }
 

@@ -17,6 +17,7 @@ import {
   normalizeReference,
   parseDuration,
   phaseOf,
+  podSpecOf,
   referenceString,
   TERMINAL_PHASES,
   UPDATE_POLICY,
@@ -311,7 +312,7 @@ export function planAutoWatch(input: AutoWatchInput): AutoWatchPlan {
       if (optIn.report) plan.reports.push(optIn.report);
       continue;
     }
-    const pod = workload.spec?.template?.spec;
+    const pod = podSpecOf(workload);
     const where: Where = {
       kind: workload.kind,
       name: workload.metadata.name,

@@ -11,6 +11,7 @@ import {
   newerThan,
   parseDuration,
   phaseOf,
+  podSpecOf,
   UPDATE_READY_REASON as REASON,
   sameImage,
   setCondition,
@@ -20,6 +21,7 @@ import {
   type UpdatePolicy,
   updatePolicyOf,
   type WatchedImage,
+  type WorkloadKind,
   type WorkloadLike,
 } from '@kubewatcher/shared';
 import { type RolloutWorkload, rolloutState } from './rollout.ts';
@@ -62,7 +64,7 @@ export interface UpdateInput {
 }
 
 export interface WorkloadPatch {
-  kind: string;
+  kind: WorkloadKind;
   name: string;
   /** Containers to set, by name (strategic merge patch merges them by name). */
   containers: { name: string; image: string }[];
@@ -71,7 +73,7 @@ export interface WorkloadPatch {
 
 export interface PlannedEvent {
   /** `update` is the ImageUpdate; otherwise the workload `kind/name`. */
-  on: 'update' | { kind: string; name: string };
+  on: 'update' | { kind: WorkloadKind; name: string };
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -343,13 +345,13 @@ function findWorkload(workloads: readonly Workload[], kind: string, name: string
 }
 
 function currentImage(w: Workload, container: string): string | undefined {
-  const pod = w.spec?.template?.spec;
+  const pod = podSpecOf(w);
   return [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])].find((c) => c.name === container)
     ?.image;
 }
 
 function isInit(w: Workload, container: string): boolean {
-  return (w.spec?.template?.spec?.initContainers ?? []).some((c) => c.name === container);
+  return (podSpecOf(w)?.initContainers ?? []).some((c) => c.name === container);
 }
 
 /** Applying: patch every planned container that is not on the new image yet; skip what others changed. */

@@ -11,6 +11,7 @@ import {
   TERMINAL_PHASES,
   WATCHED_IMAGE,
   type WatchedImage,
+  WORKLOAD_KIND_NAMES,
 } from '@kubewatcher/shared';
 import { done, enqueueTo, type ListWatchSource, type Outcome, requeueAfter } from './machinery/index.ts';
 import { type AutoWatchReport, planAutoWatch } from './plan-auto-watch.ts';
@@ -21,7 +22,6 @@ import {
   onlyWhen,
   type ReconcilerDeps,
   recordEvent,
-  WORKLOAD_KINDS,
   WRITES_IN_FLIGHT,
   workloadHandlers,
   workloadsIn,
@@ -127,7 +127,7 @@ export class AutoWatchReconciler {
       namespace,
       namespaceObject,
       scope: autoWatch,
-      workloads: workloadsIn(caches, namespace, WORKLOAD_KINDS),
+      workloads: workloadsIn(caches, namespace, WORKLOAD_KIND_NAMES),
       watchedImages,
       updates: caches.updates.listByNamespace(namespace),
     });

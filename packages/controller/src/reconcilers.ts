@@ -3,6 +3,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import {
   API_VERSION,
   apiStatusCode,
+  apiVersionOf,
   CONDITION_TYPE,
   errorFields,
   GROUP,
@@ -15,12 +16,14 @@ import {
   namespacedKey,
   objectKey,
   phaseOf,
+  podSpecOf,
   settleWithLimit,
   splitKey,
   TERMINAL_PHASES,
   UPDATE_READY_REASON,
   WATCHED_IMAGE,
   type WatchedImage,
+  WORKLOAD_KIND_NAMES,
   type WorkloadKind,
 } from '@kubewatcher/shared';
 import type { ControllerWriter } from './cluster.ts';
@@ -57,7 +60,7 @@ export function typedCache<T>(informer: Informer<KubernetesObject>): Cache<T> {
 export interface Caches {
   watchedImages: Cache<WatchedImage>;
   updates: Cache<ImageUpdate>;
-  workloads: Record<'Deployment' | 'StatefulSet' | 'DaemonSet', Cache<Workload>>;
+  workloads: Record<WorkloadKind, Cache<Workload>>;
   /**
    * Namespaces, labels and Kubewatcher's annotations only (keys are names). Absent with
    * `--auto-watch=off`, and when the controller is limited to named namespaces (reading Namespaces
@@ -112,15 +115,13 @@ export interface ReconcilerDeps {
   now?: () => Date;
 }
 
-export const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
-
 /** The handlers of `watches()`: one per cache event source, each adding keys to the reconciler's queue. */
 export function workloadHandlers(
   caches: Caches,
   handler: (kind: Workload['kind']) => EventHandler<Workload>,
 ): (() => void)[] {
   // Objects of a list carry no kind: the informer's is theirs.
-  return WORKLOAD_KINDS.map((kind) => {
+  return WORKLOAD_KIND_NAMES.map((kind) => {
     const h = handler(kind);
     const withKind = (w: Workload) => ({ ...w, kind }) as Workload;
     return caches.workloads[kind].addEventHandler({
@@ -151,7 +152,7 @@ export function onlyWhen<T>(changed: (a: T, b: T) => boolean, handler: EventHand
  */
 export function matchingInputsChanged(a: Workload, b: Workload): boolean {
   const inputs = (w: Workload) => {
-    const pod = w.spec?.template?.spec;
+    const pod = podSpecOf(w);
     const images = (list: { name: string; image?: string }[] | undefined) =>
       (list ?? []).map((c) => [c.name, c.image]);
     const ours = Object.entries(w.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(`${GROUP}/`));
@@ -412,7 +413,7 @@ export class ImageUpdateReconciler {
                 namespace,
                 uid: update.metadata.uid,
               }
-            : { apiVersion: 'apps/v1', kind: e.on.kind, name: e.on.name, namespace };
+            : { apiVersion: apiVersionOf(e.on.kind), kind: e.on.kind, name: e.on.name, namespace };
         return recordEvent(this.#d, involved, e, now);
       });
     }

@@ -3,6 +3,8 @@
  * `kubectl rollout status` reads it. Pure: the caller passes the object from the informer cache.
  */
 
+import { isWorkloadKind, type RolloutRule, WORKLOAD_KINDS } from '@kubewatcher/shared';
+
 export type RolloutState =
   | { done: true; message: string }
   | { done: false; failed: false; message: string }
@@ -41,22 +43,28 @@ export interface RolloutWorkload {
 const going = (message: string): RolloutState => ({ done: false, failed: false, message });
 const failed = (message: string): RolloutState => ({ done: false, failed: true, message });
 
+/** One reading per rollout rule of the workload kinds table (packages/shared). */
+const RULES: Record<RolloutRule, (w: RolloutWorkload) => RolloutState> = {
+  Deployment: deploymentState,
+  StatefulSet: statefulSetState,
+  DaemonSet: daemonSetState,
+  // Nothing rolls out: the patched template is what the next object made from it (a Job) runs.
+  TemplatePatched: (w) => ({
+    done: true,
+    message: `${w.kind} template patched: the next run uses the new image`,
+  }),
+};
+
 export function rolloutState(w: RolloutWorkload): RolloutState {
+  if (!isWorkloadKind(w.kind)) return failed(`unsupported kind ${w.kind}`);
+  const rule = WORKLOAD_KINDS[w.kind].rollout;
+  if (rule === 'TemplatePatched') return RULES[rule](w);
   const status = w.status ?? {};
   const generation = w.metadata.generation ?? 0;
   if ((status.observedGeneration ?? 0) < generation) {
     return going(`waiting for the ${w.kind} controller to observe generation ${generation}`);
   }
-  switch (w.kind) {
-    case 'Deployment':
-      return deploymentState(w);
-    case 'StatefulSet':
-      return statefulSetState(w);
-    case 'DaemonSet':
-      return daemonSetState(w);
-    default:
-      return failed(`unsupported kind ${w.kind}`);
-  }
+  return RULES[rule](w);
 }
 
 function deploymentState(w: RolloutWorkload): RolloutState {

@@ -5,7 +5,7 @@
  * watching that namespace only. ImageUpdates are created the way the poller creates them.
  */
 import type { V1Deployment } from '@kubernetes/client-node';
-import { ANNOTATION, type ImageUpdate, type ImageUpdateStatus } from '@kubewatcher/shared';
+import { ANNOTATION, type ImageUpdate, type ImageUpdateStatus, podSpecOf } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import {
   approve,
@@ -489,7 +489,9 @@ describe('workloads changed by someone else', () => {
       await until(
         () => [cache.get(`${ns}/deleted`), cache.get(`${ns}/changed`)] as const,
         ([deleted, changed]) =>
-          deleted === undefined && changed?.spec?.template?.spec?.containers?.[0]?.image === someoneElse,
+          deleted === undefined &&
+          changed !== undefined &&
+          podSpecOf({ ...changed, kind: 'Deployment' })?.containers?.[0]?.image === someoneElse,
         { what: 'the cache to see the changes' },
       );
     });

@@ -1,4 +1,4 @@
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import {
   apiStatusCode,
   applyStatus,
@@ -10,6 +10,8 @@ import {
   VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
+  WORKLOAD_KIND_NAMES,
+  WORKLOAD_KINDS,
   type WorkloadLike,
 } from '@kubewatcher/shared';
 import type { ImageUpdateDraft, PollerStatus } from './plan.ts';
@@ -50,18 +52,16 @@ async function orUndefinedOn404<T>(call: Promise<T>): Promise<T | undefined> {
 export class KubePollerCluster implements PollerCluster {
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
-  readonly #apps: AppsV1Api;
   readonly #kc: KubeConfig;
   readonly #pageSize: number;
 
   /** `listPageSize`: WatchedImages per list request (default 500). */
   constructor(kc: KubeConfig, opts: { listPageSize?: number } = {}) {
     this.#pageSize = opts.listPageSize ?? LIST_PAGE_SIZE;
-    // One keep-alive pool for all three (client-node's own makeApiClient opens a connection per call).
+    // One keep-alive pool for both API clients (client-node's own makeApiClient opens a connection per call).
     this.#kc = reuseConnections(kc);
     this.#custom = kc.makeApiClient(CustomObjectsApi);
     this.#core = kc.makeApiClient(CoreV1Api);
-    this.#apps = kc.makeApiClient(AppsV1Api);
   }
 
   async listWatchedImages(namespace?: string): Promise<WatchedImage[]> {
@@ -90,15 +90,15 @@ export class KubePollerCluster implements PollerCluster {
 
   async listWorkloads(namespace: string, kinds: readonly string[]): Promise<WorkloadLike[]> {
     const out: WorkloadLike[] = [];
-    const add = (kind: WorkloadLike['kind'], items: unknown[]) => {
-      for (const item of items) out.push({ ...(item as WorkloadLike), kind });
-    };
-    if (kinds.includes('Deployment'))
-      add('Deployment', (await this.#apps.listNamespacedDeployment({ namespace })).items);
-    if (kinds.includes('StatefulSet'))
-      add('StatefulSet', (await this.#apps.listNamespacedStatefulSet({ namespace })).items);
-    if (kinds.includes('DaemonSet'))
-      add('DaemonSet', (await this.#apps.listNamespacedDaemonSet({ namespace })).items);
+    // Any kind of the table by its group, version and plural: the generic path lists built-in
+    // resources as well as custom ones.
+    for (const kind of WORKLOAD_KIND_NAMES.filter((k) => kinds.includes(k))) {
+      const { group, version, plural } = WORKLOAD_KINDS[kind];
+      const list = (await this.#custom.listNamespacedCustomObject({ group, version, plural, namespace })) as {
+        items?: WorkloadLike[];
+      };
+      for (const item of list.items ?? []) out.push({ ...dropManagedFields(item), kind });
+    }
     return out;
   }
 

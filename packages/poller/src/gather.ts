@@ -9,6 +9,7 @@ import {
   kindsOf,
   type Logger,
   matchWorkloads,
+  podSpecOf,
   RESOLVED_REASON,
   type ResolvedReason,
   type WatchedImage,
@@ -92,7 +93,7 @@ export class CredentialGatherer {
     if (named.length === 0) {
       const names = new Set<string>();
       for (const { workload } of matches) {
-        const pod = workload.spec?.template?.spec;
+        const pod = podSpecOf(workload);
         for (const ref of pod?.imagePullSecrets ?? []) if (ref.name) names.add(ref.name);
         const sa = pod?.serviceAccountName || 'default';
         const fromSa = await this.#memo(this.#serviceAccounts, `${ns}/${sa}`, () =>

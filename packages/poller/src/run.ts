@@ -7,6 +7,7 @@ import {
   boundMessage,
   type Logger,
   objectKey,
+  podSpecOf,
   RESOLVED_REASON,
   type RegistryFailureReason,
   settleWithLimit,

@@ -1,4 +1,4 @@
-import { DEFAULT_KINDS, type WorkloadKind } from './api/index.ts';
+import { DEFAULT_KINDS, podTemplateOf, type WorkloadKind } from './api/index.ts';
 import { normalizeReference, sameImage } from './reference.ts';
 
 /**
@@ -17,20 +17,27 @@ export interface Selector {
   matchExpressions?: SelectorRequirement[];
 }
 
-/** The part of a Deployment, StatefulSet or DaemonSet that matching reads. */
+/** The part of a pod spec that matching, patching and pull-secret lookup read. */
+export interface PodSpecLike {
+  serviceAccountName?: string;
+  imagePullSecrets?: { name?: string }[];
+  containers?: { name: string; image?: string }[];
+  initContainers?: { name: string; image?: string }[];
+}
+
+/**
+ * A workload of one of the kinds in WORKLOAD_KINDS. Its pod template sits where the kind's table
+ * entry says (`spec.template`, a CronJob's `spec.jobTemplate.spec.template`): read it with podSpecOf.
+ */
 export interface WorkloadLike {
   kind: WorkloadKind;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-  spec?: {
-    template?: {
-      spec?: {
-        serviceAccountName?: string;
-        imagePullSecrets?: { name?: string }[];
-        containers?: { name: string; image?: string }[];
-        initContainers?: { name: string; image?: string }[];
-      };
-    };
-  };
+  spec?: object;
+}
+
+/** The pod spec of a workload, wherever its kind keeps the template. */
+export function podSpecOf(workload: WorkloadLike): PodSpecLike | undefined {
+  return podTemplateOf<{ spec?: PodSpecLike }>(workload.kind, workload)?.spec;
 }
 
 export interface MatchCriteria {
@@ -86,7 +93,7 @@ export function selectorMatches(
 
 /** The containers of one workload that run the watched repository and tag (digest ignored). */
 export function matchContainers(criteria: MatchCriteria, workload: WorkloadLike): MatchedContainer[] {
-  const pod = workload.spec?.template?.spec;
+  const pod = podSpecOf(workload);
   if (!pod) return [];
   const named =
     criteria.containers && criteria.containers.length > 0 ? new Set(criteria.containers) : undefined;

@@ -92,9 +92,14 @@ seccompProfile:
   resources: [imageupdates/status]
   verbs: [patch]
 # Informers on the workload kinds; patch pins the new digest (strategic merge patch).
+# BEGIN workload kinds: controller (written by scripts/render-manifests.ts from packages/shared/src/api/workload-kinds.ts)
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, list, watch, patch]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, patch]
+# END workload kinds
 # core/v1 Events on WatchedImages, ImageUpdates and workloads.
 - apiGroups: [""]
   resources: [events]
@@ -115,9 +120,14 @@ seccompProfile:
   resources: [imageupdates]
   verbs: [get, create]
 # Finds the workloads a WatchedImage matches, for their imagePullSecrets.
+# BEGIN workload kinds: poller (written by scripts/render-manifests.ts from packages/shared/src/api/workload-kinds.ts)
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [list]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [list]
+# END workload kinds
 # The imagePullSecrets of the matched workloads' service accounts.
 - apiGroups: [""]
   resources: [serviceaccounts]

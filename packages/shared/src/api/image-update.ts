@@ -17,7 +17,7 @@ import {
   StringEnum,
 } from './meta.ts';
 import { Digest, ShortDigest, TagReference } from './references.ts';
-import { WORKLOAD_KIND } from './watched-image.ts';
+import { WORKLOAD_KIND_NAMES } from './workload-kinds.ts';
 
 export const IMAGE_UPDATE_PHASE = {
   /** Created; the controller has not acted on it yet. */
@@ -144,7 +144,7 @@ export type ImageUpdateSpec = Static<typeof ImageUpdateSpec>;
 
 const WorkloadUpdate = Type.Object(
   {
-    kind: StringEnum(Object.values(WORKLOAD_KIND), { description: 'Kind of the workload.' }),
+    kind: StringEnum(WORKLOAD_KIND_NAMES, { description: 'Kind of the workload.' }),
     name: ObjectName('Name of the workload.'),
     container: Type.String({
       description: 'Name of the container (or init container) updated.',

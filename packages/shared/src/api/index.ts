@@ -10,3 +10,4 @@ export * from './references.ts';
 export * from './update-control.ts';
 export * from './validation.ts';
 export * from './watched-image.ts';
+export * from './workload-kinds.ts';

@@ -145,7 +145,7 @@ describe('validateWatchedImage', () => {
       case: 'unknown kind',
       spec: { image: 'nginx', kinds: ['Pod'] },
       errors: [
-        'spec.kinds[0]: Unsupported value: "Pod": supported values: "Deployment", "StatefulSet", "DaemonSet"',
+        'spec.kinds[0]: Unsupported value: "Pod": supported values: "Deployment", "StatefulSet", "DaemonSet", "CronJob"',
         RULES_NOT_CHECKED,
       ],
     },

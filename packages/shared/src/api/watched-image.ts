@@ -21,13 +21,9 @@ import {
 } from './meta.ts';
 import { Digest, ShortDigest, TagReference } from './references.ts';
 import { MinimumAge, Rollback, UpdateWindows } from './update-control.ts';
+import { WORKLOAD_KIND, WORKLOAD_KIND_NAMES, WORKLOAD_KINDS, type WorkloadKind } from './workload-kinds.ts';
 
-export const WORKLOAD_KIND = {
-  Deployment: 'Deployment',
-  StatefulSet: 'StatefulSet',
-  DaemonSet: 'DaemonSet',
-} as const;
-export type WorkloadKind = (typeof WORKLOAD_KIND)[keyof typeof WORKLOAD_KIND];
+const KIND_LIST = `${WORKLOAD_KIND_NAMES.slice(0, -1).join(', ')} or ${WORKLOAD_KIND_NAMES.at(-1)}`;
 
 export const UPDATE_POLICY = {
   /** Apply each new digest at once. */
@@ -82,18 +78,13 @@ export const WatchedImageSpec = Type.Object(
       ),
     ),
     kinds: Type.Optional(
-      Type.Array(
-        StringEnum(Object.values(WORKLOAD_KIND), {
-          description: 'A workload kind: Deployment, StatefulSet or DaemonSet.',
-        }),
-        {
-          description: `Workload kinds to update. Defaults to [${DEFAULT_KINDS.join(', ')}].`,
-          default: [...DEFAULT_KINDS],
-          minItems: 1,
-          maxItems: 3,
-          'x-kubernetes-list-type': 'set',
-        },
-      ),
+      Type.Array(StringEnum(WORKLOAD_KIND_NAMES, { description: `A workload kind: ${KIND_LIST}.` }), {
+        description: `Workload kinds to update: ${WORKLOAD_KIND_NAMES.map((k) => `${k} (${WORKLOAD_KINDS[k].group}/${WORKLOAD_KINDS[k].version}: ${WORKLOAD_KINDS[k].note})`).join('; ')}. Defaults to [${DEFAULT_KINDS.join(', ')}].`,
+        default: [...DEFAULT_KINDS],
+        minItems: 1,
+        maxItems: WORKLOAD_KIND_NAMES.length,
+        'x-kubernetes-list-type': 'set',
+      }),
     ),
     containers: Type.Optional(
       Type.Array(
@@ -167,7 +158,7 @@ export type WatchedImageSpec = Static<typeof WatchedImageSpec>;
 
 const MatchedWorkload = Type.Object(
   {
-    kind: StringEnum(Object.values(WORKLOAD_KIND), { description: 'Kind of the workload.' }),
+    kind: StringEnum(WORKLOAD_KIND_NAMES, { description: 'Kind of the workload.' }),
     name: ObjectName('Name of the workload.'),
     containers: Type.Optional(
       Type.Array(Type.String({ description: 'A container name.', maxLength: 63 }), {
