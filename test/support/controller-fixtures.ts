@@ -207,6 +207,29 @@ export function daemonSet(name: string, o: WorkloadOptions): V1DaemonSet {
   };
 }
 
+/** A batch/v1 CronJob (suspended: the test control plane never needs to run its Jobs). */
+export function cronJob(name: string, o: WorkloadOptions) {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { name, labels: { app: name, ...o.labels } },
+    spec: {
+      schedule: '0 3 * * *',
+      suspend: true,
+      jobTemplate: {
+        spec: {
+          template: {
+            ...podTemplate(name, o),
+            spec: { ...podTemplate(name, o).spec, restartPolicy: 'Never' },
+          },
+        },
+      },
+    },
+  };
+}
+
+export const CRONJOBS = { group: 'batch', version: 'v1', plural: 'cronjobs' } as const;
+
 /** The image of each container and init container, by name. */
 export function imagesOf(w: V1Deployment | V1StatefulSet | V1DaemonSet): Record<string, string | undefined> {
   const pod = w.spec?.template.spec;

@@ -1,7 +1,8 @@
 import type { ImageUpdate } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { A, B, C, deployment, NOW, update, watched } from '../test/plan-fixtures.ts';
-import { PATCH_REFUSED, pinImage, planUpdate, type UpdateInput } from './plan-update.ts';
+import { workloadPatchBody } from './cluster.ts';
+import { PATCH_REFUSED, pinImage, planUpdate, type UpdateInput, type Workload } from './plan-update.ts';
 
 const input = (u: ImageUpdate, over: Partial<UpdateInput> = {}): UpdateInput => ({
   update: u,
@@ -548,22 +549,87 @@ describe('planUpdate: rollback', () => {
   });
 });
 
-describe('planWatchedImage: update control', () => {
-  it('shows the digest a rollback refused, until the tag moves on', () => {
-    const rolledBack = update('u1', B, { phase: 'RolledBack' }, {}, '2026-11-25T10:00:00Z');
-    expect(planWatchedImage(watched(), [], [rolledBack], NOW).status.refusedDigest).toBe(B);
-    const movedOn = update('u2', C, { phase: 'Succeeded' }, { fromDigest: B }, '2026-11-25T10:30:00Z');
-    expect(planWatchedImage(watched(), [], [rolledBack, movedOn], NOW).status.refusedDigest).toBeUndefined();
+describe('CronJobs', () => {
+  const cronJob = (image: string, generation = 1): Workload =>
+    ({
+      kind: 'CronJob',
+      metadata: { name: 'nightly', namespace: 'apps', generation, labels: { app: 'nightly' } },
+      spec: {
+        schedule: '0 3 * * *',
+        jobTemplate: {
+          spec: {
+            template: {
+              spec: { containers: [{ name: 'job', image }], initContainers: [{ name: 'prep', image }] },
+            },
+          },
+        },
+      },
+      // A CronJob's status has no observedGeneration and nothing that rolls out.
+      status: {},
+    }) as unknown as Workload;
+  const wi = watched({ kinds: ['CronJob'] });
+
+  it('patches the containers and init containers of the job template, and is done once patched', () => {
+    const applying = planUpdate(
+      input(update('web-b', B), { watchedImage: wi, workloads: [cronJob('nginx:1.27')] }),
+    );
+    expect(applying.status.workloads?.map((r) => [r.kind, r.name, r.container])).toEqual([
+      ['CronJob', 'nightly', 'prep'],
+      ['CronJob', 'nightly', 'job'],
+    ]);
+    const patched = planUpdate(
+      input(update('web-b', B, applying.status), { watchedImage: wi, workloads: [cronJob('nginx:1.27')] }),
+    );
+    expect(patched.patches).toEqual([
+      {
+        kind: 'CronJob',
+        name: 'nightly',
+        containers: [{ name: 'job', image: `nginx:1.27@${B}` }],
+        initContainers: [{ name: 'prep', image: `nginx:1.27@${B}` }],
+      },
+    ]);
+    const done = planUpdate(
+      input(update('web-b', B, patched.status), {
+        watchedImage: wi,
+        workloads: [cronJob(`nginx:1.27@${B}`, 2)],
+      }),
+    );
+    expect(done.status.phase).toBe('Succeeded');
+    expect(done.status.workloads?.map((r) => r.state)).toEqual(['RolledOut', 'RolledOut']);
+    expect(done.status.workloads?.[0]?.message).toBe(
+      'CronJob template patched: the next run uses the new image',
+    );
   });
 
-  it('reports an update window time zone the controller does not know as InvalidSpec', () => {
-    const wi = watched({ updateWindows: [{ start: '22:00', end: '06:00', timeZone: 'Europe/Atlantis' }] });
-    expect(
-      planWatchedImage(wi, [deployment('front', 'nginx:1.27')], [], NOW).status.conditions[0],
-    ).toMatchObject({
-      status: 'False',
-      reason: 'InvalidSpec',
-      message: expect.stringContaining('spec.updateWindows[0].timeZone: "Europe/Atlantis"'),
-    });
+  it('are not matched unless kinds lists CronJob', () => {
+    const plan = planUpdate(input(update('web-b', B), { workloads: [cronJob('nginx:1.27')] }));
+    expect(plan.status.phase).toBe('Succeeded');
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('NoWorkloads');
   });
+});
+
+describe('workloadPatchBody', () => {
+  it.each([
+    ['Deployment', { spec: { template: { spec: { containers: [{ name: 'app', image: 'x@sha256:1' }] } } } }],
+    [
+      'CronJob',
+      {
+        spec: {
+          jobTemplate: {
+            spec: { template: { spec: { containers: [{ name: 'app', image: 'x@sha256:1' }] } } },
+          },
+        },
+      },
+    ],
+  ] as const)(
+    '%s: only the named containers, under the pod template, and the annotation',
+    (kind, expected) => {
+      expect(
+        workloadPatchBody(
+          { kind, name: 'w', containers: [{ name: 'app', image: 'x@sha256:1' }], initContainers: [] },
+          'web-b',
+        ),
+      ).toEqual({ metadata: { annotations: { 'kubewatcher.io/image-update': 'web-b' } }, ...expected });
+    },
+  );
 });

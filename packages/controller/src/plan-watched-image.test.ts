@@ -1,6 +1,6 @@
 import type { Condition, WatchedImage } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
-import { B, deployment, NOW, update, watched } from '../test/plan-fixtures.ts';
+import { B, C, deployment, NOW, update, watched } from '../test/plan-fixtures.ts';
 import type { Workload } from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
 
@@ -199,5 +199,25 @@ describe('planWatchedImage: history', () => {
     const plan = planWatchedImage(watched({ interval: '30s', historyLimit: 1 }), [], history, NOW);
     expect(plan.status.latestUpdate).toBe('u5');
     expect(plan.prune).toEqual(['u1', 'u3', 'u4']);
+  });
+});
+
+describe('planWatchedImage: update control', () => {
+  it('shows the digest a rollback refused, until the tag moves on', () => {
+    const rolledBack = update('u1', B, { phase: 'RolledBack' }, {}, '2026-11-25T10:00:00Z');
+    expect(planWatchedImage(watched(), [], [rolledBack], NOW).status.refusedDigest).toBe(B);
+    const movedOn = update('u2', C, { phase: 'Succeeded' }, { fromDigest: B }, '2026-11-25T10:30:00Z');
+    expect(planWatchedImage(watched(), [], [rolledBack, movedOn], NOW).status.refusedDigest).toBeUndefined();
+  });
+
+  it('reports an update window time zone the controller does not know as InvalidSpec', () => {
+    const wi = watched({ updateWindows: [{ start: '22:00', end: '06:00', timeZone: 'Europe/Atlantis' }] });
+    expect(
+      planWatchedImage(wi, [deployment('front', 'nginx:1.27')], [], NOW).status.conditions[0],
+    ).toMatchObject({
+      status: 'False',
+      reason: 'InvalidSpec',
+      message: expect.stringContaining('spec.updateWindows[0].timeZone: "Europe/Atlantis"'),
+    });
   });
 });

@@ -8,10 +8,12 @@ import { kubeTime } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type Clients,
+  CRONJOBS,
   clientsFor,
   createImageUpdate,
   createNamespace,
   createWatchedImage,
+  cronJob,
   deleteNamespace,
   deployment,
   deploymentRolledOut,
@@ -233,5 +235,71 @@ describe('automatic rollback', () => {
       reason: 'DigestRefused',
     });
     expect(await imageOfWeb(ns)).toBe(`${WEB}@${baseline}`);
+  });
+});
+
+describe('CronJobs', () => {
+  it('pins the job template, containers and init containers, and succeeds once patched', async () => {
+    const ns = await createNamespace(clients, 'cronjob');
+    namespaces.push(ns);
+    const baseline = testDigest(1);
+    await clients.custom.createNamespacedCustomObject({
+      ...CRONJOBS,
+      namespace: ns,
+      body: cronJob('nightly', {
+        containers: { job: WEB, sidecar: 'ghcr.io/acme/sidecar:2.1' },
+        initContainers: { prep: WEB },
+      }),
+    });
+    const wi = await createWatchedImage(clients, ns, 'web', { image: WEB, kinds: ['CronJob'] });
+    controllers.push(await startController(clients.kc, { namespaces: [ns] }));
+    const found = await until(
+      () => getWatchedImage(clients, ns, 'web'),
+      (w) => w.status?.workloadCount === 1,
+      { what: 'the WatchedImage to find the CronJob' },
+    );
+    expect(found.status?.workloads).toEqual([
+      { kind: 'CronJob', name: 'nightly', containers: ['prep', 'job'] },
+    ]);
+
+    const toDigest = testDigest(2);
+    const iu = await createImageUpdate(clients, wi, toDigest, { fromDigest: baseline });
+    const done = await waitForPhase(clients, ns, iu.metadata.name, ['Succeeded', 'Failed']);
+    expect(done.status?.phase).toBe('Succeeded');
+    expect(done.status?.workloads?.map((r) => [r.kind, r.name, r.container, r.state])).toEqual([
+      ['CronJob', 'nightly', 'prep', 'RolledOut'],
+      ['CronJob', 'nightly', 'job', 'RolledOut'],
+    ]);
+
+    const cj = (await clients.custom.getNamespacedCustomObject({
+      ...CRONJOBS,
+      namespace: ns,
+      name: 'nightly',
+    })) as {
+      metadata: { annotations?: Record<string, string> };
+      spec: {
+        jobTemplate: {
+          spec: {
+            template: {
+              spec: {
+                containers: { name: string; image: string }[];
+                initContainers: { name: string; image: string }[];
+              };
+            };
+          };
+        };
+      };
+    };
+    const pod = cj.spec.jobTemplate.spec.template.spec;
+    expect(
+      Object.fromEntries([...pod.initContainers, ...pod.containers].map((c) => [c.name, c.image])),
+    ).toEqual({
+      prep: `${WEB}@${toDigest}`,
+      job: `${WEB}@${toDigest}`,
+      sidecar: 'ghcr.io/acme/sidecar:2.1',
+    });
+    expect(cj.metadata.annotations?.['kubewatcher.io/image-update']).toBe(iu.metadata.name);
+    const events = await eventsIn(clients, ns, { kind: 'CronJob', name: 'nightly' });
+    expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['ImagePinned', 'RolloutSucceeded']));
   });
 });

@@ -54,7 +54,7 @@ describe('KubePollerCluster', () => {
       for (let i = 0; i < 10; i++) {
         await cluster.listWatchedImages(namespace);
         await cluster.getServiceAccountPullSecrets(namespace, 'nobody');
-        await cluster.listWorkloads(namespace, ['Deployment', 'StatefulSet', 'DaemonSet']);
+        await cluster.listWorkloads(namespace, ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob']);
       }
       // Concurrent calls may open a few more, never one each.
       await Promise.all(Array.from({ length: 20 }, () => cluster.getSecret(namespace, 'nothing')));
