@@ -354,6 +354,14 @@ function isInit(w: Workload, container: string): boolean {
   return (podSpecOf(w)?.initContainers ?? []).some((c) => c.name === container);
 }
 
+/** Adds "set this container to `image`" to the workload's patch (one patch per workload). */
+function setImage(patches: Map<string, WorkloadPatch>, w: Workload, r: WorkloadResult, image: string): void {
+  const key = `${r.kind}/${r.name}`;
+  const patch = patches.get(key) ?? { kind: r.kind, name: r.name, containers: [], initContainers: [] };
+  (isInit(w, r.container) ? patch.initContainers : patch.containers).push({ name: r.container, image });
+  patches.set(key, patch);
+}
+
 /** Applying: patch every planned container that is not on the new image yet; skip what others changed. */
 function planApply(
   plan: UpdatePlan,
@@ -377,13 +385,7 @@ function planApply(
         message: `container ${r.container} now runs ${image ?? 'nothing'}: changed by someone else, left alone`,
       };
     }
-    const key = `${r.kind}/${r.name}`;
-    const patch = patches.get(key) ?? { kind: r.kind, name: r.name, containers: [], initContainers: [] };
-    (isInit(w, r.container) ? patch.initContainers : patch.containers).push({
-      name: r.container,
-      image: r.newImage!,
-    });
-    patches.set(key, patch);
+    setImage(patches, w, r, r.newImage!);
     plan.events.push({
       on: { kind: r.kind, name: r.name },
       type: 'Normal',
@@ -530,13 +532,7 @@ function planRollback(plan: UpdatePlan, update: ImageUpdate, input: UpdateInput,
         message: `container ${r.container} now runs ${image ?? 'nothing'}: changed by someone else, not rolled back`,
       };
     }
-    const key = `${r.kind}/${r.name}`;
-    const patch = patches.get(key) ?? { kind: r.kind, name: r.name, containers: [], initContainers: [] };
-    (isInit(w, r.container) ? patch.initContainers : patch.containers).push({
-      name: r.container,
-      image: target,
-    });
-    patches.set(key, patch);
+    setImage(patches, w, r, target);
     plan.events.push({
       on: { kind: r.kind, name: r.name },
       type: 'Warning',
