@@ -15,7 +15,7 @@ import { webhookOptions, webhookSettings } from './webhook/options.ts';
 
 /** What `kubewatcher-controller --help` says above the options. */
 export const CONTROLLER_USAGE =
-  '$0 [options]\n\nReconciles WatchedImages and ImageUpdates: rolls the matching Deployments, StatefulSets and DaemonSets onto each approved digest and follows the rollout.';
+  '$0 [options]\n\nReconciles WatchedImages and ImageUpdates: rolls the matching Deployments, StatefulSets, DaemonSets and CronJobs onto each approved digest and follows the rollout.';
 
 /** The exit codes `main` returns, and what each means (docs/cli.md lists them). */
 export const CONTROLLER_EXIT_CODES = {

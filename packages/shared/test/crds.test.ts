@@ -155,6 +155,7 @@ describe('WatchedImage CRD', () => {
       interval: '5m',
       suspend: false,
       historyLimit: 10,
+      rollback: 'Never',
     });
     const local = validateWatchedImage(watchedImage('defaults', { image: 'nginx:1.27' }));
     expect(local.ok && local.value.spec).toEqual(created.spec);
@@ -171,13 +172,19 @@ describe('WatchedImage CRD', () => {
           { key: 'canary', operator: 'DoesNotExist' },
         ],
       },
-      kinds: ['Deployment', 'StatefulSet', 'DaemonSet'],
+      kinds: ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'],
       containers: ['web', 'sidecar-1'],
       updatePolicy: 'Manual',
       interval: '1h30m',
       pullSecrets: [{ name: 'ghcr-credentials' }],
       suspend: true,
       historyLimit: 100,
+      updateWindows: [
+        { days: ['Mon', 'Fri'], start: '22:00', end: '06:00', timeZone: 'Europe/Berlin' },
+        { start: '00:00', end: '24:00', timeZone: 'UTC' },
+      ],
+      minimumAge: '1h',
+      rollback: 'OnFailure',
     };
     expect(validateWatchedImage(watchedImage('full', spec))).toMatchObject({ ok: true });
     const created = (await customObjects.createNamespacedCustomObject({
@@ -241,6 +248,37 @@ describe('WatchedImage CRD', () => {
       spec: { image: 'nginx', kinds: ['Deployment', 'Deployment'] },
       path: 'spec.kinds[1]',
       says: 'Duplicate value',
+    },
+    {
+      case: 'an update window start that is not a time',
+      spec: { image: 'nginx', updateWindows: [{ start: '25:00', end: '06:00' }] },
+      path: 'spec.updateWindows[0].start',
+      says: 'must be a time of day HH:MM',
+    },
+    {
+      case: 'an update window without an end',
+      spec: { image: 'nginx', updateWindows: [{ start: '22:00' }] },
+      path: 'spec.updateWindows[0].end',
+      says: 'Required value',
+    },
+    {
+      case: 'an offset as time zone',
+      spec: { image: 'nginx', updateWindows: [{ start: '22:00', end: '06:00', timeZone: '+01:00' }] },
+      path: 'spec.updateWindows[0].timeZone',
+      says: 'must be an IANA time zone name',
+    },
+    {
+      case: 'a day that is not a weekday',
+      spec: { image: 'nginx', updateWindows: [{ days: ['Someday'], start: '22:00', end: '06:00' }] },
+      path: 'spec.updateWindows[0].days[0]',
+      says: 'Unsupported value',
+    },
+    { case: 'minimumAge "1 hour"', spec: { image: 'nginx', minimumAge: '1 hour' }, path: 'spec.minimumAge' },
+    {
+      case: 'unknown rollback',
+      spec: { image: 'nginx', rollback: 'Always' },
+      path: 'spec.rollback',
+      says: 'Unsupported value',
     },
     {
       case: 'unknown policy',
@@ -530,7 +568,7 @@ describe('WatchedImage CRD', () => {
 
     const wide = await kubectl('get', 'wi', '--namespace', namespace, 'status', '-o', 'wide');
     const [wideHeader, wideRow] = wide.trimEnd().split('\n');
-    expect(wideHeader!.split(/\s{2,}/).slice(-2)).toEqual(['REASON', 'RESOLVED']);
+    expect(wideHeader!.split(/\s{2,}/).slice(-3)).toEqual(['REASON', 'RESOLVED', 'REFUSED']);
     expect(wideRow).toMatch(/WorkloadsFound\s+True$/);
 
     const byCategory = await kubectl('get', 'kubewatcher', '--namespace', namespace, '-o', 'name');
@@ -723,6 +761,7 @@ describe('ImageUpdate CRD', () => {
       'TO',
       'PHASE',
       'WORKLOADS',
+      'STARTS',
       'AGE',
       'WATCHED',
       'APPROVED',
