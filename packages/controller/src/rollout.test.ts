@@ -44,9 +44,15 @@ describe('rolloutState: any kind', () => {
     },
     {
       name: 'a kind it cannot judge',
-      w: workload('CronJob', {}, {}),
+      w: workload('ReplicaSet', {}, {}),
       state: FAILED,
-      message: 'unsupported kind CronJob',
+      message: 'unsupported kind ReplicaSet',
+    },
+    {
+      name: 'a CronJob: nothing rolls out, done once the template is patched (its status has no observedGeneration)',
+      w: { kind: 'CronJob', metadata: { name: 'w', generation: 3 }, status: {} },
+      state: DONE,
+      message: 'CronJob template patched: the next run uses the new image',
     },
   ])('$name', check);
 });
