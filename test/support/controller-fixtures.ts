@@ -153,6 +153,8 @@ export interface WorkloadOptions {
   nodeSelector?: Record<string, string>;
   /** Deployments only; default 60. */
   progressDeadlineSeconds?: number;
+  /** Deployments only: how long a pod must be ready to count as available; default 0. */
+  minReadySeconds?: number;
 }
 
 function podTemplate(name: string, o: WorkloadOptions) {
@@ -177,6 +179,7 @@ export function deployment(name: string, o: WorkloadOptions): V1Deployment {
     spec: {
       replicas: o.replicas ?? 2,
       progressDeadlineSeconds: o.progressDeadlineSeconds ?? 60,
+      ...(o.minReadySeconds !== undefined ? { minReadySeconds: o.minReadySeconds } : {}),
       selector: { matchLabels: { app: name } },
       template: podTemplate(name, o),
     },
