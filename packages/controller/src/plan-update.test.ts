@@ -338,6 +338,28 @@ describe('planUpdate: update windows and minimum age', () => {
     expect(urgent.status.scheduledTime).toBeUndefined();
   });
 
+  it('an approval revoked while Scheduled waits for approval again, with no start time left', () => {
+    const wi = watched({ updatePolicy: 'Manual', ...nights });
+    const scheduled = planUpdate(
+      input(update('web-b', B, undefined, { approved: true }), { watchedImage: wi }),
+    );
+    expect(scheduled.status.scheduledTime).toBe('2026-11-25T22:00:00Z');
+    const revoked = planUpdate(
+      input(update('web-b', B, scheduled.status, { approved: false }), { watchedImage: wi }),
+    );
+    expect(revoked.status.phase).toBe('AwaitingApproval');
+    expect(revoked.status.scheduledTime).toBeUndefined();
+  });
+
+  it('a suspended WatchedImage holds a Scheduled update in Pending, with no start time', () => {
+    const scheduled = planUpdate(input(update('web-b', B), { watchedImage: watched(nights) })).status;
+    const plan = planUpdate(
+      input(update('web-b', B, scheduled), { watchedImage: watched({ ...nights, suspend: true }) }),
+    );
+    expect(plan.status.phase).toBe('Pending');
+    expect(plan.status.scheduledTime).toBeUndefined();
+  });
+
   it('windows edited while Scheduled: a new start time, with a new Event', () => {
     const scheduled = planUpdate(input(update('web-b', B), { watchedImage: watched(nights) })).status;
     const plan = planUpdate(

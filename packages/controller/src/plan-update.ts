@@ -111,6 +111,9 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
   };
   const plan: UpdatePlan = { status: base, patches: [], events: [] };
   if (TERMINAL_PHASES.includes(phase)) return finish(plan, now);
+  // Only a Scheduled plan states a start time (planSchedule sets it again); any other outcome, a
+  // revoked approval or a suspension included, must not leave a stale one in the STARTS column.
+  delete plan.status.scheduledTime;
 
   if (!wi) {
     return complete(
@@ -227,7 +230,6 @@ function planSchedule(
 ): UpdatePlan | undefined {
   const problems = windowProblems(wi.spec.updateWindows);
   if (problems.length > 0) {
-    delete plan.status.scheduledTime;
     return progress(plan, 'Scheduled', REASON.InvalidUpdateWindows, problems.join('; '), now);
   }
   const decision = scheduleUpdate({
@@ -239,12 +241,9 @@ function planSchedule(
     ignoreUpdateWindows: update.spec.ignoreUpdateWindows,
     now,
   });
-  if (decision.start) {
-    delete plan.status.scheduledTime;
-    return undefined;
-  }
+  if (decision.start) return undefined;
   const startTime = decision.startTime ? kubeTime(decision.startTime) : undefined;
-  if (plan.status.phase !== 'Scheduled' || plan.status.scheduledTime !== startTime) {
+  if (update.status?.phase !== 'Scheduled' || update.status.scheduledTime !== startTime) {
     plan.events.push({
       on: 'update',
       type: 'Normal',
@@ -253,7 +252,6 @@ function planSchedule(
     });
   }
   if (startTime) plan.status.scheduledTime = startTime;
-  else delete plan.status.scheduledTime;
   // The controller wakes for the start: one delayed requeue, no polling.
   const wait = decision.startTime ? decision.startTime.getTime() - now.getTime() : undefined;
   return progress(
