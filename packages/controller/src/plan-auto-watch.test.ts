@@ -66,7 +66,7 @@ const optedIn = (name: string, image: string, extra: Parameters<typeof workload>
 function generatedSpec(image: string, over: Partial<WatchedImage['spec']> = {}): WatchedImage['spec'] {
   return {
     image,
-    kinds: ['Deployment', 'StatefulSet', 'DaemonSet'],
+    kinds: ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'],
     updatePolicy: 'Auto',
     interval: '5m',
     suspend: false,

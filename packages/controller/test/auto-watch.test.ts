@@ -126,11 +126,12 @@ describe('auto-watch', () => {
     const web = first.get(nameOf(WEB))!;
     expect(web.spec).toEqual({
       image: WEB,
-      kinds: ['Deployment', 'StatefulSet', 'DaemonSet'],
+      kinds: ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'],
       updatePolicy: 'Auto',
       interval: '5m',
       suspend: false,
       historyLimit: 10,
+      rollback: 'Never',
     });
     const status = await until(
       () => getWatchedImage(clients, ns, web.metadata.name),
