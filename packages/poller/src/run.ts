@@ -7,7 +7,6 @@ import {
   boundMessage,
   type Logger,
   objectKey,
-  podSpecOf,
   RESOLVED_REASON,
   type RegistryFailureReason,
   settleWithLimit,
