@@ -56,6 +56,11 @@ export const PLUGIN_OPTIONS = {
     default: 'kubewatcher-poller',
     describe: 'check: the poller CronJob to start a run of',
   },
+  'ignore-update-windows': {
+    type: 'boolean',
+    default: false,
+    describe: "approve: apply at once, outside the WatchedImage's update windows (minimum age still applies)",
+  },
 } as const;
 
 interface Io {
@@ -74,6 +79,7 @@ type Args = {
   'all-namespaces': boolean;
   'poller-namespace': string;
   'poller-cronjob': string;
+  'ignore-update-windows': boolean;
   name?: string;
 };
 
@@ -175,7 +181,9 @@ async function run(verb: string, args: Args, io: Io, now: () => Date): Promise<v
       const name = args.name!;
       const update = (await custom.getNamespacedCustomObject({ ...iu, namespace, name })) as ImageUpdate;
       const user = await whoAmI(kc);
-      const body = decisionPatch(update, decision, user, now());
+      const body = decisionPatch(update, decision, user, now(), {
+        ignoreUpdateWindows: args['ignore-update-windows'],
+      });
       await custom.patchNamespacedCustomObject(
         { ...iu, namespace, name, body, fieldManager: FIELD_MANAGER.plugin },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),

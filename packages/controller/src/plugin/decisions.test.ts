@@ -27,6 +27,18 @@ function update(
 }
 
 describe('decisionPatch', () => {
+  it('sets spec.ignoreUpdateWindows only on an approval that asks for it', () => {
+    const pending = update('web-b', { phase: 'Scheduled' });
+    expect(decisionPatch(pending, 'approved', 'alice', NOW, { ignoreUpdateWindows: true }).spec).toEqual({
+      approved: true,
+      ignoreUpdateWindows: true,
+    });
+    expect(decisionPatch(pending, 'approved', 'alice', NOW).spec).toEqual({ approved: true });
+    expect(decisionPatch(pending, 'rejected', 'alice', NOW, { ignoreUpdateWindows: true }).spec).toEqual({
+      approved: false,
+    });
+  });
+
   it('approves with who and when, conditional on the version read', () => {
     expect(decisionPatch(update('web-b', { phase: 'AwaitingApproval' }), 'approved', 'alice', NOW)).toEqual({
       metadata: {

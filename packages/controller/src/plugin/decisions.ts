@@ -33,7 +33,13 @@ export class PluginError extends Error {
  * who decided when, conditional on the resourceVersion read (a concurrent change fails with 409
  * instead of being overwritten).
  */
-export function decisionPatch(update: ImageUpdate, decision: Decision, user: string, now: Date) {
+export function decisionPatch(
+  update: ImageUpdate,
+  decision: Decision,
+  user: string,
+  now: Date,
+  options: { ignoreUpdateWindows?: boolean } = {},
+) {
   const phase = phaseOf(update);
   const name = `${update.metadata.namespace}/${update.metadata.name}`;
   if (TERMINAL_PHASES.includes(phase)) {
@@ -55,7 +61,11 @@ export function decisionPatch(update: ImageUpdate, decision: Decision, user: str
         [DECISION_ANNOTATION.decidedAt]: now.toISOString().replace(/\.\d+Z$/, 'Z'),
       },
     },
-    spec: { approved: decision === 'approved' },
+    spec: {
+      approved: decision === 'approved',
+      // Only an approval may skip the windows; a rejection never sets the field.
+      ...(decision === 'approved' && options.ignoreUpdateWindows ? { ignoreUpdateWindows: true } : {}),
+    },
   };
 }
 
