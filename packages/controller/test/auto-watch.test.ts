@@ -6,9 +6,12 @@
  */
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
+  apiStatusCode,
   generatedWatchedImageName,
   normalizeReference,
+  phaseOf,
   referenceString,
+  TERMINAL_PHASES,
   type WatchedImage,
 } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -22,6 +25,7 @@ import {
   deleteNamespace,
   deployment,
   eventsIn,
+  getImageUpdate,
   getWatchedImage,
   installCrds,
   mergePatch,
@@ -285,7 +289,16 @@ describe('auto-watch', () => {
     expect((await generatedIn(ns)).has(name)).toBe(true);
 
     await approve(clients, ns, update.metadata.name);
-    await waitForPhase(clients, ns, update.metadata.name, ['Succeeded', 'Failed', 'Superseded']);
+    // Once it finishes, the generated WatchedImage goes and its ImageUpdates with it (owner
+    // references), so the update is seen either finished or already collected.
+    await until(
+      () =>
+        getImageUpdate(clients, ns, update.metadata.name).catch((err: unknown) =>
+          apiStatusCode(err) === 404 ? undefined : Promise.reject(err),
+        ),
+      (u) => u === undefined || TERMINAL_PHASES.includes(phaseOf(u)),
+      { what: 'the update finished (or collected with its WatchedImage)' },
+    );
     await generatedFor(ns, [], 'the update finished');
   });
 
