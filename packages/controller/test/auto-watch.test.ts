@@ -22,6 +22,7 @@ import {
   deleteNamespace,
   deployment,
   eventsIn,
+  getImageUpdate,
   getWatchedImage,
   installCrds,
   mergePatch,
@@ -285,7 +286,17 @@ describe('auto-watch', () => {
     expect((await generatedIn(ns)).has(name)).toBe(true);
 
     await approve(clients, ns, update.metadata.name);
-    await waitForPhase(clients, ns, update.metadata.name, ['Succeeded', 'Failed', 'Superseded']);
+    // Finished, or already gone: once it ends, its WatchedImage is deleted and takes it along, which
+    // can happen between two reads.
+    await until(
+      () =>
+        getImageUpdate(clients, ns, update.metadata.name).then(
+          (u) => u.status?.phase ?? '',
+          () => 'deleted with its WatchedImage',
+        ),
+      (phase) => ['Succeeded', 'Failed', 'Superseded', 'deleted with its WatchedImage'].includes(phase),
+      { what: 'the update to finish' },
+    );
     await generatedFor(ns, [], 'the update finished');
   });
 
