@@ -499,7 +499,9 @@ describe('planUpdate: update windows and minimum age', () => {
       ),
     );
     expect(superseded.status).toMatchObject({ phase: 'Superseded', supersededBy: 'web-c' });
-    const last = planUpdate(input(second, { watchedImage: wi, siblings: [first] }));
+    // By then the poller has recorded C on the WatchedImage.
+    const recordedC = watched({ minimumAge: '1h' }, { digest: C });
+    const last = planUpdate(input(second, { watchedImage: recordedC, siblings: [first] }));
     expect(last.status).toMatchObject({ phase: 'Scheduled', scheduledTime: '2026-11-25T12:50:00Z' });
   });
 
@@ -736,7 +738,7 @@ describe('planUpdate: rollback', () => {
     });
     const movedOn = planUpdate(
       input(update('web-c', C, undefined, { fromDigest: B }, '2026-11-25T11:00:00Z'), {
-        ...onFailure,
+        watchedImage: watched({ rollback: 'OnFailure' }, { digest: C }),
         siblings: [rolledBack],
       }),
     );
