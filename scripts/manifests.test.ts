@@ -54,7 +54,7 @@ const version = (
 const image = `${IMAGE_REPO}:${version}`;
 
 /** What each service account may do, as `group/resource: verbs` (group '' is core). */
-const CONTROLLER_RULES = {
+const NAMESPACED_CONTROLLER_RULES = {
   // create, patch (server-side apply) and delete: the generated WatchedImages of auto-watch.
   'kubewatcher.io/watchedimages': ['create', 'delete', 'get', 'list', 'patch', 'watch'],
   'kubewatcher.io/watchedimages/status': ['patch'],
@@ -68,6 +68,13 @@ const CONTROLLER_RULES = {
 };
 /** Auto-watch reads Namespace labels: cluster-scoped, so a ClusterRole of its own. */
 const NAMESPACE_RULES = { '/namespaces': ['list', 'watch'] };
+/** Cluster-wide, the controller also binds the poller's secrets role in each watched namespace. */
+const CONTROLLER_RULES = {
+  ...NAMESPACED_CONTROLLER_RULES,
+  'rbac.authorization.k8s.io/rolebindings': ['create', 'list'],
+  'rbac.authorization.k8s.io/rolebindings#kubewatcher-poller-secrets': ['delete', 'get', 'patch'],
+  'rbac.authorization.k8s.io/clusterroles#kubewatcher-poller-secrets': ['bind'],
+};
 /** Create cannot be limited to a name; reads and renewals can. */
 const LEADER_ELECTION_RULES = {
   'coordination.k8s.io/leases': ['create'],
@@ -87,8 +94,9 @@ const POLLER_RULES = {
   'apps/daemonsets': ['list'],
   'batch/cronjobs': ['list'],
   '/serviceaccounts': ['get'],
-  '/secrets': ['get'],
 };
+/** Never bound cluster-wide: the controller binds it per namespace that holds WatchedImages. */
+const POLLER_SECRETS_RULES = { '/secrets': ['get'] };
 
 /** Labels only Helm adds; everything else must match the kustomize base. */
 const HELM_ONLY_KEYS = new Set([
@@ -281,6 +289,13 @@ describe('the release bundle', () => {
         'ClusterRoleBinding//kubewatcher-controller',
         'ClusterRoleBinding//kubewatcher-controller-namespaces',
         'ClusterRoleBinding//kubewatcher-poller',
+        'ClusterRole//kubewatcher-poller-secrets',
+        'ValidatingAdmissionPolicy//kubewatcher-imageupdates',
+        'ValidatingAdmissionPolicyBinding//kubewatcher-imageupdates',
+        'ValidatingAdmissionPolicy//kubewatcher-controller-writes',
+        'ValidatingAdmissionPolicyBinding//kubewatcher-controller-writes',
+        `NetworkPolicy/${SYSTEM_NS}/kubewatcher-controller`,
+        `NetworkPolicy/${SYSTEM_NS}/kubewatcher-poller`,
         `Role/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
         `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
         `Role/${SYSTEM_NS}/kubewatcher-controller-poller-runs`,
@@ -338,6 +353,18 @@ describe('RBAC', () => {
     expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-controller-namespaces').rules)).toEqual(
       NAMESPACE_RULES,
     );
+    expect(grants(one<V1Role>(base, 'ClusterRole', 'kubewatcher-poller-secrets').rules)).toEqual(
+      POLLER_SECRETS_RULES,
+    );
+  });
+
+  it('never binds secrets to the poller cluster-wide', () => {
+    const secretRoles = [...byKind<V1Role>(base, 'ClusterRole')]
+      .filter((r) => grants(r.rules)['/secrets'])
+      .map((r) => r.metadata!.name);
+    expect(secretRoles).toEqual(['kubewatcher-poller-secrets']);
+    const bound = byKind<V1ClusterRoleBinding>(base, 'ClusterRoleBinding').map((b) => b.roleRef.name);
+    expect(bound).not.toContain('kubewatcher-poller-secrets');
   });
 
   it('grants leases only in kubewatcher-system, with a Role', () => {
@@ -483,13 +510,38 @@ describe('workloads', () => {
   });
 });
 
+describe('network policies', () => {
+  it('keep both pods off the link-local metadata ranges and /metrics off other namespaces', () => {
+    for (const name of ['kubewatcher-controller', 'kubewatcher-poller']) {
+      const np = one<K8sObject>(base, 'NetworkPolicy', name) as unknown as {
+        spec: {
+          policyTypes: string[];
+          ingress?: { from?: unknown[] }[];
+          egress: { to?: { ipBlock?: { cidr: string; except?: string[] } }[] }[];
+        };
+      };
+      expect(np.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      for (const rule of np.spec.egress) {
+        for (const peer of rule.to ?? []) {
+          const except = peer.ipBlock?.except ?? [];
+          expect(
+            except.some((c) => c === '169.254.0.0/16' || c === 'fe80::/10'),
+            name,
+          ).toBe(true);
+        }
+      }
+      for (const rule of np.spec.ingress ?? []) expect(rule.from?.length, name).toBeGreaterThan(0);
+    }
+  });
+});
+
 describe('the namespaced overlay', () => {
   it('has no cluster-wide grants; Roles in the watched namespace grant what the ClusterRoles did', () => {
     expect(namespaced.filter((o) => o.kind.startsWith('Cluster')).map(idOf)).toEqual([]);
     const roles = byKind<V1Role>(namespaced, 'Role').filter((r) => r.metadata?.namespace === 'apps');
     expect(Object.fromEntries(roles.map((r) => [r.metadata!.name, grants(r.rules)]))).toEqual({
-      'kubewatcher-controller': CONTROLLER_RULES,
-      'kubewatcher-poller': POLLER_RULES,
+      'kubewatcher-controller': NAMESPACED_CONTROLLER_RULES,
+      'kubewatcher-poller': { ...POLLER_RULES, ...POLLER_SECRETS_RULES },
     });
     for (const b of byKind<V1ClusterRoleBinding>(namespaced, 'RoleBinding')) {
       expect(b.subjects?.[0]?.namespace, `${b.metadata?.name}: subject in ${SYSTEM_NS}`).toBe(SYSTEM_NS);
@@ -574,6 +626,30 @@ describe('the Helm chart', () => {
     for (const b of byKind<V1ClusterRoleBinding>(rendered, 'ClusterRoleBinding')) {
       expect(b.subjects?.[0]?.name).toBe(b.metadata?.name?.replace(/-namespaces$/, ''));
     }
+  });
+
+  it('names the admission policies, their service accounts and the secrets role after another release', (ctx) => {
+    needHelm(ctx);
+    const rendered = helmTemplateAs('edge');
+    const policies = rendered.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy'));
+    expect(policies.map(idOf).sort()).toEqual([
+      'ValidatingAdmissionPolicy//edge-kubewatcher-controller-writes',
+      'ValidatingAdmissionPolicy//edge-kubewatcher-imageupdates',
+      'ValidatingAdmissionPolicyBinding//edge-kubewatcher-controller-writes',
+      'ValidatingAdmissionPolicyBinding//edge-kubewatcher-imageupdates',
+    ]);
+    const text = JSON.stringify(policies);
+    expect(text).toContain(`system:serviceaccount:${SYSTEM_NS}:edge-kubewatcher-poller`);
+    expect(text).toContain(`system:serviceaccount:${SYSTEM_NS}:edge-kubewatcher-controller`);
+    expect(text).toContain("'edge-kubewatcher-poller-secrets'");
+    expect(text).not.toMatch(/[':]kubewatcher-(poller|controller)\b/);
+    const d = one<V1Deployment>(rendered, 'Deployment', 'edge-kubewatcher-controller');
+    expect(d.spec?.template.spec?.containers[0]?.args).toEqual(
+      expect.arrayContaining([
+        '--poller-secrets-role=edge-kubewatcher-poller-secrets',
+        `--poller-service-account=${SYSTEM_NS}/edge-kubewatcher-poller`,
+      ]),
+    );
   });
 
   it('rejects values its schema does not know (typos, bad log levels, bad digests)', (ctx) => {

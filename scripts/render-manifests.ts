@@ -5,6 +5,8 @@
  *   - the RBAC rules on the workload kinds, between `# BEGIN workload kinds` and `# END workload kinds`
  *     in the kustomize base, the namespaced overlay and the Helm chart, from the kinds table in
  *     packages/shared/src/api/workload-kinds.ts (so a new kind gets its verbs everywhere);
+ *   - manifests/helm/kubewatcher/files/admission/*.yaml: copies of manifests/base/admission/*.yaml (the
+ *     chart names the service accounts and roles after its release when it renders them);
  *   - manifests/install.yaml: the release bundle, `kubectl kustomize manifests/base` with a header.
  *
  *   node scripts/render-manifests.ts           write them
@@ -33,6 +35,9 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /** Folders that hold copies of crds/*.yaml, relative to the repository root. */
 export const CRD_COPY_DIRS = ['manifests/base/crds', 'manifests/helm/kubewatcher/files/crds'];
 export const BUNDLE = 'manifests/install.yaml';
+/** The admission policies: written once in the kustomize base, copied into the chart. */
+export const ADMISSION_SOURCE_DIR = 'manifests/base/admission';
+export const ADMISSION_COPY_DIR = 'manifests/helm/kubewatcher/files/admission';
 
 /** The kubectl to render with: $KUBECTL, else the one scripts/build-binaries.sh builds (building it if missing). */
 export async function findKubectl(): Promise<string> {
@@ -104,6 +109,12 @@ function crdSources(root: string): string[] {
   return names;
 }
 
+function admissionSources(root: string): string[] {
+  return readdirSync(join(root, ADMISSION_SOURCE_DIR))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
+}
+
 function crdCopy(root: string, name: string): string {
   return `# Copied from crds/${name} by scripts/render-manifests.ts: edit the source, never this copy.\n${readFileSync(join(root, 'crds', name), 'utf8')}`;
 }
@@ -120,6 +131,12 @@ export function renderManifests(kubectl: string, root: string = repoRoot): Map<s
   }
   for (const path of RBAC_FILES) {
     out.set(path, renderWorkloadRules(readFileSync(join(root, path), 'utf8'), path));
+  }
+  for (const name of admissionSources(root)) {
+    out.set(
+      `${ADMISSION_COPY_DIR}/${name}`,
+      `# Copied from ${ADMISSION_SOURCE_DIR}/${name} by scripts/render-manifests.ts: edit the source, never this copy.\n${readFileSync(join(root, ADMISSION_SOURCE_DIR, name), 'utf8')}`,
+    );
   }
   out.set(BUNDLE, renderBundle(kubectl, root, out));
   return out;
@@ -192,17 +209,18 @@ export function driftedFiles(files: Map<string, string>, root: string = repoRoot
     const abs = join(root, path);
     if (!existsSync(abs) || readFileSync(abs, 'utf8') !== content) drifted.push(path);
   }
-  for (const dir of CRD_COPY_DIRS) {
+  for (const dir of [...CRD_COPY_DIRS, ADMISSION_COPY_DIR]) {
     if (!existsSync(join(root, dir))) continue;
     for (const name of readdirSync(join(root, dir))) {
-      if (!files.has(`${dir}/${name}`)) drifted.push(`${dir}/${name} (no longer in crds/)`);
+      if (!files.has(`${dir}/${name}`)) drifted.push(`${dir}/${name} (no longer has a source)`);
     }
   }
   return drifted;
 }
 
 function write(files: Map<string, string>, root: string): void {
-  for (const dir of CRD_COPY_DIRS) rmSync(join(root, dir), { recursive: true, force: true });
+  for (const dir of [...CRD_COPY_DIRS, ADMISSION_COPY_DIR])
+    rmSync(join(root, dir), { recursive: true, force: true });
   for (const [path, content] of files) {
     mkdirSync(dirname(join(root, path)), { recursive: true });
     writeFileSync(join(root, path), content);

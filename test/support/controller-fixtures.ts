@@ -62,7 +62,11 @@ export interface Clients {
 }
 
 export function clientsFor(info: LocalClusterInfo): Clients {
-  const kc = loadKubeConfig(info.kubeconfig);
+  return clientsOf(loadKubeConfig(info.kubeconfig));
+}
+
+/** The API clients over any kubeconfig (e.g. a service account's token). */
+export function clientsOf(kc: KubeConfig): Clients {
   return {
     kc,
     core: kc.makeApiClient(CoreV1Api),
@@ -296,17 +300,23 @@ export async function listImageUpdates(
 
 /**
  * Creates the ImageUpdate the poller would create for a new digest behind `wi`'s tag: the deterministic
- * name, owned by the WatchedImage (controller: true), labelled with its name.
+ * name, owned by the WatchedImage (controller: true), labelled with its name; then records the digest
+ * on the WatchedImage as the poller does next (the controller applies only an update whose toDigest is
+ * the recorded one). `fromDigest` defaults to the digest recorded now, as the poller's does.
+ * `recordDigest: false` stops after the create, like a poller killed in between.
  */
 export async function createImageUpdate(
   clients: Clients,
   wi: WatchedImage,
   toDigest: string,
-  opts: { fromDigest?: string; detectedTime?: string; name?: string } = {},
+  opts: { fromDigest?: string; detectedTime?: string; name?: string; recordDigest?: boolean } = {},
 ): Promise<ImageUpdate> {
   const namespace = wi.metadata.namespace!;
   const name = opts.name ?? imageUpdateName(wi.metadata.name!, toDigest);
-  return (await clients.custom.createNamespacedCustomObject({
+  // The poller's fromDigest is the baseline it recorded: read it, since `wi` may be an older copy.
+  const fromDigest =
+    opts.fromDigest ?? (await getWatchedImage(clients, namespace, wi.metadata.name!)).status?.digest;
+  const created = (await clients.custom.createNamespacedCustomObject({
     ...IU,
     namespace,
     body: {
@@ -330,12 +340,14 @@ export async function createImageUpdate(
       spec: {
         watchedImage: wi.metadata.name,
         image: wi.spec.image,
-        ...(opts.fromDigest ? { fromDigest: opts.fromDigest } : {}),
+        ...(fromDigest ? { fromDigest } : {}),
         toDigest,
         ...(opts.detectedTime ? { detectedTime: opts.detectedTime } : {}),
       },
     },
   })) as ImageUpdate;
+  if (opts.recordDigest !== false) await writeResolved(clients, wi, toDigest);
+  return created;
 }
 
 /** Approves an ImageUpdate of a Manual WatchedImage, as `kubectl patch iu … -p '{"spec":{"approved":true}}'`. */

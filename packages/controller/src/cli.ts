@@ -20,8 +20,8 @@ export const CONTROLLER_USAGE =
 /** The exit codes `main` returns, and what each means (docs/cli.md lists them). */
 export const CONTROLLER_EXIT_CODES = {
   0: 'stopped on SIGTERM or SIGINT (workers drained, Lease released), or printed --help',
-  1: 'could not start (no cluster configured, the metrics or webhook address invalid or in use, the webhook receivers file unusable), failed while running, or lost leadership (the pod restarts as a standby)',
-  2: 'bad flags: an unknown flag or choice, or --rollout-timeout / --lease-duration not a Go duration (the lease at least 3s)',
+  1: 'could not start (no cluster configured, the metrics or webhook address invalid or in use, the webhook receivers file unusable), failed to start leading (the Lease is released first), failed while running, or lost leadership (the pod restarts as a standby)',
+  2: 'bad flags: an unknown flag or choice, --rollout-timeout / --lease-duration not a Go duration (the lease at least 3s), or --poller-service-account not namespace/name',
 } as const;
 
 /**
@@ -71,6 +71,17 @@ export function controllerOptions(env: NodeJS.ProcessEnv = process.env) {
       default: 2,
       describe: 'workers per queue (WatchedImages, ImageUpdates, auto-watch namespaces)',
     },
+    'poller-secrets-role': {
+      type: 'string',
+      default: 'kubewatcher-poller-secrets',
+      describe:
+        'ClusterRole (get secrets) the controller binds to the poller in each namespace that holds WatchedImages, never in kube-system; empty, or with --namespace, the install grants secrets itself',
+    },
+    'poller-service-account': {
+      type: 'string',
+      default: `${env.POD_NAMESPACE ?? 'kubewatcher-system'}/kubewatcher-poller`,
+      describe: "the poller's service account, namespace/name, that --poller-secrets-role is bound to",
+    },
     'rollout-timeout': {
       type: 'string',
       default: '10m',
@@ -110,6 +121,21 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const [pollerNamespace, pollerName, ...extra] = args['poller-service-account'].split('/');
+  if (!pollerNamespace || !pollerName || extra.length > 0) {
+    logger.error(
+      `--poller-service-account takes namespace/name, got ${JSON.stringify(args['poller-service-account'])}`,
+    );
+    return 2;
+  }
+  const pollerAccess =
+    args['poller-secrets-role'] && !args.namespace?.length
+      ? {
+          role: args['poller-secrets-role'],
+          serviceAccount: { namespace: pollerNamespace, name: pollerName },
+        }
+      : undefined;
+
   let controller: Controller;
   try {
     const leaseSeconds = Math.round(leaseMs / 1000);
@@ -125,6 +151,7 @@ export async function main(argv: string[]): Promise<number> {
       ownNamespace: process.env.POD_NAMESPACE ?? args['leader-election-namespace'],
       ...webhookSettings(args),
       ...(args['notifications-config'] ? { notificationsFile: args['notifications-config'] } : {}),
+      ...(pollerAccess ? { pollerAccess } : {}),
       ...(args['leader-elect']
         ? {
             leaderElection: {
@@ -148,15 +175,20 @@ export async function main(argv: string[]): Promise<number> {
     if (signalled) return;
     signalled = true;
     logger.info('shutting down', { signal });
-    void controller.stop();
+    // stop() logs what failed and never rejects; the catch is for a crash inside it.
+    controller.stop().catch((err: unknown) => logger.warn('shutdown incomplete', { error: String(err) }));
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
 
   try {
     const end = await controller.run();
-    if (end === 'lost') {
-      logger.error('lost leadership: exiting so the pod restarts as a standby');
+    if (end === 'lost' || end === 'failed') {
+      logger.error(
+        end === 'lost'
+          ? 'lost leadership: exiting so the pod restarts as a standby'
+          : 'could not start leading: the Lease is released; exiting so the pod restarts',
+      );
       await controller.stop();
       return 1;
     }

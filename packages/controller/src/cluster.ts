@@ -15,7 +15,9 @@ import {
   IMAGE_UPDATE,
   type ImageUpdate,
   type ImageUpdateStatus,
+  LABEL,
   MANAGED_BY_LABEL,
+  requestJson,
   underPodTemplate,
   VERSION,
   WATCHED_IMAGE,
@@ -38,6 +40,15 @@ export function workloadPatchBody(patch: WorkloadPatch, updateName: string): Rec
     metadata: { annotations: { [ANNOTATION.imageUpdate]: updateName } },
     ...underPodTemplate(patch.kind, { spec: podSpec }),
   };
+}
+
+/** The value of LABEL.access on the poller's secret-access RoleBindings. */
+export const POLLER_SECRETS_ACCESS = 'poller-secrets';
+
+/** Which ClusterRole the controller binds to which service account (the poller's) per watched namespace. */
+export interface PollerAccessGrant {
+  role: string;
+  serviceAccount: { namespace: string; name: string };
 }
 
 /** Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. */
@@ -161,6 +172,59 @@ export class ControllerWriter {
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
+  }
+
+  /**
+   * The RoleBinding that lets the poller read secrets in `namespace`: `grant.role` (a ClusterRole that
+   * grants `get secrets`) bound to the poller's service account. Server-side apply, so it is made once
+   * and left as it is after.
+   */
+  async applyPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
+    await requestJson(this.#kc, {
+      method: 'PATCH',
+      path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/rolebindings/${encodeURIComponent(grant.role)}`,
+      query: { fieldManager: FIELD_MANAGER.controller, force: 'true' },
+      contentType: PatchStrategy.ServerSideApply,
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: {
+          name: grant.role,
+          namespace,
+          labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, 'app.kubernetes.io/managed-by': 'kubewatcher' },
+        },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
+        subjects: [
+          {
+            kind: 'ServiceAccount',
+            name: grant.serviceAccount.name,
+            namespace: grant.serviceAccount.namespace,
+          },
+        ],
+      },
+    });
+  }
+
+  /** Removes the poller's secret access from `namespace`; already gone is fine. */
+  async deletePollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
+    try {
+      await requestJson(this.#kc, {
+        method: 'DELETE',
+        path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/rolebindings/${encodeURIComponent(grant.role)}`,
+      });
+    } catch (err) {
+      if (apiStatusCode(err) !== 404) throw err;
+    }
+  }
+
+  /** Namespaces that hold a poller-access RoleBinding the controller made. */
+  async listPollerAccessNamespaces(): Promise<string[]> {
+    const list = (await requestJson(this.#kc, {
+      method: 'GET',
+      path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+      query: { labelSelector: `${LABEL.access}=${POLLER_SECRETS_ACCESS}` },
+    })) as { items?: { metadata?: { namespace?: string } }[] };
+    return (list.items ?? []).map((b) => b.metadata?.namespace ?? '').filter((ns) => ns !== '');
   }
 
   async deleteUpdate(namespace: string, name: string): Promise<void> {

@@ -14,9 +14,11 @@ import {
   type WatchedImage,
   WORKLOAD_KIND_NAMES,
   WORKLOAD_KINDS,
+  type WorkloadKind,
 } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
-import { ControllerWriter } from './cluster.ts';
+import { cachedWorkload } from './cached-workload.ts';
+import { ControllerWriter, type PollerAccessGrant } from './cluster.ts';
 import {
   type ControllerMetrics,
   cachesSyncedOrStandby,
@@ -37,6 +39,7 @@ import {
 import { Notifier } from './notifications/notifier.ts';
 import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
 import type { Workload } from './plan-update.ts';
+import { PollerAccess } from './poller-access.ts';
 import { AutoWatchReconciler, namespaceLabelsOnly } from './reconcile-auto-watch.ts';
 import {
   BY_WATCHED_IMAGE,
@@ -81,6 +84,11 @@ export interface ControllerOptions {
   >;
   /** The clock plans read (update windows, minimum age, timeouts); tests shift it. */
   now?: () => Date;
+  /**
+   * Bind this ClusterRole (get secrets) to the poller in each namespace that holds WatchedImages, and
+   * unbind it when the last one goes. Absent: the install grants the poller its secrets itself.
+   */
+  pollerAccess?: PollerAccessGrant;
 }
 
 /**
@@ -120,6 +128,11 @@ export class Controller {
       ...(opts.namespaces && opts.namespaces.length > 0 ? { namespaces: opts.namespaces } : {}),
       ...(opts.relistIntervalMs !== undefined ? { relistIntervalMs: opts.relistIntervalMs } : {}),
     };
+    const workloadSource = (kind: WorkloadKind) => ({
+      source: kubeConfigSource(opts.kubeConfig, {
+        transform: (o) => cachedWorkload(o, kind) as KubernetesObject,
+      }),
+    });
     const informer = (resource: { apiVersion: string; kind: string; plural: string }, extra: object = {}) => {
       const i = new Informer<KubernetesObject>({
         ...common,
@@ -144,12 +157,16 @@ export class Controller {
           },
         ),
       ),
-      // One informer per kind of the table in packages/shared.
+      // One informer per kind of the table in packages/shared. Workloads are the tenants' objects, of
+      // any size: their caches keep only the fields read.
       workloads: Object.fromEntries(
         WORKLOAD_KIND_NAMES.map((kind) => [
           kind,
           typedCache<Workload>(
-            informer({ apiVersion: apiVersionOf(kind), kind, plural: WORKLOAD_KINDS[kind].plural }),
+            informer(
+              { apiVersion: apiVersionOf(kind), kind, plural: WORKLOAD_KINDS[kind].plural },
+              workloadSource(kind),
+            ),
           ),
         ]),
       ) as Caches['workloads'],
@@ -214,9 +231,10 @@ export class Controller {
 
   /**
    * Starts the informers and the probe server, then leads (at once, or when elected). Resolves when
-   * the controller stops: 'stopped' after `stop()`, 'lost' when leadership was lost.
+   * the controller stops: 'stopped' after `stop()`, 'lost' when leadership was lost, 'failed' when
+   * starting to lead failed (the Lease is released, so a standby takes over).
    */
-  async run(): Promise<'stopped' | 'lost'> {
+  async run(): Promise<'stopped' | 'lost' | 'failed'> {
     for (const i of this.informers) i.start();
     this.#server = await startProbeServer({
       address: this.#opts.metricsAddress ?? ':8080',
@@ -241,13 +259,25 @@ export class Controller {
 
   #resolveStopped: ((v: 'stopped') => void) | undefined;
 
-  /** Graceful stop: finish the keys in progress, release the Lease, stop informers and the server. */
+  /**
+   * Graceful stop: finish the keys in progress, release the Lease, stop informers and the server.
+   * Never rejects: a step that fails is logged and the others still run, so a shutdown that was asked
+   * for ends as one ('stopped'), not as a crash.
+   */
   async stop(): Promise<void> {
-    if (this.#elector) await this.#elector.stop();
-    else await this.#stopLeading();
-    await this.webhook?.stop();
-    for (const i of this.informers) i.stop();
-    await this.#server?.close(5000);
+    const step = async (what: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.#opts.logger.warn(`shutdown: ${what} failed`, { error: (err as Error).message });
+      }
+    };
+    await step('stopping leadership', () => (this.#elector ? this.#elector.stop() : this.#stopLeading()));
+    await step('stopping the webhook receiver', () => this.webhook?.stop());
+    await step('stopping the informers', () => {
+      for (const i of this.informers) i.stop();
+    });
+    await step('closing the probe server', () => this.#server?.close(5000));
     this.#resolveStopped?.('stopped');
   }
 
@@ -260,6 +290,16 @@ export class Controller {
     }
     if (signal.aborted) return;
     const { caches } = this;
+    const pollerAccess = this.#opts.pollerAccess
+      ? new PollerAccess(this.#opts.pollerAccess, this.#writer, logger)
+      : undefined;
+    // Bindings left from before (the last WatchedImage of a namespace deleted while no replica led): a
+    // key of no WatchedImage in such a namespace makes its reconcile remove the binding.
+    const leftBindings = pollerAccess
+      ? (await pollerAccess.bound())
+          .filter((namespace) => caches.watchedImages.listByNamespace(namespace).length === 0)
+          .map((namespace) => `${namespace}/${pollerAccess.role}`)
+      : [];
     const deps = {
       caches,
       writer: this.#writer,
@@ -267,13 +307,14 @@ export class Controller {
       metrics: this.metrics,
       autoWatch: this.#autoWatch,
       ...(this.#opts.now ? { now: this.#opts.now } : {}),
+      ...(pollerAccess ? { pollerAccess } : {}),
     };
     // Each reconciler says why its keys are queued (`watches`), beside the code that handles them.
     const reconcilers = [
       {
         name: 'watchedimage',
         reconciler: new WatchedImageReconciler(deps),
-        keys: caches.watchedImages.keys(),
+        keys: [...caches.watchedImages.keys(), ...leftBindings],
       },
       {
         name: 'imageupdate',

@@ -2,7 +2,14 @@ import type { ImageUpdate } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { A, B, C, deployment, NOW, update, watched } from '../test/plan-fixtures.ts';
 import { workloadPatchBody } from './cluster.ts';
-import { PATCH_REFUSED, pinImage, planUpdate, type UpdateInput, type Workload } from './plan-update.ts';
+import {
+  type PatchAnswer,
+  pinImage,
+  planPatchAnswers,
+  planUpdate,
+  type UpdateInput,
+  type Workload,
+} from './plan-update.ts';
 
 const input = (u: ImageUpdate, over: Partial<UpdateInput> = {}): UpdateInput => ({
   update: u,
@@ -219,24 +226,198 @@ describe('Approved condition', () => {
     );
     expect(plan.status.conditions?.find((c) => c.type === 'Approved')).toMatchObject({ status, reason });
   });
+});
 
-  it('a refused patch fails the update with PatchFailed', () => {
-    const applying = planUpdate(input(update('web-b', B))).status;
-    const rolling = planUpdate(input(update('web-b', B, applying))).status;
-    const refused = {
-      ...rolling,
-      workloads: rolling.workloads?.map((r) => ({
-        ...r,
-        state: 'Failed' as const,
-        message: `${PATCH_REFUSED} admission webhook denied`,
-      })),
-    };
-    const plan = planUpdate(input(update('web-b', B, refused)));
+describe("ownership: only its WatchedImage's update is applied", () => {
+  const other = { apiVersion: 'kubewatcher.io/v1alpha1', kind: 'WatchedImage', name: 'web', uid: 'old-uid' };
+  it.each([
+    ['owned, toDigest recorded', {}, watched(), 'Applying', 'Applying'],
+    ['no owner reference', { ownerReferences: [] }, watched(), 'Failed', 'NotOwned'],
+    [
+      'owner is an earlier WatchedImage of the same name',
+      { ownerReferences: [other] },
+      watched(),
+      'Failed',
+      'NotOwned',
+    ],
+    [
+      'the WatchedImage watches another image now',
+      {},
+      watched({ image: 'nginx:1.28' }),
+      'Failed',
+      'ImageChanged',
+    ],
+    ['toDigest is not the recorded digest', {}, watched({}, { digest: C }), 'Failed', 'DigestMismatch'],
+    [
+      'recorded digest still fromDigest: the poller writes it next',
+      {},
+      watched({}, { digest: A }),
+      'Pending',
+      'WaitingForBaseline',
+    ],
+    ['no digest recorded yet', {}, watched({}, {}), 'Pending', 'WaitingForBaseline'],
+  ] as const)('%s → %s %s', (_, metadata, wi, phase, reason) => {
+    const u = update('web-b', B, undefined, { approved: true });
+    Object.assign(u.metadata, metadata);
+    const plan = planUpdate(input(u, { watchedImage: wi }));
+    expect(plan.status.phase).toBe(phase);
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(reason);
+  });
+
+  it('approved while Manual after its WatchedImage was re-created: Failed, nothing patched', () => {
+    const manual = watched({ updatePolicy: 'Manual' });
+    const waiting = planUpdate(input(update('web-b', B), { watchedImage: manual })).status;
+    const recreated = { ...manual, metadata: { ...manual.metadata, uid: 'new-uid' } };
+    const plan = planUpdate(
+      input(update('web-b', B, waiting, { approved: true }), { watchedImage: recreated }),
+    );
     expect(plan.status.phase).toBe('Failed');
-    expect(plan.status.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
-      status: 'False',
-      reason: 'PatchFailed',
-    });
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('NotOwned');
+  });
+
+  it('an unapplied update whose WatchedImage moved on to a newer update is Superseded, not failed', () => {
+    const newer = update('web-c', C, undefined, {}, '2026-11-25T11:05:00Z');
+    const plan = planUpdate(
+      input(update('web-b', B), { siblings: [newer], watchedImage: watched({}, { digest: C }) }),
+    );
+    expect(plan.status.phase).toBe('Superseded');
+  });
+
+  it('Applying keeps the digest it started with when the poller has seen a newer one', () => {
+    const applying = planUpdate(input(update('web-b', B))).status;
+    const plan = planUpdate(
+      input(update('web-b', B, applying), { watchedImage: watched({}, { digest: C }) }),
+    );
+    expect(plan.status.phase).toBe('RollingOut');
+    expect(plan.patches).toHaveLength(1);
+  });
+});
+
+describe('Applying: what someone else changed is left alone', () => {
+  it.each([
+    ['still on the old image', 'nginx:1.27', 'Patched', 1],
+    ['written another way, same image and digest', 'docker.io/library/nginx:1.27', 'Patched', 1],
+    ['already on the new digest', `nginx:1.27@${B}`, 'Patched', 0],
+    ['moved to another tag', 'nginx:1.28', 'Skipped', 0],
+    ['an emergency pin of the same tag to another digest', `nginx:1.27@${C}`, 'Skipped', 0],
+  ] as const)('%s → %s', (_, image, state, patches) => {
+    const applying = planUpdate(input(update('web-b', B))).status;
+    const plan = planUpdate(input(update('web-b', B, applying), { workloads: [deployment('front', image)] }));
+    expect(plan.status.workloads?.[0]?.state).toBe(state);
+    expect(plan.patches).toHaveLength(patches);
+  });
+
+  it('a pinned workload pinned again by a person is left alone', () => {
+    const wi = watched();
+    const applying = planUpdate(
+      input(update('web-b', B), { watchedImage: wi, workloads: [deployment('front', `nginx:1.27@${A}`)] }),
+    ).status;
+    const plan = planUpdate(
+      input(update('web-b', B, applying), { workloads: [deployment('front', `nginx:1.27@${C}`)] }),
+    );
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.workloads?.[0]?.message).toContain('changed by someone else');
+  });
+});
+
+describe('planPatchAnswers: the planner decides what a patch answer means', () => {
+  const long = `denied by policy: ${'x'.repeat(10_000)}\nsecond line`;
+  /** Two workloads of one update, both patched by the plan. */
+  function patched() {
+    const two = [deployment('front', 'nginx:1.27'), deployment('back', 'nginx:1.27')];
+    const applying = planUpdate(input(update('web-b', B), { workloads: two })).status;
+    const u = update('web-b', B, applying);
+    return { u, plan: planUpdate(input(u, { workloads: two })) };
+  }
+  const ok = (name: string): PatchAnswer => ({ kind: 'Deployment', name });
+  const err = (name: string, code: number | undefined, message = 'no'): PatchAnswer => ({
+    kind: 'Deployment',
+    name,
+    error: { code, message },
+  });
+
+  it.each([
+    ['both applied', [ok('front'), ok('back')], 'RollingOut', undefined, ['Patched', 'Patched']],
+    [
+      'one refused (403), one applied',
+      [err('front', 403), ok('back')],
+      'RollingOut',
+      undefined,
+      ['Refused', 'Patched'],
+    ],
+    [
+      'both refused (422, 400)',
+      [err('front', 422), err('back', 400)],
+      'Failed',
+      'PatchFailed',
+      ['Refused', 'Refused'],
+    ],
+    [
+      'one deleted, one refused',
+      [err('front', 404), err('back', 403)],
+      'Failed',
+      'PatchFailed',
+      ['Skipped', 'Refused'],
+    ],
+    ['both deleted', [err('front', 404), err('back', 404)], 'Succeeded', 'RolledOut', ['Skipped', 'Skipped']],
+  ] as const)('%s → %s', (_, answers, phase, reason, states) => {
+    const { u, plan } = patched();
+    const next = planPatchAnswers(plan, u, watched(), answers, NOW);
+    expect(next.retry).toBeUndefined();
+    expect(next.status.phase).toBe(phase);
+    const stateOf = (name: string) => next.status.workloads?.find((r) => r.name === name)?.state;
+    expect([stateOf('front'), stateOf('back')]).toEqual(states);
+    if (reason) expect(next.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(reason);
+    const refused = answers.filter((a) => a.error && a.error.code !== 404).map((a) => a.name);
+    expect(
+      next.events.filter((e) => e.reason === 'PatchFailed').map((e) => (e.on as { name: string }).name),
+    ).toEqual(refused);
+    // No ImagePinned Event for a workload that was not patched.
+    const pinned = next.events
+      .filter((e) => e.reason === 'ImagePinned')
+      .map((e) => (e.on as { name: string }).name);
+    expect(pinned.sort()).toEqual(
+      answers
+        .filter((a) => !a.error)
+        .map((a) => a.name)
+        .sort(),
+    );
+  });
+
+  it.each([[500], [409], [429], [undefined]])('a %s is transient: retry, nothing recorded', (code) => {
+    const { u, plan } = patched();
+    const next = planPatchAnswers(plan, u, watched(), [err('front', code, 'try later'), ok('back')], NOW);
+    expect(next.retry).toBe('try later');
+  });
+
+  it('a refused patch fails the update once the rollout of the others ends, with PatchFailed', () => {
+    const { u, plan } = patched();
+    const rolling = planPatchAnswers(plan, u, watched(), [err('front', 403), ok('back')], NOW).status;
+    const done = planUpdate(
+      input(update('web-b', B, rolling), {
+        workloads: [deployment('front', 'nginx:1.27'), deployment('back', `nginx:1.27@${B}`, {}, 2)],
+      }),
+    );
+    expect(done.status.phase).toBe('Failed');
+    expect(done.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('PatchFailed');
+  });
+
+  it('a refusal message of any length is bounded and on one line, in results, condition and Event', () => {
+    const { u, plan } = patched();
+    const next = planPatchAnswers(plan, u, watched(), [err('front', 422, long), err('back', 422, long)], NOW);
+    const texts = [
+      ...(next.status.workloads ?? []).map((r) => r.message ?? ''),
+      ...(next.status.conditions ?? []).map((c) => c.message),
+      ...next.events.map((e) => e.message),
+    ];
+    for (const t of texts) {
+      expect(Buffer.byteLength(t, 'utf8')).toBeLessThanOrEqual(1024);
+      expect(t).not.toContain('\n');
+    }
+    expect(next.status.workloads?.find((r) => r.name === 'front')?.message).toMatch(
+      /^patch refused: denied by policy: x+…$/,
+    );
   });
 });
 
@@ -318,7 +499,9 @@ describe('planUpdate: update windows and minimum age', () => {
       ),
     );
     expect(superseded.status).toMatchObject({ phase: 'Superseded', supersededBy: 'web-c' });
-    const last = planUpdate(input(second, { watchedImage: wi, siblings: [first] }));
+    // By then the poller has recorded C on the WatchedImage.
+    const recordedC = watched({ minimumAge: '1h' }, { digest: C });
+    const last = planUpdate(input(second, { watchedImage: recordedC, siblings: [first] }));
     expect(last.status).toMatchObject({ phase: 'Scheduled', scheduledTime: '2026-11-25T12:50:00Z' });
   });
 
@@ -531,8 +714,8 @@ describe('planUpdate: rollback', () => {
       ...rolling,
       workloads: rolling.workloads?.map((r) => ({
         ...r,
-        state: 'Failed' as const,
-        message: `${PATCH_REFUSED} denied`,
+        state: 'Refused' as const,
+        message: 'patch refused: denied',
       })),
     };
     const plan = planUpdate(input(update('web-b', B, refused), onFailure));
@@ -555,7 +738,7 @@ describe('planUpdate: rollback', () => {
     });
     const movedOn = planUpdate(
       input(update('web-c', C, undefined, { fromDigest: B }, '2026-11-25T11:00:00Z'), {
-        ...onFailure,
+        watchedImage: watched({ rollback: 'OnFailure' }, { digest: C }),
         siblings: [rolledBack],
       }),
     );

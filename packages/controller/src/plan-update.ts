@@ -1,6 +1,7 @@
 import {
   ANNOTATION,
   APPROVED_REASON,
+  boundMessage,
   CONDITION_TYPE,
   type Condition,
   type ImageUpdate,
@@ -20,6 +21,7 @@ import {
   UPDATE_POLICY,
   type UpdatePolicy,
   updatePolicyOf,
+  WATCHED_IMAGE,
   type WatchedImage,
   type WorkloadKind,
   type WorkloadLike,
@@ -39,6 +41,10 @@ import { windowProblems } from './update-window.ts';
  *                                                                    └──────────────────────────────────────────┴► Applying ─► RollingOut ─► Succeeded | Failed
  *   RollingOut ── a rollout failed, spec.rollback OnFailure ──► RollingBack ─► RolledBack
  *   any phase before Applying, or once a newer update started ── a newer update of the same WatchedImage ──► Superseded
+ *   Pending, AwaitingApproval, Scheduled, Applying ── not its WatchedImage's (see `ownership`) ──► Failed
+ *
+ * The patches of a plan are made by the reconciler, which hands their answers back to
+ * `planPatchAnswers`: what a refused or vanished workload means is decided here too.
  */
 
 export type Workload = WorkloadLike &
@@ -87,8 +93,13 @@ export interface UpdatePlan {
   requeueAfterMs?: number;
 }
 
-/** How a result's message starts when the API server refused the workload patch. */
-export const PATCH_REFUSED = 'patch refused:';
+/** What the API server answered one workload patch: nothing (it was applied) or its error. */
+export interface PatchAnswer {
+  kind: WorkloadKind;
+  name: string;
+  /** Absent when the patch was applied. */
+  error?: { code: number | undefined; message: string };
+}
 
 /** The container image pinned to a digest, in the spelling the workload already uses. */
 export function pinImage(current: string, digest: string): string {
@@ -125,6 +136,9 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
     );
   }
 
+  const owned = ownership(update, wi, phase);
+  if (owned.verdict === 'fail') return complete(plan, 'Failed', owned.reason, owned.message, now);
+
   // Only the newest update of a WatchedImage is worth applying: older ones step aside.
   const newest = [update, ...input.siblings].reduce((a, b) => (newerThan(b, a) ? b : a));
   if (newest !== update && (NOT_STARTED.includes(phase) || startedPhase(newest))) {
@@ -147,6 +161,11 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         `WatchedImage ${wi.metadata.name} is suspended`,
         now,
       );
+    }
+    const digest = digestVerdict(update, wi, phase);
+    if (digest.verdict === 'fail') return complete(plan, 'Failed', digest.reason, digest.message, now);
+    if (digest.verdict === 'wait') {
+      return progress(plan, 'Pending', digest.reason, digest.message, now, BASELINE_RECHECK_MS);
     }
     const policy = updatePolicyOf(wi.spec);
     const annotations = update.metadata.annotations ?? {};
@@ -268,6 +287,68 @@ function oldestFirst(updates: readonly ImageUpdate[]): ImageUpdate[] {
   return [...updates].sort((a, b) => (newerThan(a, b) ? 1 : newerThan(b, a) ? -1 : 0));
 }
 
+/** How soon an update waiting for its baseline looks again (the WatchedImage's own event comes first). */
+const BASELINE_RECHECK_MS = 30_000;
+
+type Ownership = { verdict: 'ok' } | { verdict: 'wait' | 'fail'; reason: string; message: string };
+
+/**
+ * Whether the update is its WatchedImage's to apply. Only the poller's service account may create
+ * ImageUpdates (an admission policy), but the controller does not rely on that alone:
+ * - its owner reference names the WatchedImage's uid (a WatchedImage deleted and created again under
+ *   the same name does not inherit the old one's updates);
+ * - it names the image the WatchedImage watches now;
+ * - (`digestVerdict`, after superseding) its toDigest is the digest the poller last recorded on the
+ *   WatchedImage. The poller creates the
+ *   update before it records the digest, so an update whose fromDigest is still the recorded one (or
+ *   whose WatchedImage has no digest yet) waits instead of failing. An update that had reached
+ *   Applying keeps the digest it started with: a newer digest seen since then supersedes it only
+ *   once the newer update starts.
+ */
+function ownership(update: ImageUpdate, wi: WatchedImage, phase: Phase): Ownership {
+  // Checked before anything is patched; a rollout (or a rollback) in flight is followed to its end.
+  if (phase === 'RollingOut' || phase === 'RollingBack') return { verdict: 'ok' };
+  const owners = (update.metadata.ownerReferences ?? []).filter((o) => o.kind === WATCHED_IMAGE.kind);
+  if (!owners.some((o) => o.uid === wi.metadata.uid && o.name === wi.metadata.name)) {
+    return {
+      verdict: 'fail',
+      reason: REASON.NotOwned,
+      message: boundMessage(
+        `not owned by WatchedImage ${wi.metadata.name} (uid ${wi.metadata.uid ?? 'unknown'}): ImageUpdates are made by the poller for the WatchedImage they belong to`,
+      ),
+    };
+  }
+  if (!sameImage(update.spec.image, wi.spec.image)) {
+    return {
+      verdict: 'fail',
+      reason: REASON.ImageChanged,
+      message: boundMessage(
+        `WatchedImage ${wi.metadata.name} now watches ${wi.spec.image}, not ${update.spec.image}`,
+      ),
+    };
+  }
+  return { verdict: 'ok' };
+}
+
+/** The digest part of `ownership`, checked after superseding: a newer sibling explains another digest. */
+function digestVerdict(update: ImageUpdate, wi: WatchedImage, phase: Phase): Ownership {
+  if (phase === 'Applying' || phase === 'RollingOut') return { verdict: 'ok' };
+  const recorded = wi.status?.digest;
+  if (recorded === update.spec.toDigest) return { verdict: 'ok' };
+  if (recorded === undefined || recorded === update.spec.fromDigest) {
+    return {
+      verdict: 'wait',
+      reason: REASON.WaitingForBaseline,
+      message: `waiting for the poller to record ${shortDigest(update.spec.toDigest)} on WatchedImage ${wi.metadata.name}`,
+    };
+  }
+  return {
+    verdict: 'fail',
+    reason: REASON.DigestMismatch,
+    message: `toDigest ${shortDigest(update.spec.toDigest)} is not the digest behind ${wi.spec.image} (${shortDigest(recorded)}, as the poller last saw it)`,
+  };
+}
+
 /** The Approved condition: what the WatchedImage's policy (and spec.approved) allow. */
 function setApproved(
   plan: UpdatePlan,
@@ -376,7 +457,9 @@ function planApply(
       return { ...r, state: 'Skipped', message: `${r.kind} ${r.name} was deleted before it was patched` };
     const image = currentImage(w, r.container);
     if (image === r.newImage) return { ...r, state: 'Patched', message: 'on the new digest' };
-    if (!image || !sameImage(image, wi.spec.image)) {
+    // Same tag is not enough: a person who pinned the tag to another digest (an emergency rollback)
+    // changed it too, and wins.
+    if (!image || !sameImage(image, wi.spec.image) || digestOf(image) !== digestOf(r.previousImage ?? '')) {
       return {
         ...r,
         state: 'Skipped',
@@ -393,7 +476,74 @@ function planApply(
     return { ...r, state: 'Patched', message: 'patched' };
   });
   plan.patches = [...patches.values()];
-  const patchedAny = plan.status.workloads.some((r) => r.state === 'Patched');
+  return afterPatching(plan, update, wi, now);
+}
+
+/**
+ * The answers to a plan's patches, folded into it: a workload deleted meanwhile is Skipped; a patch the
+ * API server refused (400 forbidden-by-validation, 403, 422: a retry meets the same answer) is Refused,
+ * with a Warning, and is never retried; any other error leaves the plan to be made again (`retry`),
+ * so nothing is recorded and the reconcile backs off.
+ */
+export function planPatchAnswers(
+  plan: UpdatePlan,
+  update: ImageUpdate,
+  wi: WatchedImage,
+  answers: readonly PatchAnswer[],
+  now: Date,
+): UpdatePlan & { retry?: string } {
+  const transient = answers.find((a) => a.error && !isFinalPatchError(a.error.code));
+  if (transient?.error) return { ...plan, retry: transient.error.message };
+  const failedPatches = answers.filter((a) => a.error);
+  if (failedPatches.length === 0) return plan;
+  const answerOf = (kind: string, name: string) =>
+    failedPatches.find((a) => a.kind === kind && a.name === name);
+  const events = plan.events.filter((e) => e.on === 'update' || !answerOf(e.on.kind, e.on.name));
+  const workloads = (plan.status.workloads ?? []).map((r) => {
+    const a = answerOf(r.kind, r.name);
+    if (!a?.error || r.state !== 'Patched') return r;
+    if (a.error.code === 404) {
+      return {
+        ...r,
+        state: 'Skipped' as const,
+        message: `${r.kind} ${r.name} was deleted before it was patched`,
+      };
+    }
+    return { ...r, state: 'Refused' as const, message: boundMessage(`patch refused: ${a.error.message}`) };
+  });
+  for (const a of failedPatches) {
+    if (a.error?.code === 404) continue;
+    events.push({
+      on: { kind: a.kind, name: a.name },
+      type: 'Warning',
+      reason: REASON.PatchFailed,
+      message: boundMessage(`patch refused: ${a.error?.message ?? ''}`),
+    });
+  }
+  const next: UpdatePlan = {
+    ...plan,
+    status: { ...plan.status, workloads },
+    events,
+  };
+  // A rollback's patches: the results say what was refused; planRollback decides what follows.
+  if (plan.status.phase === 'RollingBack' || plan.status.phase === 'RolledBack') return next;
+  delete next.requeueAfterMs;
+  return afterPatching(next, update, wi, now);
+}
+
+/** Deleted (404) or refused (400, 403, 422): final answers. Anything else may pass on a retry. */
+function isFinalPatchError(code: number | undefined): boolean {
+  return code === 404 || code === 400 || code === 403 || code === 422;
+}
+
+function digestOf(image: string): string | undefined {
+  const at = image.indexOf('@');
+  return at === -1 ? undefined : image.slice(at + 1);
+}
+
+/** Applying is over: follow the patched workloads, or settle when none was patched. */
+function afterPatching(plan: UpdatePlan, update: ImageUpdate, wi: WatchedImage, now: Date): UpdatePlan {
+  const patchedAny = (plan.status.workloads ?? []).some((r) => r.state === 'Patched');
   if (!patchedAny) return settle(plan, update, wi, now);
   return progress(
     plan,
@@ -433,14 +583,16 @@ function planRollout(
         on: { kind: r.kind, name: r.name },
         type: 'Normal',
         reason: 'RolloutSucceeded',
-        message: `rolled out ${r.newImage}: ${state.message}`,
+        message: boundMessage(`rolled out ${r.newImage}: ${state.message}`),
       });
-      return { ...r, state: 'RolledOut', message: state.message };
+      return { ...r, state: 'RolledOut', message: boundMessage(state.message) };
     }
     if (state.failed || timedOut) {
-      const message = state.failed
-        ? state.message
-        : `rollout not finished after ${Math.round(input.rolloutTimeoutMs / 1000)}s: ${state.message}`;
+      const message = boundMessage(
+        state.failed
+          ? state.message
+          : `rollout not finished after ${Math.round(input.rolloutTimeoutMs / 1000)}s: ${state.message}`,
+      );
       plan.events.push({
         on: { kind: r.kind, name: r.name },
         type: 'Warning',
@@ -449,7 +601,7 @@ function planRollout(
       });
       return { ...r, state: 'Failed', message };
     }
-    return { ...r, message: state.message };
+    return { ...r, message: boundMessage(state.message) };
   });
   if (plan.status.workloads.some((r) => r.state === 'Patched')) {
     return progress(
@@ -470,16 +622,18 @@ function planRollout(
  * timeout for kinds that report no failure. A refused patch changed nothing, so it is not one.
  */
 export function rolloutFailed(r: WorkloadResult): boolean {
-  return r.state === 'Failed' && !r.message?.startsWith(PATCH_REFUSED);
+  return r.state === 'Failed';
 }
 
 /** Every result has ended: the update succeeded unless one failed; a failed rollout may roll back. */
 function settle(plan: UpdatePlan, update: ImageUpdate, wi: WatchedImage, now: Date): UpdatePlan {
-  const failed = (plan.status.workloads ?? []).filter((r) => r.state === 'Failed');
+  const failed = (plan.status.workloads ?? []).filter((r) => r.state === 'Failed' || r.state === 'Refused');
   if (failed.length > 0) {
     const first = failed.find(rolloutFailed) ?? failed[0]!;
-    const refused = failed.some((r) => r.message?.startsWith(PATCH_REFUSED));
-    const message = `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`;
+    const refused = failed.some((r) => r.state === 'Refused');
+    const message = boundMessage(
+      `${failed.length} workload(s) failed; ${first.kind} ${first.name}: ${first.message}`,
+    );
     if (wi.spec.rollback === 'OnFailure' && failed.some(rolloutFailed)) {
       // Recorded before any patch, as Applying is: a crash in between resumes the rollback.
       plan.status.failureMessage = message;

@@ -20,7 +20,6 @@ import {
   settleWithLimit,
   splitKey,
   TERMINAL_PHASES,
-  UPDATE_READY_REASON,
   WATCHED_IMAGE,
   type WatchedImage,
   WORKLOAD_KIND_NAMES,
@@ -37,8 +36,15 @@ import {
   requeueAfter,
 } from './machinery/index.ts';
 import { type AutoWatchScope, type NamespaceLike, workloadOptIn } from './plan-auto-watch.ts';
-import { PATCH_REFUSED, type PlannedEvent, planUpdate, type Workload } from './plan-update.ts';
+import {
+  type PatchAnswer,
+  type PlannedEvent,
+  planPatchAnswers,
+  planUpdate,
+  type Workload,
+} from './plan-update.ts';
 import { planWatchedImage } from './plan-watched-image.ts';
+import type { PollerAccess } from './poller-access.ts';
 
 /**
  * A typed read view of an informer. The informer holds the server's JSON; our API types describe
@@ -113,6 +119,8 @@ export interface ReconcilerDeps {
   metrics: ControllerMetrics;
   autoWatch: AutoWatchScope;
   now?: () => Date;
+  /** Grants the poller its per-namespace secret access; absent when the install grants it (--namespace). */
+  pollerAccess?: PollerAccess;
 }
 
 /** The handlers of `watches()`: one per cache event source, each adding keys to the reconciler's queue. */
@@ -217,16 +225,18 @@ export class WatchedImageReconciler {
   reconcile = async (key: string): Promise<Outcome> => {
     const { caches, writer } = this.#d;
     const wi = caches.watchedImages.get(key);
-    if (!wi) return this.#writes.forget(key);
+    const namespace = splitKey(key).namespace!;
+    if (!wi) {
+      if (this.#d.pollerAccess && caches.watchedImages.listByNamespace(namespace).length === 0) {
+        await this.#d.pollerAccess.unwatched(namespace);
+      }
+      return this.#writes.forget(key);
+    }
+    await this.#d.pollerAccess?.watched(namespace);
     if (this.#writes.cacheIsBehind(key, wi)) return requeueAfter(1000, 'cache behind our status write');
     const now = (this.#d.now ?? (() => new Date()))();
     const updates = caches.updates.byIndex(BY_WATCHED_IMAGE, key);
-    const plan = planWatchedImage(
-      wi,
-      workloadsFor(caches, this.#d.autoWatch, wi, splitKey(key).namespace!),
-      updates,
-      now,
-    );
+    const plan = planWatchedImage(wi, workloadsFor(caches, this.#d.autoWatch, wi, namespace), updates, now);
 
     const current = {
       observedGeneration: wi.status?.observedGeneration,
@@ -334,7 +344,7 @@ export class ImageUpdateReconciler {
       .byIndex(BY_WATCHED_IMAGE, wiKey)
       .filter((u) => u.metadata.name !== update.metadata.name);
     const namespace = update.metadata.namespace!;
-    const plan = planUpdate({
+    let plan = planUpdate({
       update,
       watchedImage: wi,
       siblings,
@@ -350,51 +360,48 @@ export class ImageUpdateReconciler {
     // round trip per WRITES_IN_FLIGHT workloads rather than per workload (50 updates of 5 Deployments,
     // one patch after the other on two workers, left the last Deployment unpatched a minute after the
     // push). A transient failure still fails the reconcile, once every patch has been answered.
-    const outcomes = await settleWithLimit(plan.patches, WRITES_IN_FLIGHT, async (patch) => {
-      try {
-        await writer.patchWorkload(namespace, patch, update.metadata.name);
-        metrics.updatesApplied.inc({ kind: patch.kind });
-        logger.info('workload patched', {
-          imageUpdate: key,
-          workload: `${patch.kind}/${patch.name}`,
-          containers: [...patch.containers, ...patch.initContainers].map((c) => c.name),
-        });
-      } catch (err) {
-        const code = apiStatusCode(err);
-        // Deleted: reported, not fought over. Refused (forbidden, invalid, denied by a webhook): a
-        // retry would meet the same answer, so it is recorded on the update. Anything else is
-        // transient: the reconcile fails and is retried with backoff.
-        const refused = code === 400 || code === 403 || code === 422;
-        if (code !== 404 && !refused) throw err;
-        const message =
-          code === 404
-            ? `${patch.kind} ${patch.name} was deleted before it was patched`
-            : `${PATCH_REFUSED} ${String(errorFields(err).error)}`;
-        for (const r of plan.status.workloads ?? []) {
-          if (r.kind === patch.kind && r.name === patch.name) {
-            Object.assign(r, { state: code === 404 ? 'Skipped' : 'Failed', message });
-          }
-        }
-        plan.events = plan.events.filter(
-          (e) => e.on === 'update' || e.on.kind !== patch.kind || e.on.name !== patch.name,
-        );
-        if (refused) {
-          plan.events.push({
-            on: { kind: patch.kind, name: patch.name },
-            type: 'Warning',
-            reason: UPDATE_READY_REASON.PatchFailed,
-            message,
-          });
-          logger.warn('workload patch refused', {
+    const answers = await settleWithLimit(
+      plan.patches,
+      WRITES_IN_FLIGHT,
+      async (patch): Promise<PatchAnswer> => {
+        try {
+          await writer.patchWorkload(namespace, patch, update.metadata.name);
+          metrics.updatesApplied.inc({ kind: patch.kind });
+          logger.info('workload patched', {
             imageUpdate: key,
             workload: `${patch.kind}/${patch.name}`,
-            ...errorFields(err),
+            containers: [...patch.containers, ...patch.initContainers].map((c) => c.name),
           });
+          return { kind: patch.kind, name: patch.name };
+        } catch (err) {
+          const fields = errorFields(err);
+          logger.warn('workload patch failed', {
+            imageUpdate: key,
+            workload: `${patch.kind}/${patch.name}`,
+            ...fields,
+          });
+          return {
+            kind: patch.kind,
+            name: patch.name,
+            error: { code: apiStatusCode(err), message: String(fields.error) },
+          };
         }
-      }
-    });
-    const transient = outcomes.find((o) => o.status === 'rejected');
-    if (transient) throw transient.reason;
+      },
+    );
+    // What each answer means (deleted, refused, worth a retry) is the planner's decision.
+    const answered = planPatchAnswers(
+      plan,
+      update,
+      wi!,
+      answers.map((a, i) =>
+        a.status === 'fulfilled'
+          ? a.value
+          : { ...plan.patches[i]!, error: { code: undefined, message: String(a.reason) } },
+      ),
+      now,
+    );
+    if (answered.retry !== undefined) throw new Error(`workload patch failed: ${answered.retry}`);
+    plan = answered;
 
     // status.notifications belongs to the notifier (its own field manager), never to the plan.
     const { notifications: _notifier, ...current } = update.status ?? {};

@@ -11,8 +11,13 @@ export const B = `sha256:${'b'.repeat(64)}`;
 export const C = `sha256:${'c'.repeat(64)}`;
 export const NOW = new Date('2026-11-25T12:00:00Z');
 
-export function watched(spec: Partial<WatchedImage['spec']> = {}): WatchedImage {
+/** A WatchedImage whose poller last saw B behind the tag (most updates below move to B). */
+export function watched(
+  spec: Partial<WatchedImage['spec']> = {},
+  status: WatchedImage['status'] = { digest: B },
+): WatchedImage {
   return {
+    status,
     apiVersion: 'kubewatcher.io/v1alpha1',
     kind: 'WatchedImage',
     metadata: { name: 'web', namespace: 'apps', uid: 'wi-uid', generation: 1 },
@@ -37,7 +42,22 @@ export function update(
   return {
     apiVersion: 'kubewatcher.io/v1alpha1',
     kind: 'ImageUpdate',
-    metadata: { name, namespace: 'apps', generation: 1, creationTimestamp: created },
+    metadata: {
+      name,
+      namespace: 'apps',
+      generation: 1,
+      creationTimestamp: created,
+      // Owned by watched(), as the poller's are.
+      ownerReferences: [
+        {
+          apiVersion: 'kubewatcher.io/v1alpha1',
+          kind: 'WatchedImage',
+          name: 'web',
+          uid: 'wi-uid',
+          controller: true,
+        },
+      ],
+    },
     spec: {
       watchedImage: 'web',
       image: 'nginx:1.27',

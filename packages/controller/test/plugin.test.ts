@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthenticationV1Api, BatchV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { shortDigest } from '@kubewatcher/shared';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   clientsFor,
@@ -104,14 +105,15 @@ afterAll(async () => {
 describe('kubectl kubewatcher', () => {
   it('approve records who approved (from a SelfSubjectReview) and the update rolls out; history and status show it', async () => {
     const wi = await createWatchedImage(clients, ns, 'web', { image: WEB, updatePolicy: 'Manual' });
-    const iu = await createImageUpdate(clients, wi, testDigest(1));
+    const toDigest = testDigest(1);
+    const iu = await createImageUpdate(clients, wi, toDigest);
     await waitForPhase(clients, ns, iu.metadata.name, 'AwaitingApproval');
 
     const status = await plugin(['status', '-n', ns]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(
       new RegExp(
-        `^${ns}\\s+web\\s+${WEB.replaceAll('.', '\\.')}\\s+<none>\\s+Manual\\s+\\d+\\s+(True|False|Unknown)\\s`,
+        `^${ns}\\s+web\\s+${WEB.replaceAll('.', '\\.')}\\s+${shortDigest(toDigest)}\\s+Manual\\s+\\d+\\s+(True|False|Unknown)\\s`,
         'm',
       ),
     );

@@ -13,6 +13,7 @@ import {
   WORKLOAD_KIND_NAMES,
   WORKLOAD_KINDS,
   type WorkloadLike,
+  workloadLikeOf,
 } from '@kubewatcher/shared';
 import type { ImageUpdateDraft, PollerStatus } from './plan.ts';
 
@@ -55,7 +56,7 @@ export class KubePollerCluster implements PollerCluster {
   readonly #kc: KubeConfig;
   readonly #pageSize: number;
 
-  /** `listPageSize`: WatchedImages per list request (default 500). */
+  /** `listPageSize`: WatchedImages and workloads per list request (default 500). */
   constructor(kc: KubeConfig, opts: { listPageSize?: number } = {}) {
     this.#pageSize = opts.listPageSize ?? LIST_PAGE_SIZE;
     // One keep-alive pool for both API clients (client-node's own makeApiClient opens a connection per call).
@@ -88,16 +89,29 @@ export class KubePollerCluster implements PollerCluster {
     return out;
   }
 
+  /**
+   * The namespace's workloads of `kinds`, in pages, each kept only as the fields matching reads: a
+   * tenant's namespace of large workloads is neither one huge response nor held whole for the run.
+   */
   async listWorkloads(namespace: string, kinds: readonly string[]): Promise<WorkloadLike[]> {
     const out: WorkloadLike[] = [];
-    // Any kind of the table by its group, version and plural: the generic path lists built-in
-    // resources as well as custom ones.
+    // Any kind of the table by its group, version and plural (the generic path lists built-in resources
+    // as well as custom ones), in pages.
     for (const kind of WORKLOAD_KIND_NAMES.filter((k) => kinds.includes(k))) {
       const { group, version, plural } = WORKLOAD_KINDS[kind];
-      const list = (await this.#custom.listNamespacedCustomObject({ group, version, plural, namespace })) as {
-        items?: WorkloadLike[];
-      };
-      for (const item of list.items ?? []) out.push({ ...dropManagedFields(item), kind });
+      let next: string | undefined;
+      do {
+        const page = (await this.#custom.listNamespacedCustomObject({
+          group,
+          version,
+          plural,
+          namespace,
+          limit: this.#pageSize,
+          ...(next ? { _continue: next } : {}),
+        })) as { items?: unknown[]; metadata?: { continue?: string } };
+        for (const item of page.items ?? []) out.push(workloadLikeOf(item, kind));
+        next = page.metadata?.continue || undefined;
+      } while (next);
     }
     return out;
   }

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '@kubewatcher/shared';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createWatchedImage } from '../../../test/support/controller-fixtures.ts';
@@ -74,5 +74,36 @@ describe('KubePollerCluster', () => {
     }
     const all = await paged.listWatchedImages();
     expect(all.filter((wi) => wi.metadata.namespace === namespace)).toHaveLength(5);
+  });
+
+  it('lists workloads in pages, all of them, keeping only what matching reads', async () => {
+    const apps = kc.makeApiClient(AppsV1Api);
+    for (let i = 0; i < 5; i++) {
+      await apps.createNamespacedDeployment({
+        namespace,
+        body: {
+          metadata: { name: `d-${i}`, labels: { app: `d-${i}` }, annotations: { big: 'x'.repeat(50_000) } },
+          spec: {
+            selector: { matchLabels: { app: `d-${i}` } },
+            template: {
+              metadata: { labels: { app: `d-${i}` } },
+              spec: {
+                containers: [
+                  { name: 'app', image: `example.com/team/app-${i}:v1`, env: [{ name: 'A', value: 'b' }] },
+                ],
+              },
+            },
+          },
+        },
+      });
+    }
+    const paged = new KubePollerCluster(kc, { listPageSize: 2 });
+    const items = await paged.listWorkloads(namespace, ['Deployment']);
+    expect(items.map((w) => w.metadata.name).sort()).toEqual(['d-0', 'd-1', 'd-2', 'd-3', 'd-4']);
+    expect(items.find((w) => w.metadata.name === 'd-3')).toEqual({
+      kind: 'Deployment',
+      metadata: { name: 'd-3', namespace, labels: { app: 'd-3' } },
+      spec: { template: { spec: { containers: [{ name: 'app', image: 'example.com/team/app-3:v1' }] } } },
+    });
   });
 });

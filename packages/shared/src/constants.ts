@@ -45,4 +45,6 @@ export const ANNOTATION = {
 export const LABEL = {
   /** On an ImageUpdate: the name of its WatchedImage, so updates can be listed per WatchedImage. */
   watchedImage: `${GROUP}/watched-image`,
+  /** On a RoleBinding the controller made: what it grants (`poller-secrets`). */
+  access: `${GROUP}/access`,
 } as const;

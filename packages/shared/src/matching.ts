@@ -1,4 +1,4 @@
-import { DEFAULT_KINDS, podTemplateOf, type WorkloadKind } from './api/index.ts';
+import { DEFAULT_KINDS, podTemplateOf, underPodTemplate, type WorkloadKind } from './api/index.ts';
 import { normalizeReference, sameImage } from './reference.ts';
 
 /**
@@ -38,6 +38,28 @@ export interface WorkloadLike {
 /** The pod spec of a workload, wherever its kind keeps the template. */
 export function podSpecOf(workload: WorkloadLike): PodSpecLike | undefined {
   return podTemplateOf<{ spec?: PodSpecLike }>(workload.kind, workload)?.spec;
+}
+
+/**
+ * Only the fields of a workload that matching reads (a WorkloadLike): what a reader that only matches
+ * keeps of a listed or watched workload, whatever else its owner put in it.
+ */
+export function workloadLikeOf(obj: unknown, kind: WorkloadKind): WorkloadLike {
+  const w = obj as WorkloadLike;
+  const pod = podTemplateOf<{ spec?: PodSpecLike }>(kind, w)?.spec;
+  const containers = (list: { name: string; image?: string }[] | undefined) =>
+    list?.map((c) => (c.image === undefined ? { name: c.name } : { name: c.name, image: c.image }));
+  const spec: PodSpecLike = {};
+  if (pod?.serviceAccountName !== undefined) spec.serviceAccountName = pod.serviceAccountName;
+  if (pod?.imagePullSecrets) spec.imagePullSecrets = pod.imagePullSecrets.map((s) => ({ name: s.name }));
+  if (pod?.containers) spec.containers = containers(pod.containers);
+  if (pod?.initContainers) spec.initContainers = containers(pod.initContainers);
+  const { name, namespace, labels } = w.metadata ?? {};
+  return {
+    kind,
+    metadata: { name, ...(namespace !== undefined ? { namespace } : {}), ...(labels ? { labels } : {}) },
+    ...(pod ? (underPodTemplate(kind, { spec }) as { spec: object }) : w.spec ? { spec: {} } : {}),
+  };
 }
 
 export interface MatchCriteria {

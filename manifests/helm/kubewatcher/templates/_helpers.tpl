@@ -132,8 +132,29 @@ seccompProfile:
 - apiGroups: [""]
   resources: [serviceaccounts]
   verbs: [get]
-# Registry credentials, each read by name; no list or watch: the poller never enumerates secrets.
+{{- end -}}
+
+{{/* Registry credentials, each read by name; no list or watch: the poller never enumerates secrets. */}}
+{{- define "kubewatcher.pollerSecretsRules" -}}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+{{- end -}}
+
+{{/*
+What the controller needs, cluster-wide only, to bind the poller's secrets ClusterRole in each
+namespace that holds WatchedImages (the admission policy refuses any other binding).
+*/}}
+{{- define "kubewatcher.controllerBindingRules" -}}
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [rolebindings]
+  verbs: [create, list]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [rolebindings]
+  resourceNames: [{{ include "kubewatcher.fullname" . }}-poller-secrets]
+  verbs: [get, patch, delete]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  resourceNames: [{{ include "kubewatcher.fullname" . }}-poller-secrets]
+  verbs: [bind]
 {{- end -}}

@@ -69,7 +69,16 @@ export interface ListWatchSource {
  */
 export function kubeConfigSource(
   kc: KubeConfig,
-  opts: { pageSize?: number; listTimeoutMs?: number; watchTimeoutMs?: number } = {},
+  opts: {
+    pageSize?: number;
+    listTimeoutMs?: number;
+    watchTimeoutMs?: number;
+    /**
+     * Applied to every listed (page by page) and watched object before any cache sees it, e.g. to keep
+     * only the fields read: a list then holds one page of whole objects at a time, never all of them.
+     */
+    transform?: (obj: KubernetesObject) => KubernetesObject;
+  } = {},
 ): ListWatchSource {
   if (!kc.getCurrentCluster()) throw new Error('no current cluster in the kubeconfig');
   const watcher = new Watch(kc);
@@ -96,18 +105,29 @@ export function kubeConfigSource(
       timeoutMs: listTimeoutMs,
     })) as KubernetesListObject<KubernetesObject>;
 
+  const transform = opts.transform ?? ((obj: KubernetesObject) => obj);
   return {
     async list(path, query) {
       const first = await listPage(path, query);
-      const items = [...(first.items ?? [])];
+      const items = (first.items ?? []).map(transform);
       // Raw JSON says `continue`; client-node's model type calls it `_continue`.
       for (let page = first, token = continueToken(page); token; token = continueToken(page)) {
         page = await listPage(path, query, token);
-        items.push(...(page.items ?? []));
+        for (const item of page.items ?? []) items.push(transform(item));
       }
       return { ...first, metadata: { resourceVersion: first.metadata?.resourceVersion }, items };
     },
-    watch: (path, params, callback, done) => watcher.watch(path, params, callback, done),
+    // Only object events are transformed: an ERROR carries a Status (its code tells ListWatch to
+    // relist), a BOOKMARK only a resourceVersion.
+    watch: opts.transform
+      ? (path, params, callback, done) =>
+          watcher.watch(
+            path,
+            params,
+            (phase, obj, raw) => callback(phase, OBJECT_PHASES.has(phase) ? transform(obj) : obj, raw),
+            done,
+          )
+      : (path, params, callback, done) => watcher.watch(path, params, callback, done),
   };
 }
 
@@ -127,6 +147,8 @@ export function withoutManagedFields(source: ListWatchSource): ListWatchSource {
       source.watch(path, params, (phase, obj, raw) => callback(phase, dropManagedFields(obj), raw), done),
   };
 }
+
+const OBJECT_PHASES = new Set(['ADDED', 'MODIFIED', 'DELETED']);
 
 function continueToken(list: KubernetesListObject<KubernetesObject>): string | undefined {
   const meta = list.metadata as { continue?: string; _continue?: string } | undefined;

@@ -62,7 +62,12 @@ function cuttable(client: LeaseClient) {
   };
 }
 
-function candidate(clock: ManualClock, client: LeaseClient, identity: string) {
+function candidate(
+  clock: ManualClock,
+  client: LeaseClient,
+  identity: string,
+  start: () => Promise<void> = async () => {},
+) {
   const log: string[] = [];
   let signal: AbortSignal | undefined;
   const elector = new LeaderElector({
@@ -72,9 +77,10 @@ function candidate(clock: ManualClock, client: LeaseClient, identity: string) {
     identity,
     clock,
     random: () => 0,
-    onStartedLeading: (s) => {
+    onStartedLeading: async (s) => {
       signal = s;
       log.push('started');
+      await start();
     },
     onStoppedLeading: () => {
       log.push(`stopped (signal aborted: ${signal?.aborted})`);
@@ -115,6 +121,27 @@ describe('LeaderElector', () => {
       leaseDurationSeconds: 15,
       leaseTransitions: 1,
     });
+    await b.elector.stop();
+  });
+
+  it('a leader whose start fails gives the lease up at once and ends failed; a standby takes over', async () => {
+    const clock = new ManualClock(1_000_000);
+    const lease = new MemoryLease();
+    const a = candidate(clock, lease, 'a', async () => {
+      throw new Error('caches never synced');
+    });
+    await flush();
+    const b = candidate(clock, lease, 'b');
+    await elapse(clock, 200);
+    expect(a.end()).toBe('failed');
+    expect(a.elector.isLeader()).toBe(false);
+    expect(a.log).toEqual(['started', 'stopped (signal aborted: true)']);
+    const writesAfter = lease.writes;
+    // Within one retry period the standby leads; the failed one never renews again.
+    await elapse(clock, 2500);
+    expect(b.elector.isLeader()).toBe(true);
+    expect(lease.stored?.spec?.holderIdentity).toBe('b');
+    expect(lease.writes).toBeLessThanOrEqual(writesAfter + 2);
     await b.elector.stop();
   });
 

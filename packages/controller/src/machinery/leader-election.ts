@@ -66,7 +66,9 @@ export interface LeaderElectionOptions {
   retryPeriodMs?: number;
   /**
    * Called once when this candidate becomes leader: start the workers here. `signal` aborts the
-   * moment leadership ends (lost or stopped); work must stop then.
+   * moment leadership ends (lost or stopped); work must stop then. When it throws or rejects, the
+   * candidate stops leading, releases the Lease and `run` resolves `'failed'`: a leader without
+   * workers must not keep the Lease from a standby that could work.
    */
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   /**
@@ -81,8 +83,11 @@ export interface LeaderElectionOptions {
   logger?: Logger;
 }
 
-/** Why `run` ended: `stopped` by `stop()`, or `lost` (renewal failed or another holder took over). */
-export type LeaderElectionEnd = 'stopped' | 'lost';
+/**
+ * Why `run` ended: `stopped` by `stop()`, `lost` (renewal failed or another holder took over), or
+ * `failed` (`onStartedLeading` failed; the Lease was released).
+ */
+export type LeaderElectionEnd = 'stopped' | 'lost' | 'failed';
 
 type Attempt = 'acquired' | 'held' | 'conflict' | 'failed';
 
@@ -193,17 +198,21 @@ export class LeaderElector {
       identity: this.identity,
     });
     const signal = this.#leadership.signal;
+    let startFailed = false;
     Promise.resolve()
       .then(() => this.#opts.onStartedLeading(signal))
-      .catch((err: unknown) =>
-        this.#logger.error('leader election: onStartedLeading failed', errorFields(err)),
-      );
+      .catch((err: unknown) => {
+        if (signal.aborted) return; // leadership already ended: the failure is the abort's
+        this.#logger.error('leader election: onStartedLeading failed; giving the lease up', errorFields(err));
+        startFailed = true;
+        this.#wake.abort();
+      });
 
     let lastRenew = this.#clock.now();
     let end: LeaderElectionEnd = 'stopped';
-    while (!this.#stopping) {
+    while (!this.#stopping && !startFailed) {
       await this.#pause(this.#retryPeriodMs);
-      if (this.#stopping) break;
+      if (this.#stopping || startFailed) break;
       const left = this.#renewDeadlineMs - (this.#clock.now() - lastRenew);
       const attempt = left > 0 ? await this.#withDeadline(this.#tryAcquireOrRenew(), left) : 'failed';
       if (this.#stopping) break;
@@ -223,8 +232,9 @@ export class LeaderElector {
         break;
       }
     }
+    if (startFailed) end = 'failed';
     await this.#stopLeading();
-    if (end === 'stopped') await this.#release();
+    if (end !== 'lost') await this.#release();
     return end;
   }
 

@@ -114,6 +114,17 @@ export const UPDATE_READY_REASON = {
   DigestRefused: 'DigestRefused',
   /** False: the WatchedImage was deleted. */
   WatchedImageNotFound: 'WatchedImageNotFound',
+  /**
+   * False: the update's owner is not its WatchedImage (another uid: made by someone other than the
+   * poller, or the WatchedImage was deleted and created again).
+   */
+  NotOwned: 'NotOwned',
+  /** False: the WatchedImage watches another image than the update names. */
+  ImageChanged: 'ImageChanged',
+  /** False: toDigest is not the digest the poller last saw behind the WatchedImage's tag. */
+  DigestMismatch: 'DigestMismatch',
+  /** Unknown: the poller created the update and has not recorded its digest on the WatchedImage yet. */
+  WaitingForBaseline: 'WaitingForBaseline',
   /** False: a newer ImageUpdate of the same WatchedImage replaced this one before it finished. */
   Superseded: 'Superseded',
   /** True: policy Observe; recorded, never applied. */

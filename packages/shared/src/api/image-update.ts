@@ -73,8 +73,10 @@ export const WORKLOAD_UPDATE_STATE = {
   Patched: 'Patched',
   /** Rollout finished on the new image. */
   RolledOut: 'RolledOut',
-  /** The patch or the rollout failed. */
+  /** The rollout failed (or did not finish in time). */
   Failed: 'Failed',
+  /** The API server refused the patch (forbidden, invalid, denied by admission): not retried. */
+  Refused: 'Refused',
   /** Left alone, e.g. it already ran the new digest or no longer matched. */
   Skipped: 'Skipped',
   /** Put back on its previous image after a failed rollout. */
@@ -162,7 +164,8 @@ const WorkloadUpdate = Type.Object(
       }),
     ),
     state: StringEnum(Object.values(WORKLOAD_UPDATE_STATE), {
-      description: 'Where this container is: Pending, Patched, RolledOut, Failed, Skipped or RolledBack.',
+      description:
+        'Where this container is: Pending, Patched, RolledOut, Failed (the rollout), Refused (the patch), Skipped or RolledBack.',
     }),
     message: Type.Optional(
       Type.String({ description: 'Details of the state, e.g. why it failed.', maxLength: 4096 }),

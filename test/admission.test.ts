@@ -1,0 +1,429 @@
+/**
+ * The install's admission policies and RBAC on the real control plane (kube-apiserver with its default
+ * admission plugins, ValidatingAdmissionPolicy among them): who may create and change ImageUpdates,
+ * what the controller's service account may change of a workload, and the poller's secret access made
+ * per watched namespace by the controller. Identities are real: service-account tokens from the
+ * TokenRequest API for the controller and the poller, impersonation (`kubectl --as`) for a tenant.
+ * Everything cluster-wide this file installs (policies, ClusterRoles, bindings) is removed afterwards,
+ * so the other test files, which create ImageUpdates as the admin, are not affected.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { parseAllDocuments, stringify } from 'yaml';
+import { type RunningController, startController } from '../packages/controller/test/controller-harness.ts';
+import { type ImageUpdate, imageUpdateName, loadKubeConfig } from '../packages/shared/src/index.ts';
+import { serviceAccountKubeconfig } from '../scripts/lib/demo.ts';
+import {
+  type Clients,
+  clientsFor,
+  clientsOf,
+  createImageUpdate,
+  createNamespace,
+  createWatchedImage,
+  deleteNamespace,
+  deployment,
+  getImageUpdate,
+  IU,
+  installCrds,
+  testDigest,
+  until,
+  waitForPhase,
+  writeResolved,
+} from './support/controller-fixtures.ts';
+
+const run = promisify(execFile);
+const info = inject('localCluster');
+const SYSTEM_NS = 'kubewatcher-system';
+const POLLER = `system:serviceaccount:${SYSTEM_NS}:kubewatcher-poller`;
+const CONTROLLER = `system:serviceaccount:${SYSTEM_NS}:kubewatcher-controller`;
+/** What of install.yaml this file applies: identities, RBAC and the policies, no workloads. */
+const APPLIED_KINDS = [
+  'Namespace',
+  'ServiceAccount',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'Role',
+  'RoleBinding',
+  'ValidatingAdmissionPolicy',
+  'ValidatingAdmissionPolicyBinding',
+];
+const bundle = parseAllDocuments(readFileSync(join(import.meta.dirname, '../manifests/install.yaml'), 'utf8'))
+  .map((d) => d.toJS() as { kind: string })
+  .filter((o) => o && APPLIED_KINDS.includes(o.kind))
+  .map((o) => stringify(o))
+  .join('---\n');
+
+/** kubectl against the local cluster; resolves with stdout+stderr and the exit code, never throws. */
+async function kubectl(args: string[], input?: string): Promise<{ code: number; out: string }> {
+  const child = run(join(info.binDir, 'kubectl'), ['--kubeconfig', info.kubeconfig, ...args], {
+    maxBuffer: 16 << 20,
+  });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  try {
+    const { stdout, stderr } = await child;
+    return { code: 0, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+async function must(args: string[], input?: string): Promise<string> {
+  const r = await kubectl(args, input);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.out}`);
+  return r.out;
+}
+
+/** API clients that authenticate as a service account of kubewatcher-system with a fresh token. */
+async function clientsAs(serviceAccount: string): Promise<Clients> {
+  const file = await serviceAccountKubeconfig(
+    async (args) => (await must(args)).trim(),
+    info,
+    tokenDir,
+    serviceAccount,
+  );
+  return clientsOf(loadKubeConfig(file));
+}
+
+let admin: Clients;
+let poller: Clients;
+let controllerClients: Clients;
+let ns: string;
+const TENANT = () => `system:serviceaccount:${ns}:tenant`;
+const controllers: RunningController[] = [];
+/** The service accounts' kubeconfigs (tokens: mode 0600), removed after the file. */
+const tokenDir = mkdtempSync(join(tmpdir(), 'kubewatcher-admission-'));
+
+/** A merge patch of an object's status, as the tenant. */
+const tenantPatchesStatus = (resource: string, name: string, status: object) =>
+  kubectl([
+    '-n',
+    ns,
+    'patch',
+    resource,
+    name,
+    '--subresource=status',
+    '--type=merge',
+    '-p',
+    JSON.stringify({ status }),
+    `--as=${TENANT()}`,
+  ]);
+
+function imageUpdateYaml(name: string, ownerUid: string, toDigest: string, approved?: boolean): string {
+  return stringify({
+    apiVersion: 'kubewatcher.io/v1alpha1',
+    kind: 'ImageUpdate',
+    metadata: {
+      name,
+      namespace: ns,
+      ownerReferences: [
+        {
+          apiVersion: 'kubewatcher.io/v1alpha1',
+          kind: 'WatchedImage',
+          name: 'web',
+          uid: ownerUid,
+          controller: true,
+        },
+      ],
+    },
+    spec: { watchedImage: 'web', image: 'ghcr.io/acme/web:1.0', toDigest, ...(approved ? { approved } : {}) },
+  });
+}
+
+beforeAll(async () => {
+  admin = clientsFor(info);
+  await installCrds(info);
+  await must(
+    ['apply', '--server-side', '--force-conflicts', '--field-manager=admission-test', '-f', '-'],
+    bundle,
+  );
+  poller = await clientsAs('kubewatcher-poller');
+  controllerClients = await clientsAs('kubewatcher-controller');
+  ns = await createNamespace(admin, 'admission');
+  // A tenant who may do everything with ImageUpdates and Deployments in its namespace, through RBAC.
+  await must(['-n', ns, 'create', 'serviceaccount', 'tenant']);
+  await must([
+    '-n',
+    ns,
+    'create',
+    'role',
+    'tenant',
+    '--verb=get,list,create,update,patch,delete',
+    '--resource=imageupdates.kubewatcher.io,imageupdates.kubewatcher.io/status,watchedimages.kubewatcher.io,watchedimages.kubewatcher.io/status,deployments.apps',
+  ]);
+  await must(['-n', ns, 'create', 'rolebinding', 'tenant', '--role=tenant', `--serviceaccount=${ns}:tenant`]);
+  // A policy takes effect a moment after it is created: wait until the tenant is refused.
+  const wi = await createWatchedImage(admin, ns, 'probe', { image: 'ghcr.io/acme/web:1.0' });
+  await until(
+    () =>
+      kubectl(
+        ['create', '-f', '-', `--as=${TENANT()}`],
+        imageUpdateYaml('probe-x', wi.metadata.uid!, testDigest(9)),
+      ),
+    (r) => r.code !== 0 && r.out.includes('ValidatingAdmissionPolicy'),
+    { what: 'the ImageUpdate policy to take effect', timeoutMs: 30_000 },
+  );
+}, 180_000);
+
+afterAll(async () => {
+  for (const c of controllers.splice(0)) await c.stop();
+  rmSync(tokenDir, { recursive: true, force: true });
+  if (ns) await deleteNamespace(admin, ns);
+  // Cluster-wide objects go; the namespace kubewatcher-system and its service accounts may stay.
+  const clusterWide = parseAllDocuments(bundle)
+    .map((d) => d.toJS() as { kind: string })
+    .filter((o) => o && !['Namespace', 'ServiceAccount', 'Role', 'RoleBinding'].includes(o.kind))
+    .map((o) => stringify(o))
+    .join('---\n');
+  await kubectl(['delete', '--ignore-not-found', '-f', '-'], clusterWide);
+});
+
+describe('ImageUpdates', () => {
+  it('a tenant creating one is refused with a message that says who may', async () => {
+    const wi = await admin.custom.getNamespacedCustomObject({
+      ...IU,
+      plural: 'watchedimages',
+      namespace: ns,
+      name: 'probe',
+    });
+    const r = await kubectl(
+      ['create', '-f', '-', `--as=${TENANT()}`],
+      imageUpdateYaml(
+        'probe-forged',
+        (wi as { metadata: { uid: string } }).metadata.uid,
+        testDigest(1),
+        true,
+      ),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain("ImageUpdates are created only by Kubewatcher's poller, not by");
+    expect(r.out).toContain(TENANT());
+  });
+
+  it('the poller creates one, never approved; the tenant approves it and may change nothing else', async () => {
+    const wi = await createWatchedImage(admin, ns, 'web', {
+      image: 'ghcr.io/acme/web:1.0',
+      updatePolicy: 'Manual',
+    });
+    const uid = wi.metadata.uid!;
+    const approvedAtBirth = await kubectl(
+      ['create', '-f', '-', `--as=${POLLER}`],
+      imageUpdateYaml('web-approved', uid, testDigest(2), true),
+    );
+    expect(approvedAtBirth.code).not.toBe(0);
+    expect(approvedAtBirth.out).toContain('an ImageUpdate is created unapproved');
+
+    await must(['create', '-f', '-', `--as=${POLLER}`], imageUpdateYaml('web-ok', uid, testDigest(3)));
+    const approve = await kubectl([
+      '-n',
+      ns,
+      'patch',
+      'imageupdate',
+      'web-ok',
+      '--type=merge',
+      '-p',
+      '{"spec":{"approved":true}}',
+      `--as=${TENANT()}`,
+    ]);
+    expect(approve).toMatchObject({ code: 0 });
+    expect(((await getImageUpdate(admin, ns, 'web-ok')) as ImageUpdate).spec.approved).toBe(true);
+
+    const status = await tenantPatchesStatus('imageupdate', 'web-ok', { phase: 'Succeeded' });
+    expect(status.code).not.toBe(0);
+    expect(status.out).toContain("ImageUpdate status is written only by Kubewatcher's controller");
+
+    const digest = await tenantPatchesStatus('watchedimage', 'web', { digest: testDigest(4) });
+    expect(digest.code).not.toBe(0);
+    expect(digest.out).toContain(
+      "WatchedImage status is written only by Kubewatcher's poller and controller",
+    );
+
+    // Asking for a check (`kubectl kubewatcher check`) is the one status change anyone may make.
+    const check = await tenantPatchesStatus('watchedimage', 'web', {
+      checkRequestedTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    });
+    expect(check).toMatchObject({ code: 0 });
+  });
+});
+
+describe("the controller's service account", () => {
+  const image = 'ghcr.io/acme/app:1.0';
+  beforeAll(async () => {
+    await admin.apps.createNamespacedDeployment({
+      namespace: ns,
+      body: deployment('front', { containers: { app: image }, replicas: 1 }),
+    });
+  });
+  const patch = (body: object) =>
+    kubectl(['-n', ns, 'patch', 'deployment', 'front', '-p', JSON.stringify(body), `--as=${CONTROLLER}`]);
+
+  it('may pin a container to a digest and annotate the workload', async () => {
+    const r = await patch({
+      metadata: { annotations: { 'kubewatcher.io/image-update': 'front-x' } },
+      spec: { template: { spec: { containers: [{ name: 'app', image: `${image}@${testDigest(5)}` }] } } },
+    });
+    expect(r).toMatchObject({ code: 0 });
+  });
+
+  it.each([
+    ['replicas', { spec: { replicas: 5 } }, 'it changed the spec outside the pod template'],
+    [
+      'an environment variable',
+      { spec: { template: { spec: { containers: [{ name: 'app', env: [{ name: 'A', value: 'b' }] }] } } } },
+      'it changed a container in another way than its image',
+    ],
+    [
+      'an added container',
+      { spec: { template: { spec: { containers: [{ name: 'miner', image: 'busybox' }] } } } },
+      'it changed a container in another way than its image',
+    ],
+    [
+      'the service account',
+      { spec: { template: { spec: { serviceAccountName: 'tenant' } } } },
+      'it changed the pod spec outside its containers',
+    ],
+    [
+      'a pod label',
+      { spec: { template: { metadata: { labels: { extra: 'x' } } } } },
+      'it changed labels, owners or finalizers',
+    ],
+  ])('may not change %s', async (_, body, message) => {
+    const r = await patch(body);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain(message);
+    const d = await admin.apps.readNamespacedDeployment({ namespace: ns, name: 'front' });
+    expect(d.spec?.replicas).toBe(1);
+  });
+
+  it('may bind only the poller secrets role, only to the poller, never in kube-system', async () => {
+    const bind = (namespace: string, subject: string) =>
+      kubectl([
+        '-n',
+        namespace,
+        'create',
+        'rolebinding',
+        'kubewatcher-poller-secrets',
+        '--clusterrole=kubewatcher-poller-secrets',
+        `--serviceaccount=${subject}`,
+        `--as=${CONTROLLER}`,
+        '--dry-run=server',
+      ]);
+    expect(await bind(ns, `${SYSTEM_NS}:kubewatcher-poller`)).toMatchObject({ code: 0 });
+    for (const [where, subject] of [
+      [ns, `${ns}:tenant`],
+      ['kube-system', `${SYSTEM_NS}:kubewatcher-poller`],
+    ] as const) {
+      const r = await bind(where, subject);
+      expect(r.code, `${where} ${subject}`).not.toBe(0);
+      expect(r.out).toContain("binds only the poller's secrets ClusterRole to the poller's service account");
+    }
+    const other = await kubectl([
+      '-n',
+      ns,
+      'create',
+      'rolebinding',
+      'grab',
+      '--clusterrole=admin',
+      `--serviceaccount=${SYSTEM_NS}:kubewatcher-controller`,
+      `--as=${CONTROLLER}`,
+      '--dry-run=server',
+    ]);
+    expect(other.code).not.toBe(0);
+  });
+});
+
+describe('the controller running as its service account', () => {
+  it('grants the poller secrets where WatchedImages are, applies a real update, fails a forged one, and revokes', async () => {
+    const canGetSecrets = async (namespace: string) =>
+      (await kubectl(['auth', 'can-i', 'get', 'secrets', '-n', namespace, `--as=${POLLER}`])).out.trim();
+    expect(await canGetSecrets(ns)).toBe('no');
+    expect(await canGetSecrets('kube-system')).toBe('no');
+
+    const apps = await createNamespace(admin, 'admission-apps');
+    try {
+      const image = 'ghcr.io/acme/shop:2.0';
+      await admin.apps.createNamespacedDeployment({
+        namespace: apps,
+        body: deployment('shop', { containers: { app: image }, replicas: 1 }),
+      });
+      const wi = await createWatchedImage(admin, apps, 'shop', { image });
+      const c = await startController(controllerClients.kc, {
+        namespaces: [apps],
+        pollerAccess: {
+          role: 'kubewatcher-poller-secrets',
+          serviceAccount: { namespace: SYSTEM_NS, name: 'kubewatcher-poller' },
+        },
+      });
+      controllers.push(c);
+      await until(
+        () => canGetSecrets(apps),
+        (a) => a === 'yes',
+        { what: 'the poller to be granted secrets in the namespace' },
+      );
+      expect(await canGetSecrets('kube-system')).toBe('no');
+
+      // The poller's update is applied through the policy: only the image changes.
+      const baseline = testDigest(1);
+      await writeResolved(poller, wi, baseline);
+      const toDigest = testDigest(2);
+      const iu = await createImageUpdate(poller, wi, toDigest, { fromDigest: baseline });
+      await waitForPhase(admin, apps, iu.metadata.name, ['Succeeded', 'RollingOut']);
+      const d = await admin.apps.readNamespacedDeployment({ namespace: apps, name: 'shop' });
+      expect(d.spec?.template.spec?.containers[0]?.image).toBe(`${image}@${toDigest}`);
+
+      // An update made with the poller's identity, owned by this WatchedImage, for another tag.
+      const forged = imageUpdateName('shop', testDigest(3));
+      await poller.custom.createNamespacedCustomObject({
+        ...IU,
+        namespace: apps,
+        body: {
+          apiVersion: 'kubewatcher.io/v1alpha1',
+          kind: 'ImageUpdate',
+          metadata: {
+            name: forged,
+            namespace: apps,
+            ownerReferences: [
+              {
+                apiVersion: 'kubewatcher.io/v1alpha1',
+                kind: 'WatchedImage',
+                name: 'shop',
+                uid: wi.metadata.uid!,
+                controller: true,
+              },
+            ],
+          },
+          spec: { watchedImage: 'shop', image: 'ghcr.io/acme/shop:3.0', toDigest: testDigest(3) },
+        },
+      });
+      const failed = await waitForPhase(admin, apps, forged, ['Failed']);
+      expect(failed.status?.conditions?.find((x) => x.type === 'Ready')?.reason).toBe('ImageChanged');
+      const after = await admin.apps.readNamespacedDeployment({ namespace: apps, name: 'shop' });
+      expect(after.spec?.template.spec?.containers[0]?.image).toBe(`${image}@${toDigest}`);
+
+      // The last WatchedImage of the namespace goes: so does the poller's access.
+      await admin.custom.deleteNamespacedCustomObject({
+        ...IU,
+        plural: 'watchedimages',
+        namespace: apps,
+        name: 'shop',
+      });
+      await until(
+        () => canGetSecrets(apps),
+        (a) => a === 'no',
+        { what: 'the poller access to be removed' },
+      );
+      const rbac = admin.kc.makeApiClient(RbacAuthorizationV1Api);
+      const left = await rbac.listNamespacedRoleBinding({ namespace: apps });
+      expect(left.items.map((b) => b.metadata?.name)).not.toContain('kubewatcher-poller-secrets');
+    } finally {
+      await deleteNamespace(admin, apps);
+    }
+  });
+});
