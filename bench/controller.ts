@@ -38,6 +38,7 @@ import {
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import {
+  apiserverRequests,
   type Clients,
   ControllerProcess,
   clientsFor,
@@ -46,9 +47,7 @@ import {
   deployment,
   getImageUpdate,
   installCrds,
-  kubectl,
   metricValue,
-  parseMetrics,
   type Sample,
   scrape,
   testDigest,
@@ -177,12 +176,6 @@ async function created(request: Promise<unknown>): Promise<void> {
 
 async function createNamespaces(clients: Clients, names: readonly string[]) {
   await pool(names, 8, (name) => created(clients.core.createNamespace({ body: { metadata: { name } } })));
-}
-
-async function apiserverRequests(info: LocalClusterInfo) {
-  return parseMetrics(await kubectl(info, 'get', '--raw', '/metrics')).filter(
-    (s) => s.name === 'apiserver_request_total',
-  );
 }
 
 /** Requests per (verb, resource) between two scrapes of apiserver_request_total, per minute. */

@@ -14,11 +14,15 @@
  * `--repositories` repositories) to the token-auth registry, creates N WatchedImages (each reference
  * watched five times) in a fresh namespace with one pull secret, and runs the poller CLI as a child
  * process twice: the first run (every WatchedImage takes its baseline) and a steady-state run
- * (`--ignore-interval`: every WatchedImage checked again, nothing changed). Per run it reports:
+ * (`--ignore-interval`: every WatchedImage checked again before it is due, nothing changed), then,
+ * unless `--skip-due`, a due run once the WatchedImages' 1m interval has passed (the scheduled check,
+ * nothing changed). Per run it reports:
  *
  * - registry requests by kind from the poller's own count (RegistryClient.stats(), in the run summary)
  *   and, as a cross-check, from the registry's access log (HEAD/GET of manifests with the poller's
  *   User-Agent) and the token server's log (pull-scope token requests);
+ * - the WatchedImage status writes and all requests kube-apiserver counted during the run
+ *   (apiserver_request_total from its /metrics);
  * - the run's own duration (summary.durationMs) and the wall time of the whole process (Node start,
  *   module loading and exit included);
  * - the peak RSS and CPU seconds of the poller process (`/usr/bin/time -v`, else bench/process-usage.ts
@@ -42,7 +46,12 @@ import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import { shippedNodeArgs } from '../scripts/lib/programs.ts';
-import { createWatchedImage } from '../test/support/controller-fixtures.ts';
+import {
+  apiserverRequests,
+  createWatchedImage,
+  metricValue,
+  type Sample,
+} from '../test/support/controller-fixtures.ts';
 import { installCrds } from '../test/support/crds.ts';
 import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
 
@@ -51,6 +60,9 @@ const USER_AGENT = 'kubewatcher-poller';
 const PULL_SECRET = 'bench-registry';
 const CREATE_CONCURRENCY = 16;
 const TARGET = { seconds: 15, rssMb: 150 };
+const INTERVAL = '1m';
+/** The poller checks a WatchedImage up to 15 s early (plan.ts, dueTolerance): wait a little longer. */
+const DUE_AFTER_MS = 60_000 - 15_000 + 2_000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -60,12 +72,13 @@ const { values: flags } = parseArgs({
     env: { type: 'string' },
     'node-options': { type: 'string', default: '' },
     dist: { type: 'boolean', default: false },
+    'skip-due': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist]',
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist] [--skip-due]',
   );
   process.exit(0);
 }
@@ -189,6 +202,8 @@ async function createNamespaceWithWatchedImages(
       await createWatchedImage({ custom }, namespace, `wi-${i}`, {
         image: `${token.host}/${ref.repository}:${ref.tag}`,
         pullSecrets: [{ name: PULL_SECRET }],
+        // The shortest interval, so the 'due' run can find every WatchedImage due within a minute.
+        interval: INTERVAL,
       });
     },
   );
@@ -211,6 +226,12 @@ interface RunMeasure {
   };
   /** The same requests as the registry and the token server saw them. */
   observed: { head: number; get: number; token: number };
+  /**
+   * What kube-apiserver counted meanwhile (apiserver_request_total): WatchedImage status writes
+   * (PATCH watchedimages/status) and every request.
+   */
+  statusWrites: number;
+  apiRequests: number;
   wallSeconds: number;
   peakRssMb: number;
   /** CPU seconds of the poller process, and of kube-apiserver and etcd while it ran. */
@@ -261,6 +282,7 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
     apiserver: apiserverPid ? (readProcessUsage(apiserverPid)?.cpuSeconds ?? Number.NaN) : Number.NaN,
     etcd: etcdPid ? (readProcessUsage(etcdPid)?.cpuSeconds ?? Number.NaN) : Number.NaN,
   });
+  const requestsBefore = await apiserverRequests(info);
   const serverBefore = serverCpu();
   const pollerArgs = [
     pollerNodeArgs.at(-1)!,
@@ -295,6 +317,7 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   });
   const wallSeconds = (performance.now() - started) / 1000;
   const serverAfter = serverCpu();
+  const requestsAfter = await apiserverRequests(info);
   if (code !== 0) throw new Error(`poller exited with ${code}:\n${output.slice(-4000)}`);
 
   let summary: RunMeasure['summary'] | undefined;
@@ -334,9 +357,15 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
     if (/ GET \/token .*scope=repository:\S+:pull( repository:\S+:pull)* granted=/.test(line))
       observed.token++;
   }
+  const counted = (samples: Sample[], labels: Record<string, string>) =>
+    metricValue(samples, 'apiserver_request_total', labels);
+  const statusLabels = { verb: 'PATCH', resource: 'watchedimages', subresource: 'status' };
   return {
     summary,
     observed,
+    statusWrites: counted(requestsAfter, statusLabels) - counted(requestsBefore, statusLabels),
+    // The bench's own /metrics scrape before the run is counted too: one GET.
+    apiRequests: counted(requestsAfter, {}) - counted(requestsBefore, {}) - 1,
     wallSeconds,
     peakRssMb: rssKb / 1024,
     pollerCpu: cpu,
@@ -356,7 +385,7 @@ function median(values: number[]): number {
 interface Row {
   n: number;
   m: number;
-  run: 'first' | 'steady';
+  run: 'first' | 'steady' | 'due';
   measures: RunMeasure[];
 }
 
@@ -371,6 +400,8 @@ function table(rows: Row[]): string {
     'log HEAD/GET/token',
     'target requests',
     'requests per tag',
+    'status writes',
+    'API requests',
     'run s',
     'process s',
     'poller CPU s',
@@ -390,6 +421,8 @@ function table(rows: Row[]): string {
       // One anonymous HEAD learns the registry's challenge; one token carries every repository.
       `${r.m + 1} HEAD + 1 token`,
       (med((x) => x.summary.requests.total) / r.m).toFixed(2),
+      String(med((x) => x.statusWrites)),
+      String(med((x) => x.apiRequests)),
       (med((x) => x.summary.durationMs) / 1000).toFixed(2),
       med((x) => x.wallSeconds).toFixed(2),
       med((x) => x.pollerCpu).toFixed(1),
@@ -433,22 +466,33 @@ async function main(): Promise<void> {
       await pushReferences(info, refs, pushed);
       const first: Row = { n, m, run: 'first', measures: [] };
       const steady: Row = { n, m, run: 'steady', measures: [] };
+      const due: Row = { n, m, run: 'due', measures: [] };
       for (let r = 1; r <= repeats; r++) {
         const namespace = `bench-${tag}-${n}-${r}`;
         const createSeconds = await createNamespaceWithWatchedImages(info, namespace, n, refs);
         say(`N=${n} #${r}: created ${n} WatchedImages in ${createSeconds.toFixed(1)} s`);
         const a = await runPoller(info, namespace, []);
         say(
-          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(1)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
+          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} status writes ${a.statusWrites}, API requests ${a.apiRequests}, run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(1)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
         );
         const b = await runPoller(info, namespace, ['--ignore-interval']);
+        // The steady run may have moved lastCheckedTime: the interval counts from its end.
+        const steadyEnded = Date.now();
         say(
-          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(1)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
+          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} status writes ${b.statusWrites}, API requests ${b.apiRequests}, run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(1)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
         );
         first.measures.push(a);
         steady.measures.push(b);
+        if (flags['skip-due']) continue;
+        // Once spec.interval has passed, every WatchedImage is due: the scheduled check.
+        await delay(Math.max(0, steadyEnded + DUE_AFTER_MS - Date.now()));
+        const c = await runPoller(info, namespace, []);
+        say(
+          `N=${n} #${r} due:    ${JSON.stringify(c.summary.requests)} status writes ${c.statusWrites}, API requests ${c.apiRequests}, run ${c.summary.durationMs} ms, process ${c.wallSeconds.toFixed(2)} s, CPU ${c.pollerCpu.toFixed(1)} s (apiserver ${c.apiserverCpu.toFixed(1)} s), RSS ${c.peakRssMb.toFixed(0)} MB, checked ${c.summary.checked}, unchanged ${c.summary.unchanged}, failed ${c.summary.failed}`,
+        );
+        due.measures.push(c);
       }
-      rows.push(first, steady);
+      rows.push(first, steady, ...(due.measures.length > 0 ? [due] : []));
     }
   } finally {
     await stop();
@@ -458,7 +502,8 @@ async function main(): Promise<void> {
     `Poller benchmark: medians of ${repeats} run(s) per row; ${repositoryCount} repositories on the token-auth registry; one pull secret.`,
     'HEAD/GET/token: the poller\'s count (RegistryClient.stats()); "log": the registry access log and the token server log.',
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
-    'CPU s: the poller process (user + system), and kube-apiserver during the run (every WatchedImage checked is one status write).',
+    'CPU s: the poller process (user + system), and kube-apiserver during the run.',
+    'status writes: PATCH watchedimages/status and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
     `Poller: ${flags.dist ? `the bundle as the CronJob runs it (node ${pollerNodeArgs.slice(0, -1).join(' ')})` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
     `Targets: requests = M + 1 HEAD and one token (one per registry and credential), ≤ 1.1 per tag; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',

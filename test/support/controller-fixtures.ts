@@ -516,6 +516,13 @@ export function parseMetrics(text: string): Sample[] {
   return samples;
 }
 
+/** kube-apiserver's own request counters (`apiserver_request_total`), scraped from its /metrics. */
+export async function apiserverRequests(info: LocalClusterInfo): Promise<Sample[]> {
+  return parseMetrics(await kubectl(info, 'get', '--raw', '/metrics')).filter(
+    (s) => s.name === 'apiserver_request_total',
+  );
+}
+
 /** The sum of the samples named `name` whose labels include `labels`. */
 export function metricValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
   return samples
