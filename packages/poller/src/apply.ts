@@ -29,18 +29,21 @@ export class PollApplier {
     this.#now = now;
   }
 
-  /** Writes a status the plan computed whole (an invalid spec's). */
-  async writeStatus(wi: WatchedImage, status: PollerStatus): Promise<void> {
-    await this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
+  /** Writes a status the plan computed whole (an invalid spec's); true when it was written. */
+  async writeStatus(wi: WatchedImage, status: PollerStatus): Promise<boolean> {
+    return this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
   }
 
   /**
    * The ImageUpdate first, the status second: a run killed in between finds the same change again
    * next time and meets its own ImageUpdate, so nothing is lost or doubled. When the ImageUpdate
-   * cannot be created, the status says so and keeps the old baseline. True when an ImageUpdate was
-   * created by this call.
+   * cannot be created, the status says so and keeps the old baseline. Whether this call created
+   * the ImageUpdate, and whether the status was written.
    */
-  async record(target: PollTarget, decision: Decision): Promise<boolean> {
+  async record(
+    target: PollTarget,
+    decision: Pick<Decision, 'status' | 'imageUpdate'>,
+  ): Promise<{ imageUpdateCreated: boolean; statusWritten: boolean }> {
     const wi = target.watchedImage;
     let created = false;
     let status = decision.status;
@@ -55,8 +58,8 @@ export class PollApplier {
         status = imageUpdateFailedStatus(target, message, this.#now());
       }
     }
-    await this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
-    return created;
+    const statusWritten = await this.#guarded(wi, () => this.#cluster.applyStatus(wi, status));
+    return { imageUpdateCreated: created, statusWritten };
   }
 
   /** Creates the ImageUpdate under its deterministic name; true when this call created it. */
@@ -84,14 +87,16 @@ export class PollApplier {
     );
   }
 
-  async #guarded(wi: WatchedImage, write: () => Promise<void>): Promise<void> {
+  async #guarded(wi: WatchedImage, write: () => Promise<void>): Promise<boolean> {
     try {
       await write();
+      return true;
     } catch (err) {
       this.#logger.error('could not record the result', {
         watchedImage: objectKey(wi),
         error: boundMessage((err as Error).message),
       });
+      return false;
     }
   }
 }

@@ -1,13 +1,18 @@
 import { kubeTime, MAX_MESSAGE_BYTES, nameLabelValue, type WatchedImage } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import {
+  budgetChecks,
+  budgetReserve,
+  DEFAULT_RATE_LIMIT_PAUSE_MS,
   decide,
   dueTolerance,
   groupTargets,
   imageUpdateFailedStatus,
   isSameChange,
+  lowerBudget,
   oldestCheckFirst,
   type PollTarget,
+  registryBudgets,
   runDeadlines,
   selectDue,
 } from './plan.ts';
@@ -144,6 +149,7 @@ describe('decide', () => {
     watchedImage: item,
     reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
     image: 'docker.io/library/nginx:1.27',
+    intervalMs: 5 * 60_000,
   });
 
   it('records the first digest as the baseline without an update', () => {
@@ -287,6 +293,7 @@ describe('every outcome has a status that fits', () => {
     watchedImage: item,
     reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
     image: 'docker.io/library/nginx:1.27',
+    intervalMs: 5 * 60_000,
   });
 
   it('a refused ImageUpdate: checked now, the old baseline kept, Resolved False ImageUpdateFailed', () => {
@@ -357,6 +364,7 @@ describe('run order and budget', () => {
       watchedImage: item as WatchedImage,
       reference: { domain: 'docker.io', path: 'x' },
       image: 'x',
+      intervalMs: 5 * 60_000,
     }));
     expect(oldestCheckFirst(targets).map((t) => t.watchedImage.metadata.name)).toEqual([
       'never',
@@ -390,6 +398,7 @@ describe('isSameChange', () => {
       watchedImage: wi('web', {}, checked(1)),
       reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
       image: 'docker.io/library/nginx:1.27',
+      intervalMs: 5 * 60_000,
     },
     { ok: true, digest: B, method: 'HEAD' },
     NOW,
@@ -421,5 +430,224 @@ describe('isSameChange', () => {
         since,
       ),
     ).toBe(false);
+  });
+});
+
+describe('which checks are written', () => {
+  const MIN = 60_000;
+  const target = (item: WatchedImage): PollTarget => ({
+    watchedImage: item,
+    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+    image: 'docker.io/library/nginx:1.27',
+    intervalMs: 5 * MIN,
+  });
+  /** A WatchedImage whose last check (ago ms before NOW) resolved to A, as the poller wrote it. */
+  const resolvedBefore = (ago: number, rateLimit?: NonNullable<WatchedImage['status']>['rateLimit']) => {
+    const first = decide(
+      target(wi('a')),
+      { ok: true, digest: A, method: 'HEAD', ...(rateLimit ? { rateLimit: rateLimit as never } : {}) },
+      new Date(NOW.getTime() - ago),
+    ).status;
+    return wi('a', {}, { ...first, lastChangedTime: first.lastChangedTime! });
+  };
+  const ok = { ok: true as const, digest: A, method: 'HEAD' as const };
+  const cases: [string, WatchedImage, Parameters<typeof decide>[1], boolean][] = [
+    ['never checked', wi('a'), ok, true],
+    ['unchanged, checked 2m ago (an early check)', resolvedBefore(2 * MIN), ok, false],
+    ['unchanged, checked 5m ago (the scheduled check)', resolvedBefore(5 * MIN), ok, true],
+    ['unchanged, checked 4m50s ago (within the due tolerance)', resolvedBefore(4 * MIN + 50_000), ok, true],
+    ['digest moved, checked 2m ago', resolvedBefore(2 * MIN), { ...ok, digest: B }, true],
+    [
+      'unchanged, checked 2m ago, a check requested (webhook) since',
+      wi(
+        'a',
+        {},
+        {
+          ...resolvedBefore(2 * MIN).status!,
+          checkRequestedTime: new Date(NOW.getTime() - MIN).toISOString(),
+        },
+      ),
+      ok,
+      true,
+    ],
+    [
+      'unchanged, checked 2m ago, the last request served by it',
+      wi(
+        'a',
+        {},
+        {
+          ...resolvedBefore(2 * MIN).status!,
+          checkRequestedTime: new Date(NOW.getTime() - 3 * MIN).toISOString(),
+        },
+      ),
+      ok,
+      false,
+    ],
+    [
+      'failure after a success, checked 2m ago',
+      resolvedBefore(2 * MIN),
+      { ok: false, reason: 'NotFound', message: 'gone' },
+      true,
+    ],
+    [
+      'only remaining changed, checked 2m ago',
+      resolvedBefore(2 * MIN, { limit: 100, remaining: 50, windowSeconds: 3600 }),
+      { ...ok, rateLimit: { limit: 100, remaining: 40, windowSeconds: 3600 } },
+      false,
+    ],
+    [
+      'the limit changed, checked 2m ago',
+      resolvedBefore(2 * MIN, { limit: 100, remaining: 50, windowSeconds: 3600 }),
+      { ...ok, rateLimit: { limit: 200, remaining: 150, windowSeconds: 3600 } },
+      true,
+    ],
+    [
+      'a 429, checked 2m ago',
+      resolvedBefore(2 * MIN),
+      { ok: false, reason: 'RateLimited', message: 'slow down', retryAfterMs: 60_000 },
+      true,
+    ],
+  ];
+  it.each(cases)('%s', (_name, item, result, write) => {
+    expect(decide(target(item), result, NOW).write).toBe(write);
+  });
+
+  it('records a pause after a 429: Retry-After, else the default, keeping the known figures', () => {
+    const item = resolvedBefore(6 * MIN, { limit: 100, remaining: 3, windowSeconds: 3600 });
+    const withRetry = decide(
+      target(item),
+      { ok: false, reason: 'RateLimited', message: '429', retryAfterMs: 120_000 },
+      NOW,
+    );
+    expect(withRetry.status.rateLimit).toMatchObject({
+      limit: 100,
+      remaining: 3,
+      pausedUntil: new Date(NOW.getTime() + 120_000).toISOString(),
+    });
+    const without = decide(target(item), { ok: false, reason: 'RateLimited', message: '429' }, NOW);
+    expect(without.status.rateLimit?.pausedUntil).toBe(
+      new Date(NOW.getTime() + DEFAULT_RATE_LIMIT_PAUSE_MS).toISOString(),
+    );
+  });
+
+  it('keeps a pause that has not ended and drops one that has', () => {
+    const paused = (until: number) =>
+      wi(
+        'a',
+        {},
+        {
+          ...checked(6 * MIN),
+          rateLimit: { observedTime: NOW.toISOString(), pausedUntil: new Date(until).toISOString() },
+        },
+      );
+    const notFound = { ok: false as const, reason: 'NotFound' as const, message: 'gone' };
+    expect(decide(target(paused(NOW.getTime() + MIN)), notFound, NOW).status.rateLimit?.pausedUntil).toBe(
+      new Date(NOW.getTime() + MIN).toISOString(),
+    );
+    expect(decide(target(paused(NOW.getTime() - MIN)), ok, NOW).status.rateLimit).toBeUndefined();
+  });
+});
+
+describe('registry budgets', () => {
+  const MIN = 60_000;
+  const at = (ago: number) => new Date(NOW.getTime() - ago).toISOString();
+  const limited = (
+    name: string,
+    image: string,
+    rateLimit: NonNullable<WatchedImage['status']>['rateLimit'],
+  ): WatchedImage => wi(name, { image }, { ...checked(MIN), rateLimit });
+
+  it('reads the newest figures of each registry, the lower remaining on a tie, and a pause', () => {
+    const budgets = registryBudgets(
+      [
+        limited('a', 'nginx:1', {
+          limit: 100,
+          remaining: 80,
+          windowSeconds: 21600,
+          observedTime: at(10 * MIN),
+        }),
+        limited('b', 'redis:7', { limit: 100, remaining: 30, windowSeconds: 21600, observedTime: at(MIN) }),
+        limited('c', 'redis:6', { limit: 100, remaining: 20, windowSeconds: 21600, observedTime: at(MIN) }),
+        limited('d', 'ghcr.io/acme/web:v1', { observedTime: at(0), pausedUntil: at(-5 * MIN) }),
+        limited('e', 'quay.io/x/y:1', { observedTime: at(10 * MIN), pausedUntil: at(MIN) }),
+        wi('f', { image: 'gcr.io/p/i:1' }, checked(MIN)),
+      ],
+      NOW,
+    );
+    // One minute of a 6-hour window of 100 gives nothing back yet.
+    expect(budgets.get('docker.io')).toEqual({
+      registry: 'docker.io',
+      limit: 100,
+      estimatedRemaining: 20,
+      allowance: 20 - budgetReserve(100),
+    });
+    expect(budgets.get('ghcr.io')).toEqual({
+      registry: 'ghcr.io',
+      pausedUntil: NOW.getTime() + 5 * MIN,
+    });
+    // A pause that has ended and a registry without figures set nothing.
+    expect(budgets.get('quay.io')).toEqual({ registry: 'quay.io' });
+    expect(budgets.has('gcr.io')).toBe(false);
+  });
+
+  it('gives the budget back as the window goes by, never above the limit', () => {
+    const figures = (ago: number) => [
+      limited('a', 'nginx:1', { limit: 60, remaining: 0, windowSeconds: 3600, observedTime: at(ago) }),
+    ];
+    expect(registryBudgets(figures(30 * MIN), NOW).get('docker.io')?.estimatedRemaining).toBe(30);
+    expect(registryBudgets(figures(5 * 60 * MIN), NOW).get('docker.io')?.estimatedRemaining).toBe(60);
+    expect(registryBudgets(figures(0), NOW).get('docker.io')?.allowance).toBe(0);
+  });
+
+  const group = (name: string, image: string, lastCheckedAgo?: number): PollTarget[] => {
+    const [domain, ...rest] = image.split('/');
+    return [
+      {
+        watchedImage: wi(
+          name,
+          { image },
+          lastCheckedAgo === undefined ? undefined : { lastCheckedTime: at(lastCheckedAgo) },
+        ),
+        reference: { domain: domain!, path: rest.join('/').split(':')[0]!, tag: 'v1' },
+        image,
+        intervalMs: 5 * MIN,
+      },
+    ];
+  };
+
+  it('sends a budgeted registry at most its allowance, the first in the order given, and a paused one nothing', () => {
+    const groups = [
+      group('never', 'hub.example/b:v1'),
+      group('oldest', 'hub.example/c:v1', 60 * MIN),
+      group('recent', 'hub.example/a:v1', 6 * MIN),
+      group('other', 'other.example/d:v1', 6 * MIN),
+      group('paused', 'paused.example/e:v1', 6 * MIN),
+      group('free', 'free.example/f:v1', 6 * MIN),
+    ];
+    const { send, deferred } = budgetChecks(
+      groups,
+      new Map([
+        ['hub.example', { registry: 'hub.example', allowance: 2, limit: 10, estimatedRemaining: 3 }],
+        ['other.example', { registry: 'other.example', allowance: 5 }],
+        ['paused.example', { registry: 'paused.example', pausedUntil: NOW.getTime() + MIN }],
+      ]),
+      NOW,
+    );
+    expect(send.map((g) => g[0]!.watchedImage.metadata.name)).toEqual(['never', 'oldest', 'other', 'free']);
+    expect(deferred.get('hub.example')).toMatchObject({ why: 'budget' });
+    expect(deferred.get('hub.example')!.groups.map((g) => g[0]!.watchedImage.metadata.name)).toEqual([
+      'recent',
+    ]);
+    expect(deferred.get('paused.example')).toMatchObject({ why: 'paused' });
+    expect(deferred.has('other.example')).toBe(false);
+  });
+
+  it('keeps the lowest figures of a run, or new ones when the limit changes', () => {
+    const f = (limit: number, remaining: number) => ({ limit, remaining, windowSeconds: 60 });
+    expect(lowerBudget(undefined, f(10, 5))).toBe(true);
+    expect(lowerBudget(f(10, 5), f(10, 4))).toBe(true);
+    expect(lowerBudget(f(10, 4), f(10, 5))).toBe(false);
+    expect(lowerBudget(f(10, 4), f(20, 15))).toBe(true);
+    expect(lowerBudget(f(10, 4), undefined)).toBe(false);
   });
 });

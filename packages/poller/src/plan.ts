@@ -38,6 +38,8 @@ export interface PollTarget {
   reference: ImageReference;
   /** Canonical `registry/repository:tag` the digest belongs to. */
   image: string;
+  /** spec.interval in milliseconds. */
+  intervalMs: number;
 }
 
 export interface DueSelection {
@@ -92,7 +94,7 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
       Number.isNaN(last) ||
       last + intervalMs - dueTolerance(intervalMs) <= now.getTime()
     ) {
-      selection.due.push({ watchedImage: wi, reference, image });
+      selection.due.push({ watchedImage: wi, reference, image, intervalMs });
     } else {
       selection.notDue++;
     }
@@ -113,6 +115,130 @@ export function groupTargets<T extends { image: string }>(
     else groups.set(key, [t]);
   }
   return groups;
+}
+
+/** What a run knows of one registry's limits before it starts, read back from the WatchedImages' status. */
+export interface RegistryBudget {
+  /** The registry as written in image references (`docker.io`, `127.0.0.1:5000`). */
+  registry: string;
+  /** A 429 paused it until this time (ms since the epoch): nothing is sent to it before. */
+  pausedUntil?: number;
+  /** Lookups this run may send it; unset when it reports no limit. */
+  allowance?: number;
+  limit?: number;
+  /** `remaining` as last seen plus what the window has given back since (see registryBudgets). */
+  estimatedRemaining?: number;
+}
+
+/** Requests of a registry's budget left for others (kubelet pulls from the same address) and for retries. */
+export function budgetReserve(limit: number): number {
+  return Math.max(1, Math.ceil(limit / 10));
+}
+
+/** A window assumed for figures that name none. */
+const DEFAULT_WINDOW_SECONDS = 3600;
+
+/**
+ * Each registry's pause and budget from the rate-limit status of every WatchedImage listed (due or
+ * not): the latest pause, and the newest figures (ties: the lower remaining). A budget comes back as
+ * its window goes by, at limit/window per second, as in a sliding window (Docker Hub's 6-hour one):
+ * a fixed window that resets all at once is only underestimated. Each run may spend the estimate
+ * minus a reserve (budgetReserve), so the registry is never driven to 0 by the poller.
+ */
+export function registryBudgets(items: readonly WatchedImage[], now: Date): Map<string, RegistryBudget> {
+  const newest = new Map<string, { observed: number; limit: number; remaining: number; window: number }>();
+  const budgets = new Map<string, RegistryBudget>();
+  for (const wi of items) {
+    const rl = wi.status?.rateLimit;
+    if (!rl) continue;
+    let registry: string;
+    try {
+      registry = normalizeReference(wi.spec.image).domain;
+    } catch {
+      continue;
+    }
+    const budget = budgets.get(registry) ?? { registry };
+    budgets.set(registry, budget);
+    const paused = rl.pausedUntil ? Date.parse(rl.pausedUntil) : Number.NaN;
+    if (paused > now.getTime() && paused > (budget.pausedUntil ?? 0)) budget.pausedUntil = paused;
+    const observed = rl.observedTime ? Date.parse(rl.observedTime) : Number.NaN;
+    if (rl.limit === undefined || rl.remaining === undefined || Number.isNaN(observed)) continue;
+    const seen = newest.get(registry);
+    if (!seen || observed > seen.observed || (observed === seen.observed && rl.remaining < seen.remaining)) {
+      newest.set(registry, {
+        observed,
+        limit: rl.limit,
+        remaining: rl.remaining,
+        window: rl.windowSeconds || DEFAULT_WINDOW_SECONDS,
+      });
+    }
+  }
+  for (const [registry, figures] of newest) {
+    const elapsedSeconds = Math.max(0, (now.getTime() - figures.observed) / 1000);
+    const regained = Math.floor((figures.limit * elapsedSeconds) / figures.window);
+    const estimate = Math.min(figures.limit, figures.remaining + regained);
+    const budget = budgets.get(registry)!;
+    budget.limit = figures.limit;
+    budget.estimatedRemaining = estimate;
+    budget.allowance = Math.max(0, estimate - budgetReserve(figures.limit));
+  }
+  return budgets;
+}
+
+export interface BudgetedChecks<G> {
+  /** The lookups to send this run, in the order given. */
+  send: G[];
+  /** Per registry, the lookups left for a later run and why. */
+  deferred: Map<string, { groups: G[]; why: 'paused' | 'budget'; budget: RegistryBudget }>;
+}
+
+/**
+ * Which lookups a run sends: none to a paused registry, at most `allowance` to one with a known
+ * budget, the first ones in the order given (runPoll's is oldest check first, oldestCheckFirst);
+ * the rest wait for a later run (they stay due), so checks spread over the window instead of
+ * driving the registry past its budget.
+ */
+export function budgetChecks<G extends readonly PollTarget[]>(
+  groups: readonly G[],
+  budgets: ReadonlyMap<string, RegistryBudget>,
+  now: Date,
+): BudgetedChecks<G> {
+  const byRegistry = new Map<string, G[]>();
+  for (const group of groups) {
+    const registry = group[0]!.reference.domain;
+    if (!budgets.has(registry)) continue;
+    byRegistry.set(registry, [...(byRegistry.get(registry) ?? []), group]);
+  }
+  const held = new Set<G>();
+  const deferred: BudgetedChecks<G>['deferred'] = new Map();
+  for (const [registry, list] of byRegistry) {
+    const budget = budgets.get(registry)!;
+    let keep: number;
+    let why: 'paused' | 'budget';
+    if (budget.pausedUntil !== undefined && budget.pausedUntil > now.getTime()) {
+      keep = 0;
+      why = 'paused';
+    } else if (budget.allowance !== undefined) {
+      keep = budget.allowance;
+      why = 'budget';
+    } else continue;
+    if (list.length <= keep) continue;
+    const waiting = list.slice(keep);
+    for (const g of waiting) held.add(g);
+    deferred.set(registry, { groups: waiting, why, budget });
+  }
+  return { send: groups.filter((g) => !held.has(g)), deferred };
+}
+
+/**
+ * Whether `next` should replace `current` as the figures a run leaves for the next one: the lower
+ * `remaining` (the budget only shrinks within a run), or a different limit or window.
+ */
+export function lowerBudget(current: RateLimitInfo | undefined, next: RateLimitInfo | undefined): boolean {
+  if (!next) return false;
+  if (!current) return true;
+  if (next.limit !== current.limit || next.windowSeconds !== current.windowSeconds) return true;
+  return next.remaining < current.remaining;
 }
 
 /** The status fields the poller owns, always written whole (server-side apply drops what is left out). */
@@ -159,6 +285,8 @@ export type Outcome = 'baseline' | 'unchanged' | 'changed' | 'failed';
 export interface Decision {
   outcome: Outcome;
   status: PollerStatus;
+  /** Whether `status` must be written (statusNeedsWrite); ImageUpdates always come with a write. */
+  write: boolean;
   imageUpdate?: ImageUpdateDraft;
   /** For the log: what happened, in words. */
   message: string;
@@ -175,12 +303,26 @@ export function decide(
   pinnedDigest?: string,
   unsupportedPinnedDigest?: string,
 ): Decision {
+  const decision = decideStatus(target, result, now, pinnedDigest, unsupportedPinnedDigest);
+  return {
+    ...decision,
+    write: statusNeedsWrite(target.watchedImage.status, decision.status, now, target.intervalMs),
+  };
+}
+
+function decideStatus(
+  target: PollTarget,
+  result: ResolveResult,
+  now: Date,
+  pinnedDigest?: string,
+  unsupportedPinnedDigest?: string,
+): Omit<Decision, 'write'> {
   const wi = target.watchedImage;
   const previous = wi.status ?? {};
   const nowIso = now.toISOString();
   const generation = wi.metadata.generation ?? 0;
   const conditions = previous.conditions ?? [];
-  const rateLimit = rateLimitStatus(result.rateLimit, nowIso) ?? keepRateLimit(previous.rateLimit);
+  const rateLimit = nextRateLimit(previous.rateLimit, result, now);
   const kept: PollerStatus = {
     ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
     ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
@@ -221,7 +363,7 @@ export function decide(
         ? `; a workload pins ${unsupportedPinnedDigest.slice(0, 140)}, which Kubewatcher cannot record (sha256 digests only), so it gets no update to the baseline`
         : '';
     const status = resolvedStatus(nowIso, `${wi.spec.image} resolves to ${digest}${unsupported}`);
-    const decision: Decision = {
+    const decision: Omit<Decision, 'write'> = {
       outcome: 'baseline',
       status,
       message: `baseline recorded: ${digest}${unsupported}`,
@@ -264,7 +406,7 @@ export function imageUpdateFailedStatus(target: PollTarget, message: string, now
 /** Checked now, everything recorded before kept, Resolved False with `reason`. */
 function notRecordedStatus(wi: WatchedImage, reason: string, message: string, now: Date): PollerStatus {
   const previous = wi.status ?? {};
-  const rateLimit = keepRateLimit(previous.rateLimit);
+  const rateLimit = nextRateLimit(previous.rateLimit, undefined, now);
   return {
     ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
     ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
@@ -332,18 +474,90 @@ function resolvedCondition(
   return next.filter((c) => c.type === CONDITION_TYPE.Resolved);
 }
 
-function rateLimitStatus(info: RateLimitInfo | undefined, observedTime: string): PollerStatus['rateLimit'] {
-  if (!info) return undefined;
-  return {
-    limit: info.limit,
-    remaining: info.remaining,
-    ...(info.windowSeconds !== undefined ? { windowSeconds: info.windowSeconds } : {}),
-    observedTime,
-  };
+/** How long a registry that answered 429 without Retry-After is left alone. */
+export const DEFAULT_RATE_LIMIT_PAUSE_MS = 5 * 60_000;
+
+/**
+ * The rate-limit status after a check: the figures the result carries (else the stored ones), and the
+ * pause a 429 asks for (else a stored pause that has not ended).
+ */
+function nextRateLimit(
+  previous: PollerStatus['rateLimit'] | undefined,
+  result: ResolveResult | undefined,
+  now: Date,
+): PollerStatus['rateLimit'] {
+  const info = result?.rateLimit;
+  const { pausedUntil: storedPause, ...stored } = previous ?? {};
+  const figures: RateLimit = info
+    ? {
+        limit: info.limit,
+        remaining: info.remaining,
+        ...(info.windowSeconds !== undefined ? { windowSeconds: info.windowSeconds } : {}),
+        observedTime: now.toISOString(),
+      }
+    : stored.limit !== undefined
+      ? stored
+      : {};
+  let pausedUntil: string | undefined;
+  if (result && !result.ok && result.reason === RESOLVED_REASON.RateLimited) {
+    pausedUntil = new Date(
+      now.getTime() + (result.retryAfterMs ?? DEFAULT_RATE_LIMIT_PAUSE_MS),
+    ).toISOString();
+  } else if (storedPause !== undefined && Date.parse(storedPause) > now.getTime()) {
+    pausedUntil = storedPause;
+  }
+  if (figures.limit === undefined && !pausedUntil) return undefined;
+  return { ...figures, ...(pausedUntil ? { pausedUntil } : {}) };
 }
 
-function keepRateLimit(previous: PollerStatus['rateLimit'] | undefined): PollerStatus['rateLimit'] {
-  return previous ? { ...previous } : undefined;
+/**
+ * Whether a check's status has to be written. Each write costs the API server a server-side apply
+ * (about 6 ms of its CPU), so an unchanged check is written only when the next run or a person needs
+ * it: when any field other than the time stamps differs (digest, baseline, Resolved condition,
+ * the rate-limit figures that pace the next run: limit, window, pause), or when the check was the
+ * scheduled one (lastCheckedTime at least one interval old, within the due tolerance), because the
+ * next run picks the due WatchedImages by lastCheckedTime. An early check (--ignore-interval) that
+ * found nothing new is not written, so lastCheckedTime, the LAST CHECKED column, is the last
+ * scheduled check, the last requested one (status.checkRequestedTime) or the last check that found
+ * something, never more than one interval older than the newest check. `remaining` alone does not count: runPoll writes the lowest one of each registry
+ * once per run (RateLimitCarrier).
+ */
+export function statusNeedsWrite(
+  previous: WatchedImage['status'] | undefined,
+  next: PollerStatus,
+  now: Date,
+  intervalMs: number,
+): boolean {
+  const before = previous ?? {};
+  const last = before.lastCheckedTime ? Date.parse(before.lastCheckedTime) : Number.NaN;
+  if (Number.isNaN(last) || now.getTime() - last >= intervalMs - dueTolerance(intervalMs)) return true;
+  // A requested check (webhook, plugin) is served once lastCheckedTime passes the request.
+  const requested = before.checkRequestedTime ? Date.parse(before.checkRequestedTime) : Number.NaN;
+  if (requested > last) return true;
+  if (
+    before.digest !== next.digest ||
+    before.shortDigest !== next.shortDigest ||
+    before.resolvedImage !== next.resolvedImage ||
+    before.lastChangedTime !== next.lastChangedTime
+  )
+    return true;
+  const was = before.conditions?.find((c) => c.type === CONDITION_TYPE.Resolved);
+  const will = next.conditions.find((c) => c.type === CONDITION_TYPE.Resolved);
+  if (
+    was?.status !== will?.status ||
+    was?.reason !== will?.reason ||
+    was?.message !== will?.message ||
+    was?.observedGeneration !== will?.observedGeneration
+  )
+    return true;
+  const a = before.rateLimit;
+  const b = next.rateLimit;
+  return (
+    a?.limit !== b?.limit ||
+    a?.windowSeconds !== b?.windowSeconds ||
+    a?.pausedUntil !== b?.pausedUntil ||
+    (a?.remaining === undefined) !== (b?.remaining === undefined)
+  );
 }
 
 /** `detectedTime` is now: this run is the first to see `toDigest` (a rerun meets its own record). */

@@ -15,15 +15,20 @@ import { PollApplier } from './apply.ts';
 import type { PollerCluster } from './cluster.ts';
 import { CredentialGatherer, GatherError, listWatchedImages, type Prepared } from './gather.ts';
 import {
+  budgetChecks,
+  type Decision,
   decide,
   groupTargets,
   invalidStatus,
+  lowerBudget,
   oldestCheckFirst,
   type PollTarget,
+  registryBudgets,
   runDeadlines,
   selectDue,
+  statusNeedsWrite,
 } from './plan.ts';
-import type { RegistryClient, ResolveResult } from './registry/index.ts';
+import type { RateLimitInfo, RegistryClient, ResolveResult } from './registry/index.ts';
 
 export interface RunOptions {
   cluster: PollerCluster;
@@ -55,9 +60,14 @@ export interface RunSummary {
   notDue: number;
   suspended: number;
   invalid: number;
-  /** Due but not checked: the run's budget ran out first. They are the first checked next run. */
+  /**
+   * Due but not checked: the run's time budget ran out first, or their registry is paused after a
+   * 429 or has nearly spent its rate-limit budget. They are the first checked next run.
+   */
   deferred: number;
   imageUpdatesCreated: number;
+  /** WatchedImage status writes: only checks that changed something, or were the scheduled one. */
+  statusWrites: number;
   /** Distinct (image, credential) pairs resolved: one registry lookup each. */
   resolutions: number;
   requests: { head: number; get: number; token: number; total: number };
@@ -89,6 +99,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     invalid: 0,
     deferred: 0,
     imageUpdatesCreated: 0,
+    statusWrites: 0,
     resolutions: 0,
     requests: { head: 0, get: 0, token: 0, total: 0 },
     durationMs: 0,
@@ -103,7 +114,11 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   summary.invalid = selection.invalid.length;
   for (const { watchedImage, message } of selection.invalid) {
     logger.warn('invalid WatchedImage skipped', { watchedImage: objectKey(watchedImage), error: message });
-    if (!opts.dryRun) await apply.writeStatus(watchedImage, invalidStatus(watchedImage, message, now()));
+    const status = invalidStatus(watchedImage, message, now());
+    // Met every run, but written only when the problem is new or different: no interval applies.
+    if (!opts.dryRun && statusNeedsWrite(watchedImage.status, status, now(), Number.POSITIVE_INFINITY)) {
+      if (await apply.writeStatus(watchedImage, status)) summary.statusWrites++;
+    }
   }
 
   const gatherer = new CredentialGatherer(cluster, logger);
@@ -124,12 +139,43 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     }
   }
 
-  // Groups keep the oldest-first order of their first member.
-  const groups = [...groupTargets(prepared, (p) => p.credentialId).values()];
+  // Groups keep the oldest-first order of their first member. Registries paused by a 429 or near
+  // the end of their budget (as earlier runs recorded them) get fewer lookups or none.
+  const grouped = [...groupTargets(prepared, (p) => p.credentialId).values()];
+  const { send: groups, deferred: heldBack } = budgetChecks(grouped, registryBudgets(all, now()), now());
+  for (const [registry, { groups: waiting, why, budget }] of heldBack) {
+    const count = waiting.reduce((n, g) => n + g.length, 0);
+    summary.deferred += count;
+    logger.info(
+      why === 'paused'
+        ? 'registry paused after a 429: its due WatchedImages wait'
+        : 'registry budget nearly spent: some due WatchedImages wait for a later run',
+      {
+        registry,
+        deferred: count,
+        ...(budget.pausedUntil !== undefined
+          ? { pausedUntil: new Date(budget.pausedUntil).toISOString() }
+          : {}),
+        ...(budget.limit !== undefined
+          ? {
+              limit: budget.limit,
+              estimatedRemaining: budget.estimatedRemaining,
+              allowance: budget.allowance,
+            }
+          : {}),
+      },
+    );
+  }
   opts.registry.planLookups(groups.map((group) => group[0]!));
+  /** Per registry, the lowest budget seen this run and the WatchedImage whose status carries it. */
+  const carriers = new Map<
+    string,
+    { info: RateLimitInfo; target: PollTarget; decision: Decision; written: boolean }
+  >();
   const lookupTimeoutMs = opts.registry.timeoutMs;
   const deadlines =
     opts.budgetMs === undefined ? undefined : runDeadlines(started, opts.budgetMs, lookupTimeoutMs);
+  const timeDeferredBefore = summary.deferred;
   const outcomes = await settleWithLimit(groups, opts.concurrency ?? 8, async (group) => {
     if (deadlines && Date.now() >= deadlines.lastStart) {
       summary.deferred += group.length;
@@ -144,18 +190,30 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     );
     for (const target of group) {
       summary.checked++;
-      await record(target, result, target.pinnedDigest, target.unsupportedPinnedDigest);
+      const recorded = await record(target, result, target.pinnedDigest, target.unsupportedPinnedDigest);
+      const registry = target.reference.domain;
+      if (lowerBudget(carriers.get(registry)?.info, result.rateLimit))
+        carriers.set(registry, { info: result.rateLimit!, target, ...recorded });
     }
   });
-  if (summary.deferred > 0) {
+  if (summary.deferred > timeDeferredBefore) {
     logger.warn('run budget spent: WatchedImages left for the next run, which checks them first', {
-      deferred: summary.deferred,
+      deferred: summary.deferred - timeDeferredBefore,
       budgetMs: opts.budgetMs,
     });
   }
   // Each group's failures are recorded on its WatchedImages; a rejection here is a defect, not a fault.
   const defect = outcomes.find((o) => o.status === 'rejected');
   if (defect) throw defect.reason;
+
+  // The next run paces itself by these figures: each registry's lowest goes into one status at least.
+  if (!opts.dryRun) {
+    for (const carrier of carriers.values()) {
+      if (carrier.written) continue;
+      const applied = await apply.record(carrier.target, { status: carrier.decision.status });
+      if (applied.statusWritten) summary.statusWrites++;
+    }
+  }
 
   const stats = opts.registry.stats();
   summary.requests = {
@@ -172,7 +230,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     result: ResolveResult,
     pinnedDigest?: string,
     unsupportedPinnedDigest?: string,
-  ): Promise<void> {
+  ): Promise<{ decision: Decision; written: boolean }> {
     const wi = target.watchedImage;
     const decision = decide(target, result, now(), pinnedDigest, unsupportedPinnedDigest);
     if (decision.outcome === 'failed') summary.failed++;
@@ -186,7 +244,10 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       image: wi.spec.image,
       outcome: decision.outcome,
     });
-    if (opts.dryRun) return;
-    if (await apply.record(target, decision)) summary.imageUpdatesCreated++;
+    if (opts.dryRun || (!decision.write && !decision.imageUpdate)) return { decision, written: false };
+    const applied = await apply.record(target, decision);
+    if (applied.imageUpdateCreated) summary.imageUpdatesCreated++;
+    if (applied.statusWritten) summary.statusWrites++;
+    return { decision, written: applied.statusWritten };
   }
 }

@@ -23,6 +23,13 @@ export type FaultMode =
   /** Answer 429 to every request, with `Retry-After` when given. */
   | { kind: 'rateLimit'; retryAfter?: string }
   /**
+   * A registry with a pull budget, as Docker Hub reports one: each manifest request (HEAD or GET)
+   * spends one of `remaining`; answers carry `ratelimit-limit: L;w=W` and `ratelimit-remaining: R;w=W`.
+   * With nothing left, manifest requests get 429 (with `Retry-After` when given). `remaining` counts
+   * down in this object; set a new mode to refill it.
+   */
+  | { kind: 'budget'; limit: number; remaining: number; windowSeconds: number; retryAfter?: string }
+  /**
    * Redirect manifest requests with 307 to the same path under `to` (another proxy). With
    * `onlyAuthorized`, only requests that carry Authorization are redirected, so the 401 dance happens first.
    */
@@ -88,6 +95,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     res: ServerResponse,
     record: RecordedRequest,
     stripDigest: boolean,
+    addHeaders: Record<string, string> = {},
   ) => {
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers))
@@ -109,6 +117,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         for (const [k, v] of Object.entries(up.headers))
           if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
         if (stripDigest) delete out['docker-content-digest'];
+        Object.assign(out, addHeaders);
         record.status = up.statusCode ?? 502;
         res.writeHead(record.status, out);
         up.pipe(res);
@@ -163,6 +172,29 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
             errors: [{ code: 'TOOMANYREQUESTS', message: 'You have reached your pull rate limit.' }],
           }),
         );
+      case 'budget': {
+        if (!/\/manifests\//.test(req.url ?? '')) return forward(req, res, record, false);
+        const quota = (n: number) => `${n};w=${m.windowSeconds}`;
+        if (m.remaining <= 0) {
+          return answer(
+            429,
+            {
+              'content-type': 'application/json',
+              'ratelimit-limit': quota(m.limit),
+              'ratelimit-remaining': quota(0),
+              ...(m.retryAfter ? { 'retry-after': m.retryAfter } : {}),
+            },
+            JSON.stringify({
+              errors: [{ code: 'TOOMANYREQUESTS', message: 'You have reached your pull rate limit.' }],
+            }),
+          );
+        }
+        m.remaining--;
+        return forward(req, res, record, false, {
+          'ratelimit-limit': quota(m.limit),
+          'ratelimit-remaining': quota(m.remaining),
+        });
+      }
       case 'redirect':
         if (/\/manifests\//.test(req.url ?? '') && (!m.onlyAuthorized || req.headers.authorization)) {
           return answer(307, { location: new URL(req.url ?? '/', m.to).href });

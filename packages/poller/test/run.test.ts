@@ -152,6 +152,7 @@ interface PollOptions {
   concurrency?: number;
   /** The fresh client's deadline per lookup (default 10 s). */
   timeoutMs?: number;
+  ignoreInterval?: boolean;
 }
 
 interface PollResult {
@@ -193,6 +194,7 @@ async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
       ...(opts.dryRun ? { dryRun: true } : {}),
       ...(opts.budgetMs === undefined ? {} : { budgetMs: opts.budgetMs }),
       ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
+      ...(opts.ignoreInterval ? { ignoreInterval: true } : {}),
       ...(at === undefined ? {} : { now: () => new Date(at) }),
     });
     return { summary, stats: registry.stats(), logs };
@@ -385,6 +387,44 @@ describe('baselines and changes', () => {
     expect(wi.status?.checkRequestedTime).toBe(new Date(t0 + 2 * MINUTE).toISOString());
     // Served: the next run waits for the interval again.
     expect((await poll(ns, { at: t0 + 4 * MINUTE })).summary).toMatchObject({ notDue: 1, checked: 0 });
+  });
+
+  it('writes status only for what changed or for the scheduled check: an early check that finds nothing new writes nothing', async () => {
+    const ns = await namespace('writes');
+    await pushImage({ info, repository: repo('writes'), tag: 'v1' });
+    await createWatchedImage(clients, ns, 'web', { image: `${open.host}/${repo('writes')}:v1` });
+    let applies = 0;
+    const counting = clusterWith({
+      applyStatus: (wi, status) => {
+        applies++;
+        return cluster.applyStatus(wi, status);
+      },
+    });
+    const lastChecked = async () =>
+      Date.parse((await getWatchedImage(clients, ns, 'web')).status!.lastCheckedTime!);
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0, cluster: counting })).summary).toMatchObject({
+      baselined: 1,
+      statusWrites: 1,
+    });
+
+    const early = await poll(ns, { at: t0 + MINUTE, cluster: counting, ignoreInterval: true });
+    expect(early.summary).toMatchObject({ checked: 1, unchanged: 1, statusWrites: 0 });
+    expect(early.stats.head).toBe(1);
+    expect(applies).toBe(1);
+    expect(await lastChecked()).toBe(t0);
+
+    // The default interval (5m) has passed: the scheduled check moves lastCheckedTime.
+    const due = await poll(ns, { at: t0 + 5 * MINUTE, cluster: counting });
+    expect(due.summary).toMatchObject({ checked: 1, unchanged: 1, statusWrites: 1 });
+    expect(await lastChecked()).toBe(t0 + 5 * MINUTE);
+
+    // An early check that finds a new digest is written at once.
+    await pushImage({ info, repository: repo('writes'), tag: 'v1' });
+    const moved = await poll(ns, { at: t0 + 6 * MINUTE, cluster: counting, ignoreInterval: true });
+    expect(moved.summary).toMatchObject({ changed: 1, statusWrites: 1, imageUpdatesCreated: 1 });
+    expect(await lastChecked()).toBe(t0 + 6 * MINUTE);
+    expect(applies).toBe(3);
   });
 
   it('tracks a multi-arch tag by its index digest, the one crane reports', async () => {
@@ -874,6 +914,91 @@ describe('every outcome is recorded', () => {
     expect(order.slice(0, Math.min(deferred.length, second.summary.checked))).toEqual(
       deferred.slice(0, Math.min(deferred.length, second.summary.checked)),
     );
+  });
+});
+
+describe('rate limits across runs', () => {
+  const limited = (r: { status: number }) => r.status === 429;
+
+  it('paces checks by the budget a registry reports, across runs, without ever being answered 429', async () => {
+    const ns = await namespace('budget');
+    const proxy = await startFaultProxy({ target: open.url });
+    proxies.push(proxy);
+    const repository = repo('budget');
+    const digest = await pushImage({ info, repository, tag: 't0' });
+    for (let i = 1; i < 12; i++) await retag(open.host, repository, digest, `t${i}`);
+    const registries = hostOptions({ [proxy.host]: { plainHttp: true } });
+    const watch = async (from: number, to: number) => {
+      for (let i = from; i < to; i++)
+        await createWatchedImage(clients, ns, `wi-${i}`, { image: `${proxy.host}/${repository}:t${i}` });
+    };
+    proxy.mode = { kind: 'budget', limit: 10, remaining: 10, windowSeconds: 3600 };
+
+    await watch(0, 3);
+    const t0 = Date.now();
+    const first = await poll(ns, { at: t0, registries });
+    expect(first.summary).toMatchObject({ checked: 3, baselined: 3, deferred: 0 });
+    const figures = (await getWatchedImage(clients, ns, 'wi-0')).status!.rateLimit!;
+    expect(figures).toMatchObject({ limit: 10, windowSeconds: 3600 });
+
+    // 7 left, 1 kept in reserve: 6 of the 9 new WatchedImages are checked, 3 wait.
+    await watch(3, 12);
+    const second = await poll(ns, { at: t0 + 1000, registries });
+    expect(second.summary).toMatchObject({ checked: 6, baselined: 6, deferred: 3 });
+    expect(second.stats.head).toBe(6);
+    expect(second.logs.some((l) => l.includes('registry budget nearly spent'))).toBe(true);
+
+    // 1 left, the reserve: nothing is sent, the 3 stay due.
+    const before = proxy.requests.length;
+    const third = await poll(ns, { at: t0 + 2000, registries });
+    expect(third.summary).toMatchObject({ checked: 0, deferred: 3 });
+    expect(proxy.requests.length).toBe(before);
+
+    // Half the window later half the budget is back (the proxy's window resets all of it): 5 more
+    // lookups, the 3 never checked among them.
+    proxy.mode = { kind: 'budget', limit: 10, remaining: 10, windowSeconds: 3600 };
+    const fourth = await poll(ns, { at: t0 + 1000 + 30 * MINUTE, registries });
+    expect(fourth.summary).toMatchObject({ checked: 5, deferred: 7 });
+    for (const name of ['wi-9', 'wi-10', 'wi-11'])
+      expect((await getWatchedImage(clients, ns, name)).status?.digest, name).toBe(digest);
+    expect(proxy.requests.filter(limited)).toEqual([]);
+  });
+
+  it("remembers a registry's pause after a 429 (Retry-After): the next run sends it nothing until the pause ends", async () => {
+    const ns = await namespace('pause');
+    const proxy = await startFaultProxy({ target: open.url });
+    proxies.push(proxy);
+    const repository = repo('pause');
+    const digest = await pushImage({ info, repository, tag: 'a' });
+    for (const tag of ['b', 'c']) await retag(open.host, repository, digest, tag);
+    const registries = hostOptions({ [proxy.host]: { plainHttp: true } });
+    for (const tag of ['a', 'b'])
+      await createWatchedImage(clients, ns, tag, { image: `${proxy.host}/${repository}:${tag}` });
+    const t0 = Date.now();
+    expect((await poll(ns, { at: t0, registries })).summary).toMatchObject({ baselined: 2 });
+
+    proxy.mode = { kind: 'rateLimit', retryAfter: '600' };
+    const t1 = t0 + 6 * MINUTE;
+    expect((await poll(ns, { at: t1, registries })).summary).toMatchObject({ checked: 2, failed: 2 });
+    const paused = (await getWatchedImage(clients, ns, 'a')).status!;
+    expect(Date.parse(paused.rateLimit!.pausedUntil!)).toBeGreaterThanOrEqual(t1 + 590_000);
+    expect(paused.conditions!.find((c) => c.type === 'Resolved')).toMatchObject({ reason: 'RateLimited' });
+
+    // A new WatchedImage is due at once, but its registry is still paused: no request goes there.
+    await createWatchedImage(clients, ns, 'c', { image: `${proxy.host}/${repository}:c` });
+    const before = proxy.requests.length;
+    const during = await poll(ns, { at: t1 + MINUTE, registries });
+    expect(during.summary).toMatchObject({ checked: 0, deferred: 1 });
+    expect(proxy.requests.length).toBe(before);
+    expect(during.logs.some((l) => l.includes('registry paused after a 429'))).toBe(true);
+
+    // Once the pause has ended, everything due is checked again and the pause is cleared.
+    proxy.mode = { kind: 'pass' };
+    const after = await poll(ns, { at: t1 + 11 * MINUTE, registries });
+    expect(after.summary).toMatchObject({ checked: 3, failed: 0, deferred: 0 });
+    const recovered = (await getWatchedImage(clients, ns, 'a')).status!;
+    expect(recovered.rateLimit?.pausedUntil).toBeUndefined();
+    expect(recovered.conditions!.find((c) => c.type === 'Resolved')).toMatchObject({ status: 'True' });
   });
 });
 

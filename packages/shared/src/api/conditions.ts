@@ -25,7 +25,7 @@ export const REGISTRY_FAILURE_REASON = {
   Unauthorized: 'Unauthorized',
   /** False: the repository or tag does not exist. */
   NotFound: 'NotFound',
-  /** False: 429 from the registry; it is not asked again in this run and the next check waits for spec.interval. */
+  /** False: 429 from the registry; it is asked nothing more until its pause ends (status.rateLimit.pausedUntil). */
   RateLimited: 'RateLimited',
 } as const;
 export type RegistryFailureReason = (typeof REGISTRY_FAILURE_REASON)[keyof typeof REGISTRY_FAILURE_REASON];

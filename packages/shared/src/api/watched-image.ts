@@ -195,8 +195,16 @@ const RateLimit = Type.Object(
       }),
     ),
     observedTime: Type.Optional(DateTime('When the registry reported these figures.')),
+    pausedUntil: Type.Optional(
+      DateTime(
+        'The registry answered 429 Too Many Requests: the poller sends it nothing before this time (Retry-After, else 5 minutes), in this run or the next.',
+      ),
+    ),
   },
-  { description: "The registry's rate-limit figures from the last check, when it reports them." },
+  {
+    description:
+      "The registry's rate-limit figures from a check, when it reports them, and its pause after a 429. The poller reads them back in its next run to keep within the registry's budget.",
+  },
 );
 export type RateLimit = Static<typeof RateLimit>;
 
@@ -219,7 +227,9 @@ export const WatchedImageStatus = Type.Object(
       }),
     ),
     lastCheckedTime: Type.Optional(
-      DateTime('When the poller last asked the registry. Written by the poller.'),
+      DateTime(
+        'When the poller last checked the registry on schedule (spec.interval after the previous one), or last found something new. An extra check in between that finds nothing new (a manual --ignore-interval run) is not written, so this is never more than one interval older than the newest check. The next check is due one interval after it. Written by the poller.',
+      ),
     ),
     lastChangedTime: Type.Optional(
       DateTime('When the poller last saw the digest change. Written by the poller.'),
@@ -304,7 +314,7 @@ export const WATCHED_IMAGE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
     name: 'Last Checked',
     type: 'date',
     jsonPath: '.status.lastCheckedTime',
-    description: 'Last registry check.',
+    description: 'Last scheduled registry check (at most one interval behind the newest check).',
   },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   {
