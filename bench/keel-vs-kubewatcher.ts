@@ -1,28 +1,35 @@
 /**
  * Kubewatcher and Keel side by side, on the same local control plane, registry and workloads.
  *
- *   node --conditions=@kubewatcher/source bench/keel-vs-kubewatcher.ts [--sizes 50,500] [--repeats 3]
- *        [--interval 10] [--systems kubewatcher,keel] [--json FILE] [--keep]
+ *   KEEL_BIN=/path/to/keel node --conditions=@kubewatcher/source bench/keel-vs-kubewatcher.ts
+ *        [--sizes 50,500] [--repeats 3] [--intervals 10,60] [--systems kubewatcher,keel] [--json FILE] [--keep]
  *
- * For each size N, repeat and system, in a fresh local environment (scripts/lib/local-cluster.ts):
+ * For each size N, poll interval, repeat and system, in a fresh local environment (scripts/lib/local-cluster.ts):
  * M = N/5 repositories on the token-auth registry, reached through a counting proxy (bench/registry-proxy.ts);
  * N Deployments (replicas 1, five per image, a dockerconfigjson pull secret); the system under test polling
- * every --interval seconds; a steady window of six cycles to count registry requests; then K = M/2 tags
+ * every interval (10 s, and the shipped 1 m); a steady window of six cycles (three at 1 m) to count registry
+ * requests, with the API server's own CPU and request rate over the system's lifetime; then K = M/2 tags
  * re-pushed, timed from push to the Deployment's generation bump (a watch) and to rollout complete; the
  * generation bumps of every Deployment counted to check that each re-pushed tag rolled its Deployments
  * exactly once and nothing else moved. CPU seconds and peak RSS come from /proc (bench/process-usage.ts).
+ * A system that has not baselined every repository within 5 minutes is reported with how far it got, and
+ * the run goes on.
  *
- * Kubewatcher: the controller as a process, the poller run every interval with --ignore-interval (the API's
- * minimum interval is 1m), both under their service accounts. Keel: `keel --no-incluster` with
- * POLL=true, annotations force + match-tag + poll + @every <interval>. Keel is built by
- * scripts/build-keel.sh when missing; if it cannot be built, only Kubewatcher runs and the table says why.
+ * Kubewatcher: the controller as a process, the poller run every interval, both under their service
+ * accounts; below 1 m with --ignore-interval (the API's minimum interval is 1m), at 1 m as the CronJob
+ * runs it. Keel: the binary named by KEEL_BIN (never built here), `keel --no-incluster` with POLL=true,
+ * annotations force + match-tag + poll + @every <interval>, started with only PATH, HOME and its own
+ * variables, AUTH_MODE=external-proxy so that its HTTP server binds 127.0.0.1:9300 (checked free
+ * first). Without KEEL_BIN only Kubewatcher runs, and the report says so. Keel tries HTTPS before HTTP:
+ * TLS handshakes against the plain-HTTP proxy are counted as their own kind.
  *
  * It asserts nothing: it prints a Markdown table of medians over the repeats, and writes every raw figure
  * as JSON.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants, openSync, readFileSync } from 'node:fs';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -43,7 +50,8 @@ import {
   resolveBinDir,
   startLocalCluster,
 } from '../scripts/lib/local-cluster.ts';
-import { type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
+import { apiserverRequests, metricValue } from '../test/support/controller-fixtures.ts';
+import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
 import {
   type CountingProxy,
   REQUEST_KINDS,
@@ -57,8 +65,13 @@ const NAMESPACE = 'bench';
 const TAG = 'stable';
 const PULL_SECRET = 'bench-registry';
 const DEPLOYMENTS_PER_IMAGE = 5;
-const STEADY_CYCLES = 6;
-const GRACE_CYCLES = 3;
+/** Poll cycles counted in the steady window, and watched after the rollouts for doubled updates. */
+const steadyCycles = (intervalMs: number) => (intervalMs >= 60_000 ? 3 : 6);
+const graceCycles = (intervalMs: number) => Math.max(1, Math.ceil(30_000 / intervalMs));
+/** How long a system gets to baseline every repository before the run goes on without. */
+const BASELINE_TIMEOUT_MS = 300_000;
+/** Keel's HTTP server (webhooks, UI, metrics) listens here; it cannot be moved. */
+const KEEL_PORT = 9300;
 const PUSH_CONCURRENCY = 4;
 
 type SystemName = 'kubewatcher' | 'keel';
@@ -68,8 +81,9 @@ const usage = `Usage: node --conditions=@kubewatcher/source bench/keel-vs-kubewa
 
   --sizes LIST      Deployments per run, comma separated (default 50,500); images = size / 5
   --repeats N       runs per size and system; the table shows medians (default 3)
-  --interval S      poll interval in seconds for both systems (default 10)
-  --systems LIST    kubewatcher,keel (default both)
+  --intervals LIST  poll intervals in seconds for both systems, comma separated (default 10,60:
+                    10 s, and the shipped 1 m)
+  --systems LIST    kubewatcher,keel (default both; Keel runs only when KEEL_BIN names its binary)
   --json FILE       where to write every raw figure (default: a file in the temp folder)
   --keep            keep each run's environment folder (logs) instead of removing it`;
 
@@ -77,7 +91,7 @@ const { values: opts } = parseArgs({
   options: {
     sizes: { type: 'string', default: '50,500' },
     repeats: { type: 'string', default: '3' },
-    interval: { type: 'string', default: '10' },
+    intervals: { type: 'string', default: '10,60' },
     systems: { type: 'string', default: SYSTEMS.join(',') },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -90,13 +104,13 @@ if (opts.help) {
 }
 const sizes = opts.sizes.split(',').map(Number);
 const repeats = Number(opts.repeats);
-const intervalMs = Number(opts.interval) * 1000;
+const intervals = opts.intervals.split(',').map((x) => Number(x) * 1000);
 const systems = opts.systems.split(',') as SystemName[];
 if (
   sizes.some((n) => !Number.isInteger(n) || n < DEPLOYMENTS_PER_IMAGE) ||
   !Number.isInteger(repeats) ||
   repeats < 1 ||
-  !(intervalMs >= 1000) ||
+  intervals.some((ms) => !(ms >= 1000)) ||
   systems.some((s) => !SYSTEMS.includes(s))
 ) {
   console.error(usage);
@@ -117,9 +131,15 @@ const say = (line: string) => {
 interface RunResult {
   system: SystemName;
   n: number;
+  intervalMs: number;
   images: number;
   repushed: number;
   repeat: number;
+  /** Repositories the system had baselined when BASELINE_TIMEOUT_MS ran out (all of them, normally). */
+  baselined: number;
+  /** kube-apiserver over the system's lifetime: its CPU seconds and the requests it counted per minute. */
+  apiserverCpuSeconds: number;
+  apiserverRequestsPerMinute: number;
   /** Registry requests per poll cycle, by kind, over the steady window (no pushes). */
   requestsPerCycle: RequestCounts;
   cycles: number;
@@ -316,8 +336,8 @@ class DeploymentTracker {
 interface SystemHandle {
   /** When the system had started (its processes up). */
   startedAt: number;
-  /** Resolves once every watched tag has a baseline digest. */
-  baselined(repositories: string[], proxy: CountingProxy): Promise<void>;
+  /** Waits until every watched tag has a baseline digest, or the time is up: how many have. */
+  baselined(repositories: string[], proxy: CountingProxy): Promise<number>;
   /** The start of a steady window whose cycles can be counted exactly, and how to count them. */
   steadyWindow(proxy: CountingProxy): Promise<{ counts: RequestCounts; cycles: number }>;
   /** Stops the system; returns its CPU and memory figures. */
@@ -330,6 +350,7 @@ interface RunContext {
   dir: string;
   proxyHost: string;
   imageRefs: string[];
+  intervalMs: number;
 }
 
 interface PollerRun {
@@ -350,8 +371,10 @@ class PollerLoop {
   readonly #args: string[];
   readonly #usageFile: string;
   readonly #logFile: string;
+  readonly #intervalMs: number;
 
-  constructor(args: string[], usageFile: string, logFile: string) {
+  constructor(args: string[], usageFile: string, logFile: string, intervalMs: number) {
+    this.#intervalMs = intervalMs;
     this.#args = args;
     this.#usageFile = usageFile;
     this.#logFile = logFile;
@@ -364,8 +387,8 @@ class PollerLoop {
 
   /** When the next run is due. */
   nextTickAt(): number {
-    const k = Math.floor((Date.now() - this.#t0) / intervalMs) + 1;
-    return this.#t0 + k * intervalMs;
+    const k = Math.floor((Date.now() - this.#t0) / this.#intervalMs) + 1;
+    return this.#t0 + k * this.#intervalMs;
   }
 
   async idle(): Promise<void> {
@@ -383,7 +406,7 @@ class PollerLoop {
     if (this.#stopped) return;
     if (this.#current) this.skipped++;
     else this.#current = this.#runOnce().finally(() => (this.#current = undefined));
-    this.#timer = setTimeout(() => this.#tick(k + 1), this.#t0 + (k + 1) * intervalMs - Date.now());
+    this.#timer = setTimeout(() => this.#tick(k + 1), this.#t0 + (k + 1) * this.#intervalMs - Date.now());
   }
 
   async #runOnce(): Promise<void> {
@@ -444,41 +467,32 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
       pollerKubeconfig,
       '--plain-http',
       ctx.proxyHost,
-      '--ignore-interval',
+      // Faster than the API's 1m minimum, the poller has to be told to check anyway.
+      ...(ctx.intervalMs < 60_000 ? ['--ignore-interval'] : []),
       '--log-format',
       'json',
     ],
     usageFile,
     join(dir, 'logs', 'kubewatcher-poller.log'),
+    ctx.intervalMs,
   );
   loop.start();
 
   return {
     startedAt,
     async baselined() {
-      await waitFor(
-        async () => {
-          const digests = await kubectl([
-            '-n',
-            NAMESPACE,
-            'get',
-            'wi',
-            '-o',
-            'jsonpath={.items[*].status.digest}',
-          ]);
-          return digests.split(' ').filter(Boolean).length === ctx.imageRefs.length;
-        },
-        300_000,
-        () =>
-          `not every WatchedImage got a baseline:\n${logTail(join(dir, 'logs', 'kubewatcher-poller.log'))}`,
-      );
+      const count = async () =>
+        (await kubectl(['-n', NAMESPACE, 'get', 'wi', '-o', 'jsonpath={.items[*].status.digest}']))
+          .split(' ')
+          .filter(Boolean).length;
+      return untilCount(count, ctx.imageRefs.length);
     },
     async steadyWindow(proxy) {
       // Start just before a run is due; count the requests of exactly the runs that start in the window
       // (only the poller talks to the registry).
       await delay(Math.max(0, loop.nextTickAt() - Date.now() - 100));
       const from = Date.now();
-      await delay(STEADY_CYCLES * intervalMs);
+      await delay(steadyCycles(ctx.intervalMs) * ctx.intervalMs);
       const to = Date.now();
       await loop.idle();
       const runs = loop.runs.filter((r) => r.startedAt >= from && r.startedAt < to);
@@ -511,7 +525,7 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
   };
 }
 
-function keelAnnotations(): Record<string, string> {
+function keelAnnotations(intervalMs: number): Record<string, string> {
   return {
     'keel.sh/policy': 'force',
     'keel.sh/match-tag': 'true',
@@ -520,8 +534,35 @@ function keelAnnotations(): Record<string, string> {
   };
 }
 
+/** Whether nothing listens on 127.0.0.1:`port` (and so Keel can bind it). */
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once('error', () => done(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => done(true)));
+  });
+}
+
+/**
+ * Keel's environment: PATH, HOME and its own variables only, so that nothing of the caller's
+ * (DEBUG, KUBERNETES_CONFIG, proxies) breaks or redirects it. AUTH_MODE=external-proxy is the one
+ * setting under which Keel binds its HTTP server to 127.0.0.1 instead of every address.
+ */
+function keelEnvironment(dir: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: dir,
+    XDG_DATA_HOME: dir,
+    POLL: 'true',
+    INSECURE_REGISTRY: 'true',
+    AUTH_MODE: 'external-proxy',
+  };
+}
+
 async function startKeel(ctx: RunContext, keelPath: string): Promise<SystemHandle> {
   const { info, dir } = ctx;
+  if (!(await portFree(KEEL_PORT)))
+    throw new Error(`port ${KEEL_PORT} on 127.0.0.1 is in use: Keel cannot start (it always listens there)`);
   const logFile = join(dir, 'logs', 'keel.log');
   const fd = openSync(logFile, 'a');
   const startedAt = Date.now();
@@ -530,7 +571,7 @@ async function startKeel(ctx: RunContext, keelPath: string): Promise<SystemHandl
     cwd: dir,
     detached: true,
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, XDG_DATA_HOME: dir, POLL: 'true', INSECURE_REGISTRY: 'true' },
+    env: keelEnvironment(dir),
   });
   const pid = keel.pid ?? 0;
   await delay(3000);
@@ -540,26 +581,25 @@ async function startKeel(ctx: RunContext, keelPath: string): Promise<SystemHandl
     startedAt,
     async baselined(repositories, proxy) {
       // Keel keeps its baselines in memory: the first successful manifest request for a repository is it.
-      await waitFor(
-        async () => {
-          const seen = new Set(
-            proxy.requests
-              .filter((r) => r.status === 200 && (r.kind === 'head' || r.kind === 'getManifest'))
-              .map((r) => r.path.replace(/^\/v2\/|\/manifests\/[^/]+$/g, '')),
-          );
-          return repositories.every((r) => seen.has(r));
-        },
-        300_000,
-        () => `keel did not check every repository:\n${logTail(logFile)}`,
-      );
-      await delay(intervalMs);
+      const count = async () => {
+        const seen = new Set(
+          proxy.requests
+            .filter((r) => r.status === 200 && (r.kind === 'head' || r.kind === 'getManifest'))
+            .map((r) => r.path.replace(/^\/v2\/|\/manifests\/[^/]+$/g, '')),
+        );
+        return repositories.filter((r) => seen.has(r)).length;
+      };
+      const done = await untilCount(count, repositories.length);
+      if (done === repositories.length) await delay(ctx.intervalMs);
+      return done;
     },
     async steadyWindow(proxy) {
-      // Each poll job fires every interval from its own start: any window of STEADY_CYCLES intervals holds
-      // exactly STEADY_CYCLES checks of each.
+      // Each poll job fires every interval from its own start: any window of N intervals holds
+      // exactly N checks of each.
+      const cycles = steadyCycles(ctx.intervalMs);
       const from = Date.now();
-      await delay(STEADY_CYCLES * intervalMs);
-      return { counts: proxy.countBetween(from, Date.now()), cycles: STEADY_CYCLES };
+      await delay(cycles * ctx.intervalMs);
+      return { counts: proxy.countBetween(from, Date.now()), cycles };
     },
     async stop() {
       const u = readProcessUsage(pid) ?? { cpuSeconds: Number.NaN, peakRssBytes: Number.NaN };
@@ -568,6 +608,24 @@ async function startKeel(ctx: RunContext, keelPath: string): Promise<SystemHandl
       return { cpuSeconds: u.cpuSeconds, peakRssBytes: u.peakRssBytes };
     },
   };
+}
+
+/** Polls `count` every 2 s until it reaches `total` or BASELINE_TIMEOUT_MS has passed; the last count. */
+async function untilCount(count: () => Promise<number>, total: number): Promise<number> {
+  const deadline = Date.now() + BASELINE_TIMEOUT_MS;
+  for (;;) {
+    const n = await count().catch(() => 0);
+    if (n >= total || Date.now() >= deadline) return n;
+    await delay(2000);
+  }
+}
+
+/** kube-apiserver's CPU seconds and request count so far. */
+async function apiserverLoad(info: LocalClusterInfo): Promise<{ cpuSeconds: number; requests: number }> {
+  const pid = await componentPid(info, 'kube-apiserver');
+  const cpuSeconds = pid ? (readProcessUsage(pid)?.cpuSeconds ?? Number.NaN) : Number.NaN;
+  const requests = metricValue(await apiserverRequests(info), 'apiserver_request_total');
+  return { cpuSeconds, requests };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -592,6 +650,7 @@ function deployment(name: string, image: string, annotations: Record<string, str
 async function runOnce(
   system: SystemName,
   n: number,
+  intervalMs: number,
   repeat: number,
   binDir: string,
   keelPath: string | undefined,
@@ -602,7 +661,7 @@ async function runOnce(
   // Every other image is re-pushed, so pushed and untouched tags are interleaved.
   const repushed = new Set(repositories.filter((_, i) => i % 2 === 0));
   const dir = await mkdtemp(join(tmpdir(), `kubewatcher-bench-${system}-${n}-`));
-  const label = `${system} N=${n} #${repeat}`;
+  const label = `${system} N=${n} every ${intervalMs / 1000} s #${repeat}`;
   say(`${label}: starting a local environment in ${dir}`);
   const cluster = await startLocalCluster({ dir, binDir });
   let proxy: CountingProxy | undefined;
@@ -616,7 +675,7 @@ async function runOnce(
       tokenRealm: info.registries.token.tokenRealm,
     });
     const imageRefs = repositories.map((r) => `${proxy?.host}/${r}:${TAG}`);
-    const ctx: RunContext = { info, kubectl, dir, proxyHost: proxy.host, imageRefs };
+    const ctx: RunContext = { info, kubectl, dir, proxyHost: proxy.host, imageRefs, intervalMs };
     // One fake node holds every pod, surge pods of rollouts included.
     await kubectl([
       'patch',
@@ -646,7 +705,7 @@ async function runOnce(
       `--docker-username=${token.username}`,
       `--docker-password=${token.password}`,
     ]);
-    const annotations = system === 'keel' ? keelAnnotations() : {};
+    const annotations = system === 'keel' ? keelAnnotations(intervalMs) : {};
     const items: object[] = [];
     for (let j = 0; j < n; j++) {
       const image = imageRefs[Math.floor(j / DEPLOYMENTS_PER_IMAGE)] as string;
@@ -670,10 +729,15 @@ async function runOnce(
     );
 
     say(`${label}: starting ${system}`);
+    const loadBefore = await apiserverLoad(info);
     handle =
       system === 'kubewatcher' ? await startKubewatcher(ctx) : await startKeel(ctx, keelPath as string);
-    await handle.baselined(repositories, proxy);
-    say(`${label}: baselines recorded; counting requests over ${STEADY_CYCLES} cycles`);
+    const baselined = await handle.baselined(repositories, proxy);
+    if (baselined < repositories.length)
+      say(
+        `${label}: only ${baselined} of ${repositories.length} repositories baselined after ${BASELINE_TIMEOUT_MS / 1000} s; going on`,
+      );
+    say(`${label}: counting requests over ${steadyCycles(intervalMs)} cycles`);
     const steady = await handle.steadyWindow(proxy);
 
     say(`${label}: re-pushing ${repushed.size} tags`);
@@ -701,10 +765,11 @@ async function runOnce(
     const outcome = rolled
       ? 'rollouts done'
       : `not every expected Deployment rolled out within ${patience / 1000} s`;
-    say(`${label}: ${outcome}; watching ${GRACE_CYCLES} more cycles for doubled updates`);
-    await delay(GRACE_CYCLES * intervalMs);
+    say(`${label}: ${outcome}; watching ${graceCycles(intervalMs)} more cycles for doubled updates`);
+    await delay(graceCycles(intervalMs) * intervalMs);
     const stoppedAt = Date.now();
     const systemStart = handle.startedAt;
+    const loadAfter = await apiserverLoad(info);
     const figures = await handle.stop();
     handle = undefined;
     tracker.stop();
@@ -738,9 +803,15 @@ async function runOnce(
     const result: RunResult = {
       system,
       n,
+      intervalMs,
       images,
       repushed: repushed.size,
       repeat,
+      baselined,
+      apiserverCpuSeconds: loadAfter.cpuSeconds - loadBefore.cpuSeconds,
+      // The two scrapes themselves are counted too (the first one in the second).
+      apiserverRequestsPerMinute:
+        (loadAfter.requests - loadBefore.requests - 1) / ((stoppedAt - systemStart) / 60_000),
       requestsPerCycle: perCycle,
       cycles: steady.cycles,
       pushToPatchMs,
@@ -756,7 +827,7 @@ async function runOnce(
     };
     say(
       `${label}: ${fmt(perCycle.total, 1)} requests/cycle, push→patch p50 ${fmt(percentile(pushToPatchMs, 50) / 1000, 1)} s, ` +
-        `CPU ${fmt(result.cpuSeconds, 1)} s, peak RSS ${fmt(result.peakRssBytes / 2 ** 20, 0)} MiB, ` +
+        `CPU ${fmt(result.cpuSeconds, 1)} s (API server ${fmt(result.apiserverCpuSeconds, 1)} s, ${fmt(result.apiserverRequestsPerMinute, 0)} requests/min), baselined ${baselined}/${images}, peak RSS ${fmt(result.peakRssBytes / 2 ** 20, 0)} MiB, ` +
         `rolled once ${rolledOnce}/${expected.length}, missed ${missed}, doubled ${doubled}, wrongly touched ${wronglyTouched}`,
     );
     return result;
@@ -787,7 +858,7 @@ interface Row {
 const seconds = (ms: number) => ms / 1000;
 const rows: Row[] = [
   ...REQUEST_KINDS.map((kind) => ({
-    label: `Registry requests per poll cycle: ${{ head: 'HEAD manifest', getManifest: 'GET manifest', token: 'token', other: 'other (ping, tags, blobs)' }[kind]}`,
+    label: `Registry requests per poll cycle: ${{ head: 'HEAD manifest', getManifest: 'GET manifest', token: 'token', other: 'other (ping, tags, blobs)', tls: 'HTTPS attempt (TLS to the plain-HTTP proxy)' }[kind]}`,
     value: (r: RunResult) => r.requestsPerCycle[kind],
     digits: 1,
   })),
@@ -818,9 +889,26 @@ const rows: Row[] = [
     value: (r) => seconds(percentile(r.pushToRolloutMs, 99)),
     digits: 1,
   },
+  {
+    label: 'Repositories baselined within 5 min',
+    value: (r) => r.baselined,
+    digits: 0,
+  },
   { label: 'CPU seconds, whole run', value: (r) => r.cpuSeconds, digits: 1 },
+  { label: 'CPU seconds per hour', value: (r) => (3600 * r.cpuSeconds) / seconds(r.lifetimeMs), digits: 1 },
   { label: 'CPU, % of one core', value: (r) => (100 * r.cpuSeconds) / seconds(r.lifetimeMs), digits: 1 },
   { label: 'Peak RSS (MiB)', value: (r) => r.peakRssBytes / 2 ** 20, digits: 0 },
+  { label: 'API server CPU seconds, whole run', value: (r) => r.apiserverCpuSeconds, digits: 1 },
+  {
+    label: 'API server CPU, % of one core',
+    value: (r) => (100 * r.apiserverCpuSeconds) / seconds(r.lifetimeMs),
+    digits: 1,
+  },
+  {
+    label: 'API server requests per minute (all clients)',
+    value: (r) => r.apiserverRequestsPerMinute,
+    digits: 0,
+  },
   { label: 'Deployments rolled exactly once (all runs)', value: (r) => r.rolledOnce, digits: 0, sum: true },
   { label: 'Deployments expected to roll (all runs)', value: (r) => r.expected, digits: 0, sum: true },
   {
@@ -841,120 +929,116 @@ function aggregate(runs: RunResult[], row: Row): number {
 function report(results: RunResult[], active: SystemName[], keelProblem: string | undefined): string {
   const names: Record<SystemName, string> = { kubewatcher: 'Kubewatcher', keel: 'Keel 0.22.1' };
   const out: string[] = [];
-  for (const n of sizes) {
-    const bySystem = new Map(SYSTEMS.map((s) => [s, results.filter((r) => r.n === n && r.system === s)]));
-    const any = results.find((r) => r.n === n);
-    if (!any) continue;
-    const counts = SYSTEMS.map((s) => `${names[s]} ${bySystem.get(s)?.length ?? 0}`).join(', ');
-    out.push(
-      `### N = ${n} Deployments, ${any.images} watched tags, ${any.repushed} re-pushed, poll every ${intervalMs / 1000} s`,
-      '',
-      `Medians over the runs (${counts}); counts of events are summed over the runs.`,
-      '',
-      '| | Kubewatcher | Keel 0.22.1 | Kubewatcher / Keel |',
-      '| --- | ---: | ---: | ---: |',
-    );
-    for (const row of rows) {
-      const kw = bySystem.get('kubewatcher') ?? [];
-      const keel = bySystem.get('keel') ?? [];
-      const a = kw.length > 0 ? aggregate(kw, row) : Number.NaN;
-      const b = keel.length > 0 ? aggregate(keel, row) : Number.NaN;
-      const ratio =
-        !row.sum && Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${fmt(a / b, 2)}×` : '';
-      const cell = (v: number, runs: RunResult[]) => (runs.length > 0 ? fmt(v, row.digits) : 'not run');
-      out.push(`| ${row.label} | ${cell(a, kw)} | ${cell(b, keel)} | ${ratio} |`);
-    }
-    const kw = bySystem.get('kubewatcher') ?? [];
-    if (kw.length > 0) {
-      const m = (f: (r: RunResult) => number) => median(kw.map(f));
+  for (const n of sizes)
+    for (const intervalMs of intervals) {
+      const bySystem = new Map(
+        SYSTEMS.map((s) => [
+          s,
+          results.filter((r) => r.n === n && r.intervalMs === intervalMs && r.system === s),
+        ]),
+      );
+      const any = results.find((r) => r.n === n && r.intervalMs === intervalMs);
+      if (!any) continue;
+      const counts = SYSTEMS.map((s) => `${names[s]} ${bySystem.get(s)?.length ?? 0}`).join(', ');
       out.push(
+        `### N = ${n} Deployments, ${any.images} watched tags, ${any.repushed} re-pushed, poll every ${intervalMs / 1000} s`,
         '',
-        `Kubewatcher split: controller ${fmt(
-          m((r) => r.split?.controller.cpuSeconds ?? Number.NaN),
-          1,
-        )} CPU s, ` +
-          `${fmt(
-            m((r) => (r.split?.controller.peakRssBytes ?? Number.NaN) / 2 ** 20),
-            0,
-          )} MiB peak; ` +
-          `poller ${fmt(
-            m((r) => r.split?.pollerCpuSeconds ?? Number.NaN),
+        `Medians over the runs (${counts}); counts of events are summed over the runs.`,
+        '',
+        '| | Kubewatcher | Keel 0.22.1 | Kubewatcher / Keel |',
+        '| --- | ---: | ---: | ---: |',
+      );
+      for (const row of rows) {
+        const kw = bySystem.get('kubewatcher') ?? [];
+        const keel = bySystem.get('keel') ?? [];
+        const a = kw.length > 0 ? aggregate(kw, row) : Number.NaN;
+        const b = keel.length > 0 ? aggregate(keel, row) : Number.NaN;
+        const ratio =
+          !row.sum && Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${fmt(a / b, 2)}×` : '';
+        const cell = (v: number, runs: RunResult[]) => (runs.length > 0 ? fmt(v, row.digits) : 'not run');
+        out.push(`| ${row.label} | ${cell(a, kw)} | ${cell(b, keel)} | ${ratio} |`);
+      }
+      const kw = bySystem.get('kubewatcher') ?? [];
+      if (kw.length > 0) {
+        const m = (f: (r: RunResult) => number) => median(kw.map(f));
+        out.push(
+          '',
+          `Kubewatcher split: controller ${fmt(
+            m((r) => r.split?.controller.cpuSeconds ?? Number.NaN),
             1,
-          )} CPU s over ` +
-          `${fmt(
-            m((r) => r.split?.pollerRuns ?? Number.NaN),
-            0,
-          )} runs, ${fmt(
-            m((r) => (r.split?.pollerPeakRssBytes ?? Number.NaN) / 2 ** 20),
-            0,
-          )} MiB peak per run; ` +
-          `a poller run takes ${fmt(m((r) => percentile(r.pollRunMs ?? [], 50)) / 1000, 1)} s (p50).`,
-      );
-      const getPerCycle = m((r) => r.requestsPerCycle.getManifest);
-      const perCycle = m((r) => r.requestsPerCycle.total);
-      const cycles6h = (6 * 3600 * 1000) / intervalMs;
-      out.push(
-        `Docker Hub arithmetic for these ${any.images} tags at ${intervalMs / 1000} s: ${fmt(getPerCycle * cycles6h, 0)} GET manifests ` +
-          `(counted as pulls) and ${fmt(perCycle * cycles6h, 0)} requests in all per 6 hours (Kubewatcher).`,
-      );
+          )} CPU s, ` +
+            `${fmt(
+              m((r) => (r.split?.controller.peakRssBytes ?? Number.NaN) / 2 ** 20),
+              0,
+            )} MiB peak; ` +
+            `poller ${fmt(
+              m((r) => r.split?.pollerCpuSeconds ?? Number.NaN),
+              1,
+            )} CPU s over ` +
+            `${fmt(
+              m((r) => r.split?.pollerRuns ?? Number.NaN),
+              0,
+            )} runs, ${fmt(
+              m((r) => (r.split?.pollerPeakRssBytes ?? Number.NaN) / 2 ** 20),
+              0,
+            )} MiB peak per run; ` +
+            `a poller run takes ${fmt(m((r) => percentile(r.pollRunMs ?? [], 50)) / 1000, 1)} s (p50).`,
+        );
+        const getPerCycle = m((r) => r.requestsPerCycle.getManifest);
+        const perCycle = m((r) => r.requestsPerCycle.total);
+        const cycles6h = (6 * 3600 * 1000) / intervalMs;
+        out.push(
+          `Docker Hub arithmetic for these ${any.images} tags at ${intervalMs / 1000} s: ${fmt(getPerCycle * cycles6h, 0)} GET manifests ` +
+            `(counted as pulls) and ${fmt(perCycle * cycles6h, 0)} requests in all per 6 hours (Kubewatcher).`,
+        );
+      }
+      out.push('');
     }
-    out.push('');
-  }
   if (!active.includes('keel') && systems.includes('keel')) {
     out.push(`Keel was not run: ${keelProblem ?? 'not requested'}`, '');
   }
+  out.push(
+    'API server figures are kube-apiserver as a whole from the system start to its stop: the control plane and this harness (a Deployment watch) count too, the same for each system.',
+    '',
+  );
   return out.join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Main
 
-async function buildKeel(): Promise<string> {
-  const child = spawn('bash', [join(repoRoot, 'scripts/build-keel.sh')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    err += c.toString();
-    process.stderr.write(c);
-  });
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  if (code !== 0) {
-    const lines = err.trim().split('\n');
-    throw new Error(lines.slice(-3).join('\n') || `scripts/build-keel.sh exited ${code}`);
-  }
-  return out.trim().split('\n').at(-1) ?? '';
-}
-
 const binDir = await resolveBinDir();
-let keelPath: string | undefined;
+// Keel is not built here: its module is not served by the Go module proxy these machines can reach.
+const keelPath = process.env.KEEL_BIN || undefined;
 let keelProblem: string | undefined;
 if (systems.includes('keel')) {
-  try {
-    keelPath = await buildKeel();
-  } catch (err) {
-    keelProblem = (err as Error).message;
-    say(`Keel cannot be built, so only Kubewatcher runs: ${keelProblem}`);
+  if (!keelPath)
+    keelProblem = 'KEEL_BIN is not set (the path of a Keel 0.22.1 binary); Kubewatcher ran alone';
+  else {
+    try {
+      await access(keelPath, constants.X_OK);
+    } catch {
+      keelProblem = `KEEL_BIN=${keelPath} is not an executable file; Kubewatcher ran alone`;
+    }
   }
+  if (keelProblem) say(`Keel is not run: ${keelProblem}`);
 }
-const active = systems.filter((s) => s !== 'keel' || keelPath !== undefined);
+const active = systems.filter((s) => s !== 'keel' || keelProblem === undefined);
 const results: RunResult[] = [];
 const failures: string[] = [];
 for (const n of sizes) {
-  for (let repeat = 1; repeat <= repeats; repeat++) {
-    // Alternate the order, so neither system always runs on a warmer machine.
-    const order = repeat % 2 === 1 ? active : [...active].reverse();
-    for (const system of order) {
-      try {
-        results.push(await runOnce(system, n, repeat, binDir, keelPath));
-      } catch (err) {
-        const message = `${system} N=${n} #${repeat} failed: ${(err as Error).message}`;
-        failures.push(message);
-        say(message);
+  for (const intervalMs of intervals) {
+    for (let repeat = 1; repeat <= repeats; repeat++) {
+      // Alternate the order, so neither system always runs on a warmer machine.
+      const order = repeat % 2 === 1 ? active : [...active].reverse();
+      for (const system of order) {
+        try {
+          results.push(await runOnce(system, n, intervalMs, repeat, binDir, keelPath));
+        } catch (err) {
+          const message = `${system} N=${n} every ${intervalMs / 1000} s #${repeat} failed: ${(err as Error).message}`;
+          failures.push(message);
+          say(message);
+        }
       }
     }
   }
@@ -972,7 +1056,7 @@ const machine = {
 };
 await writeFile(
   jsonFile,
-  `${JSON.stringify({ sizes, repeats, intervalMs, systems: active, keelProblem, machine, failures, results }, null, 2)}\n`,
+  `${JSON.stringify({ sizes, repeats, intervals, systems: active, keelProblem, machine, failures, results }, null, 2)}\n`,
 );
 console.log(report(results, active, keelProblem));
 if (failures.length > 0) console.log(`Failed runs:\n${failures.map((f) => `- ${f}`).join('\n')}\n`);

@@ -8,8 +8,11 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** HEAD and GET of `/v2/<name>/manifests/<ref>`, token requests, and everything else (ping, tags, blobs). */
-export const REQUEST_KINDS = ['head', 'getManifest', 'token', 'other'] as const;
+/**
+ * HEAD and GET of `/v2/<name>/manifests/<ref>`, token requests, everything else (ping, tags, blobs),
+ * and TLS handshakes sent to this plain-HTTP proxy (a client that tries HTTPS first, as Keel does).
+ */
+export const REQUEST_KINDS = ['head', 'getManifest', 'token', 'other', 'tls'] as const;
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 
 export interface ProxiedRequest {
@@ -53,7 +56,7 @@ export function classify(method: string, path: string, tokenPath: string): Reque
 }
 
 export function emptyCounts(): RequestCounts {
-  return { head: 0, getManifest: 0, token: 0, other: 0, total: 0, unauthorized: 0 };
+  return { head: 0, getManifest: 0, token: 0, other: 0, tls: 0, total: 0, unauthorized: 0 };
 }
 
 export async function startCountingProxy(options: CountingProxyOptions): Promise<CountingProxy> {
@@ -92,6 +95,13 @@ export async function startCountingProxy(options: CountingProxyOptions): Promise
       res.end(`counting proxy: ${err.message}\n`);
     });
     req.pipe(upstream);
+  });
+  // A TLS ClientHello (first byte 0x16, a handshake record) is no HTTP: count it and hang up.
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket) => {
+    if (err.rawPacket?.[0] === 0x16) {
+      requests.push({ at: Date.now(), kind: 'tls', method: '', path: '', status: 0 });
+    }
+    socket.destroy();
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((done, fail) => {
