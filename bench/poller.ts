@@ -15,7 +15,7 @@
  * watched five times) in a fresh namespace with one pull secret, and runs the poller CLI as a child
  * process twice: the first run (every WatchedImage takes its baseline) and a steady-state run
  * (`--ignore-interval`: every WatchedImage checked again before it is due, nothing changed), then,
- * unless `--skip-due`, a due run once the WatchedImages' 1m interval has passed (the scheduled check,
+ * unless `--skip-due`, a due run once the WatchedImages' 2m interval has passed (the scheduled check,
  * nothing changed). Per run it reports:
  *
  * - registry requests by kind from the poller's own count (RegistryClient.stats(), in the run summary)
@@ -60,9 +60,13 @@ const USER_AGENT = 'kubewatcher-poller';
 const PULL_SECRET = 'bench-registry';
 const CREATE_CONCURRENCY = 16;
 const TARGET = { seconds: 15, rssMb: 150 };
-const INTERVAL = '1m';
+/**
+ * Long enough that the steady run, right after a first run of a minute or so, checks before anything
+ * is due; short enough to wait for the due run.
+ */
+const INTERVAL = '2m';
 /** The poller checks a WatchedImage up to 15 s early (plan.ts, dueTolerance): wait a little longer. */
-const DUE_AFTER_MS = 60_000 - 15_000 + 2_000;
+const DUE_AFTER_MS = 120_000 - 15_000 + 2_000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -202,7 +206,6 @@ async function createNamespaceWithWatchedImages(
       await createWatchedImage({ custom }, namespace, `wi-${i}`, {
         image: `${token.host}/${ref.repository}:${ref.tag}`,
         pullSecrets: [{ name: PULL_SECRET }],
-        // The shortest interval, so the 'due' run can find every WatchedImage due within a minute.
         interval: INTERVAL,
       });
     },
@@ -489,7 +492,7 @@ async function main(): Promise<void> {
         first.measures.push(a);
         steady.measures.push(b);
         if (flags['skip-due']) continue;
-        // Once spec.interval has passed, every WatchedImage is due: the scheduled check.
+        // Once spec.interval has passed since the steady run, every WatchedImage is due: the scheduled check.
         await delay(Math.max(0, steadyEnded + DUE_AFTER_MS - Date.now()));
         const c = await runPoller(info, namespace, []);
         say(
