@@ -920,17 +920,24 @@ describe('every outcome is recorded', () => {
 describe('rate limits across runs', () => {
   const limited = (r: { status: number }) => r.status === 429;
 
-  it('paces checks by the budget a registry reports, across runs, without ever being answered 429', async () => {
-    const ns = await namespace('budget');
+  /** One image under several tags (no new content), served through a fault proxy of its own. */
+  async function proxiedTags(name: string, tags: readonly string[]) {
     const proxy = await startFaultProxy({ target: open.url });
     proxies.push(proxy);
-    const repository = repo('budget');
-    const digest = await pushImage({ info, repository, tag: 't0' });
-    for (let i = 1; i < 12; i++) await retag(open.host, repository, digest, `t${i}`);
+    const repository = repo(name);
+    const digest = await pushImage({ info, repository, tag: tags[0]! });
+    for (const tag of tags.slice(1)) await retag(open.host, repository, digest, tag);
     const registries = hostOptions({ [proxy.host]: { plainHttp: true } });
+    return { proxy, digest, registries, image: (tag: string) => `${proxy.host}/${repository}:${tag}` };
+  }
+
+  it('paces checks by the budget a registry reports, across runs, without ever being answered 429', async () => {
+    const ns = await namespace('budget');
+    const tags = Array.from({ length: 12 }, (_, i) => `t${i}`);
+    const { proxy, digest, registries, image } = await proxiedTags('budget', tags);
     const watch = async (from: number, to: number) => {
       for (let i = from; i < to; i++)
-        await createWatchedImage(clients, ns, `wi-${i}`, { image: `${proxy.host}/${repository}:t${i}` });
+        await createWatchedImage(clients, ns, `wi-${i}`, { image: image(`t${i}`) });
     };
     proxy.mode = { kind: 'budget', limit: 10, remaining: 10, windowSeconds: 3600 };
 
@@ -966,14 +973,8 @@ describe('rate limits across runs', () => {
 
   it("remembers a registry's pause after a 429 (Retry-After): the next run sends it nothing until the pause ends", async () => {
     const ns = await namespace('pause');
-    const proxy = await startFaultProxy({ target: open.url });
-    proxies.push(proxy);
-    const repository = repo('pause');
-    const digest = await pushImage({ info, repository, tag: 'a' });
-    for (const tag of ['b', 'c']) await retag(open.host, repository, digest, tag);
-    const registries = hostOptions({ [proxy.host]: { plainHttp: true } });
-    for (const tag of ['a', 'b'])
-      await createWatchedImage(clients, ns, tag, { image: `${proxy.host}/${repository}:${tag}` });
+    const { proxy, registries, image } = await proxiedTags('pause', ['a', 'b', 'c']);
+    for (const tag of ['a', 'b']) await createWatchedImage(clients, ns, tag, { image: image(tag) });
     const t0 = Date.now();
     expect((await poll(ns, { at: t0, registries })).summary).toMatchObject({ baselined: 2 });
 
@@ -985,7 +986,7 @@ describe('rate limits across runs', () => {
     expect(paused.conditions!.find((c) => c.type === 'Resolved')).toMatchObject({ reason: 'RateLimited' });
 
     // A new WatchedImage is due at once, but its registry is still paused: no request goes there.
-    await createWatchedImage(clients, ns, 'c', { image: `${proxy.host}/${repository}:c` });
+    await createWatchedImage(clients, ns, 'c', { image: image('c') });
     const before = proxy.requests.length;
     const during = await poll(ns, { at: t1 + MINUTE, registries });
     expect(during.summary).toMatchObject({ checked: 0, deferred: 1 });
