@@ -811,9 +811,25 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
     );
   });
 
+  it("admits hostNetwork pods to the namespace: Pod Security enforces 'privileged', audits 'restricted'", () => {
+    const labels = one<K8sObject & { metadata: { labels?: Record<string, string> } }>(
+      local,
+      'Namespace',
+      'kubewatcher-system',
+    ).metadata.labels;
+    expect(labels).toMatchObject({
+      'pod-security.kubernetes.io/enforce': 'privileged',
+      'pod-security.kubernetes.io/audit': 'restricted',
+    });
+  });
+
   it('changes nothing else of the base', () => {
     const strip = (objects: K8sObject[]) => {
       const text = JSON.stringify(sortedById(objects))
+        .replace(
+          '"pod-security.kubernetes.io/audit":"restricted","pod-security.kubernetes.io/audit-version":"latest","pod-security.kubernetes.io/enforce":"privileged"',
+          '"pod-security.kubernetes.io/enforce":"restricted"',
+        )
         .replaceAll('127.0.0.1:5000/kubewatcher/kubewatcher:local', image)
         .replaceAll('--metrics-addr=$(HOST_IP):8080', '--metrics-addr=:8080')
         .replaceAll(',"hostNetwork":true', '');
