@@ -36,13 +36,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { AppsV1Api, KubeConfig, type V1Deployment, Watch } from '@kubernetes/client-node';
-import {
-  installForLocalProcesses,
-  nodeArgs,
-  serviceAccountKubeconfig,
-  startNodeProcess,
-  waitFor,
-} from '../scripts/lib/demo.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import {
   type LocalClusterInfo,
@@ -50,6 +43,13 @@ import {
   resolveBinDir,
   startLocalCluster,
 } from '../scripts/lib/local-cluster.ts';
+import {
+  installForLocalProcesses,
+  nodeArgs,
+  serviceAccountKubeconfig,
+  startNodeProcess,
+} from '../scripts/lib/local-processes.ts';
+import { waitFor } from '../scripts/lib/wait-for.ts';
 import { apiserverRequests, metricValue } from '../test/support/controller-fixtures.ts';
 import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
 import {

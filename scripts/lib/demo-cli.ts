@@ -1,55 +1,44 @@
-/** `scripts/demo [run|stop]`: the demo on the long-lived local environment in `.local/`. */
+/** `scripts/demo`: the demo (scripts/lib/demo.ts) on the long-lived local environment in `.local/`. */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LocalClusterInfo } from './cluster-info.ts';
-import { runDemo, stopDemoController } from './demo.ts';
+import { DEMO_NAMESPACE, runDemo } from './demo.ts';
+import { SYSTEM_NAMESPACE } from './in-cluster.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const stateDir = join(repoRoot, '.local');
 const workDir = join(stateDir, 'demo');
-const command = process.argv[2] ?? 'run';
-
-if (command === 'stop') {
-  const stopped = await stopDemoController(workDir);
-  console.log(stopped ? 'demo controller stopped' : 'no demo controller running');
-  process.exit(0);
-}
-if (command !== 'run') {
-  console.error('usage: scripts/demo [run|stop]');
-  process.exit(2);
-}
 
 const info = JSON.parse(await readFile(join(stateDir, 'cluster.json'), 'utf8')) as LocalClusterInfo;
-await stopDemoController(workDir);
 const started = Date.now();
+const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(4);
 try {
   const result = await runDemo({
     info,
-    repoRoot,
     workDir,
     say: (text) => console.log(text.startsWith(' ') ? text : `\n${text}`),
     show: (text) => console.log(text.replace(/^/gm, '    ')),
+    progress: (text) => console.log(`  ${elapsed()}  ${text}`),
   });
   const ok = result.phase === 'Succeeded' && result.deploymentImage.endsWith(`@${result.secondDigest}`);
+  const rel = (p: string) => relative(process.cwd(), p);
   console.log(`
-${ok ? 'Done' : 'Finished with a problem'} in ${Math.round((Date.now() - started) / 1000)}s: ImageUpdate ${result.imageUpdate} is ${result.phase}, and deployment/web runs
-    ${result.deploymentImage}
+${ok ? 'Done' : 'Finished with a problem'} in ${elapsed().trim()}: ImageUpdate ${result.imageUpdate} is ${result.phase}; every pod of deployment/web runs
+    ${result.image.replace(/:[^:/]+$/, '')}@${result.secondDigest}
+(image build ${result.buildSeconds}s, install ${result.installSeconds}s, push → pods on the new digest ${Math.round(result.pushToRolledOutMs / 1000)}s)
 
-Look around (the controller keeps running):
-    export KUBECONFIG=${info.kubeconfig}
-    export PATH=${info.binDir}:$PATH
-    kubectl get wi,iu -A                       # what is watched, what changed
-    kubectl -n demo describe iu ${result.imageUpdate}
-    scripts/push-image demo/web:stable         # re-push the tag, then run the poller again:
-    node --conditions=@kubewatcher/source packages/poller/src/main.ts --kubeconfig .local/demo/kubewatcher-poller.kubeconfig --plain-http ${info.registries.open.host} --ignore-interval
-    tail -f ${result.controllerLog}
+Look around (Kubewatcher keeps running in the cluster):
+    export KUBECONFIG=${rel(info.kubeconfig)} PATH=${info.binDir}:$PATH
+    kubectl get wi,iu -A                              # what is watched, what changed
+    kubectl -n ${DEMO_NAMESPACE} logs -l app=web --prefix          # what the pods print
+    kubectl -n ${SYSTEM_NAMESPACE} get pods,jobs       # the controller and the poller's runs
+    scripts/push-image --runnable 'Hello from v3' demo/web:stable   # re-push: rolled out within a minute or two
 
-Stop:
-    scripts/demo stop && scripts/local-cluster down`);
+Stop (leaves nothing behind):
+    scripts/demo stop`);
   process.exit(ok ? 0 : 1);
 } catch (err) {
   console.error(`\ndemo failed: ${(err as Error).message}`);
-  await stopDemoController(workDir);
   process.exit(1);
 }

@@ -1,256 +1,216 @@
 /**
- * The end-to-end demo, as steps that narrate themselves: install Kubewatcher on the local control
- * plane, run the controller and the poller under their own service accounts, deploy a sample app from
- * the local registry, label its namespace (the controller generates the WatchedImage), re-push the tag
- * and follow the rollout. The README's main command
- * (`scripts/demo`) runs it on the long-lived `.local` environment; the end-to-end test runs it on a
- * private one and checks every step.
+ * The demo, as steps that narrate themselves, on a local environment with the real node: build the
+ * Kubewatcher image and install it into the cluster (scripts/lib/in-cluster.ts), deploy a sample app
+ * whose container prints the content it was built with, watch its tag, re-push the tag with new
+ * content, and follow the poller CronJob and the controller until the pods run the new digest,
+ * showing what the pods print before and after. `scripts/demo` runs it on the long-lived `.local`
+ * environment; the end-to-end test runs the sample app's part beside its other scenarios.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import {
-  AUTO_WATCH_ANNOTATION,
-  MANAGED_BY_KUBEWATCHER,
-  MANAGED_BY_LABEL,
-  WATCH_LABEL,
-} from '../../packages/shared/src/api/auto-watch.ts';
 import type { LocalClusterInfo } from './cluster-info.ts';
-import { pushTestImage } from './images.ts';
-
-const run = promisify(execFile);
+import { pushBusyboxImage } from './images.ts';
+import {
+  installKubewatcher,
+  kubectlFor,
+  msUntilNextMinute,
+  type PodImage,
+  podImages,
+  pushKubewatcherImage,
+  SYSTEM_NAMESPACE,
+  waitForPodsOnDigest,
+} from './in-cluster.ts';
+import { waitFor } from './wait-for.ts';
 
 export const DEMO_NAMESPACE = 'demo';
-export const SYSTEM_NAMESPACE = 'kubewatcher-system';
-
-/**
- * Applies `manifests/install.yaml` and waits for the CRDs. kwok simulates pods: containers never really
- * run on the local cluster, so the in-cluster controller is scaled to 0 and the poller's CronJob
- * suspended; the caller runs the same programs as local processes under the same service accounts.
- */
-export async function installForLocalProcesses(
-  kubectl: (args: string[]) => Promise<unknown>,
-  repoRoot: string,
-): Promise<void> {
-  await kubectl([
-    'apply',
-    '--server-side',
-    '--force-conflicts',
-    '-f',
-    join(repoRoot, 'manifests/install.yaml'),
-  ]);
-  await kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/watchedimages.kubewatcher.io',
-    'crd/imageupdates.kubewatcher.io',
-  ]);
-  await kubectl(['-n', SYSTEM_NAMESPACE, 'scale', 'deployment/kubewatcher-controller', '--replicas=0']);
-  await kubectl([
-    '-n',
-    SYSTEM_NAMESPACE,
-    'patch',
-    'cronjob/kubewatcher-poller',
-    '--type=merge',
-    '-p',
-    '{"spec":{"suspend":true}}',
-  ]);
-}
 const DEMO_REPOSITORY = 'demo/web';
 const DEMO_TAG = 'stable';
+const DEMO_REPLICAS = 2;
 
-export interface DemoOptions {
-  info: LocalClusterInfo;
-  repoRoot: string;
-  /** Folder for the demo's kubeconfigs, logs and pid file. */
-  workDir: string;
-  /** Narration: headings and plain sentences. */
+export interface DemoNarration {
+  /** Headings and plain sentences. */
   say: (text: string) => void;
-  /** Command output shown to the reader (kubectl tables, poller summaries). */
+  /** Command output shown to the reader (kubectl tables, pods' logs). */
   show: (text: string) => void;
-  /** Longest wait for the rollout to finish. Default 120 s. */
+  /** What the demo waits for, as it changes (a line each time). */
+  progress: (text: string) => void;
+}
+
+export interface DemoOptions extends DemoNarration {
+  info: LocalClusterInfo;
+  /** Folder for the image build and the overlay. */
+  workDir: string;
+  /** Longest wait for the baseline and for the rollout, each. Default 150 s (two CronJob periods and some). */
   timeoutMs?: number;
 }
 
-export interface DemoResult {
+export interface SampleAppResult {
+  /** `host/demo/web:stable` as the pods name it. */
   image: string;
-  /** The WatchedImage the controller generated for the tag. */
-  watchedImage: string;
   firstDigest: string;
   secondDigest: string;
+  firstContent: string;
+  secondContent: string;
   imageUpdate: string;
   phase: string;
   deploymentImage: string;
-  /** The controller process, still running so the reader can look around; stop it with stopDemoController. */
-  controller: ChildProcess;
-  controllerLog: string;
+  /** What each pod printed (`kubectl logs`), before and after the change. */
+  before: Record<string, string>;
+  after: Record<string, string>;
+  podsAfter: PodImage[];
+  /** From the end of the re-push to every pod running the new digest. */
+  pushToRolledOutMs: number;
 }
 
+export interface DemoResult extends SampleAppResult {
+  /** The Kubewatcher image installed, `REF@sha256:…`. */
+  kubewatcherImage: string;
+  /** Seconds spent building and pushing the image, and installing until a controller led. */
+  buildSeconds: number;
+  installSeconds: number;
+}
+
+const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
+
+/** The whole demo: image, install, then the sample app (runSampleApp). */
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const { info, say, show } = o;
-  const kubectlBin = join(info.binDir, 'kubectl');
-  const kubectl = async (args: string[], kubeconfig = info.kubeconfig) => {
-    const { stdout } = await run(kubectlBin, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 16 << 20 });
-    return stdout.trimEnd();
-  };
-  const showCmd = async (args: string[]) => {
-    show(`$ kubectl ${args.join(' ')}\n${await kubectl(args)}`);
-  };
-  mkdirSync(o.workDir, { recursive: true });
-  const registry = info.registries.open;
-  const image = `${registry.host}/${DEMO_REPOSITORY}:${DEMO_TAG}`;
+  const kubectl = kubectlFor(info);
+  let n = 0;
+  const step = (text: string) => say(`${++n}. ${text}`);
 
-  say('1. Install Kubewatcher: the CRDs, its namespace, service accounts and least-privilege RBAC.');
-  await installForLocalProcesses(kubectl, o.repoRoot);
-  say('   Pods on this local cluster are simulated (kwok), so the controller and the poller run here as');
-  say('   local processes, each with its own service account token: exactly the rights the manifests give.');
-  const controllerKubeconfig = await serviceAccountKubeconfig(
-    kubectl,
+  step('Build the Kubewatcher image from this checkout (scripts/build-image: no Docker) and push it.');
+  const building = performance.now();
+  const kubewatcherImage = await pushKubewatcherImage(info, {
+    outDir: join(o.workDir, 'image'),
+    log: (line) => o.progress(line),
+  });
+  const buildMs = performance.now() - building;
+  say(`   ${kubewatcherImage} (${seconds(buildMs)})`);
+
+  step('Install it as shipped, with the local overlay: kubectl apply --server-side -k');
+  const installing = performance.now();
+  const overlay = await installKubewatcher(info, { image: kubewatcherImage, dir: o.workDir });
+  const installMs = performance.now() - installing;
+  say(`   ${overlay}: the controller Deployment (2 replicas, leader election) and the poller CronJob`);
+  say(`   (every minute); a controller pod leads after ${seconds(installMs)}. On one node with`);
+  say('   hostNetwork the second replica waits Pending for the probe port and starts when the first goes.');
+  await showCommand(kubectl, show, ['-n', SYSTEM_NAMESPACE, 'get', 'deployment,cronjob,pods']);
+
+  const app = await runSampleApp({ ...o, step });
+  return {
+    ...app,
+    kubewatcherImage,
+    buildSeconds: Math.round(buildMs / 1000),
+    installSeconds: Math.round(installMs / 1000),
+  };
+}
+
+export interface SampleAppOptions extends DemoOptions {
+  /** Prints a numbered step. */
+  step: (text: string) => void;
+  /** Namespace of the sample app (default `demo`). */
+  namespace?: string;
+}
+
+/**
+ * The sample app on an environment where Kubewatcher already runs: deploy, watch, re-push, follow
+ * the rollout. Starts from an empty namespace (deleted first when it exists).
+ */
+export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult> {
+  const { info, say, show, step } = o;
+  const kubectl = kubectlFor(info);
+  const ns = o.namespace ?? DEMO_NAMESPACE;
+  const timeoutMs = o.timeoutMs ?? 150_000;
+  const registry = info.realNode?.registries.open ?? info.registries.open.host;
+  const image = `${registry}/${DEMO_REPOSITORY}:${DEMO_TAG}`;
+  await mkdir(o.workDir, { recursive: true });
+
+  step(`Deploy the sample app ${image}: its container prints the content it was built with, then sleeps.`);
+  await kubectl(['delete', 'namespace', ns, '--ignore-not-found', '--wait=true', '--timeout=120s']);
+  const first = await pushBusyboxImage({
     info,
-    o.workDir,
-    'kubewatcher-controller',
-  );
-  const pollerKubeconfig = await serviceAccountKubeconfig(kubectl, info, o.workDir, 'kubewatcher-poller');
-
-  say('2. Start the controller (leader election on, metrics on a free port).');
-  const controllerLog = join(o.workDir, 'controller.log');
-  const controller = startNodeProcess(
-    o.repoRoot,
-    'packages/controller/src/main.ts',
-    [
-      '--kubeconfig',
-      controllerKubeconfig,
-      '--leader-elect',
-      '--leader-election-namespace',
-      SYSTEM_NAMESPACE,
-      '--metrics-addr',
-      '127.0.0.1:0',
-      '--log-format',
-      'text',
-    ],
-    controllerLog,
-  );
-  writeFileSync(join(o.workDir, 'controller.pid'), `${controller.pid}\n`);
-  await waitFor(
-    async () => (await readFile(controllerLog, 'utf8').catch(() => '')).includes('workers started'),
-    60_000,
-    () => `the controller did not start; see ${controllerLog}`,
-  );
-  say(`   running as pid ${controller.pid}, log ${controllerLog}`);
-
-  say(`3. Push a sample image to the local registry and deploy it: ${image}`);
-  await kubectl([
-    'delete',
-    'namespace',
-    DEMO_NAMESPACE,
-    '--ignore-not-found',
-    '--wait=true',
-    '--timeout=120s',
-  ]);
-  const first = await pushTestImage({ info, registry: 'open', repository: DEMO_REPOSITORY, tag: DEMO_TAG });
+    repository: DEMO_REPOSITORY,
+    tag: DEMO_TAG,
+    content: `Hello from web v1, pushed ${new Date().toISOString()}\n`,
+  });
   say(`   ${image} is ${first.digest}`);
-  await kubectl(['create', 'namespace', DEMO_NAMESPACE]);
-  await applyYaml(kubectl, o.workDir, 'web.yaml', deploymentYaml(image));
-  await kubectl(['-n', DEMO_NAMESPACE, 'rollout', 'status', 'deployment/web', '--timeout=90s']);
-  await showCmd(['-n', DEMO_NAMESPACE, 'get', 'deployment', 'web', '-o', 'wide']);
+  await kubectl(['create', 'namespace', ns]);
+  await applyYaml(kubectl, o.workDir, `${ns}-web.yaml`, deploymentYaml(ns, image));
+  await kubectl(['-n', ns, 'rollout', 'status', 'deployment/web', '--timeout=90s']);
+  await showCommand(kubectl, show, ['-n', ns, 'get', 'pods', '-o', POD_COLUMNS]);
+  const before = await logsOfPods(kubectl, show, ns);
 
-  say(
-    '4. Watch the namespace: one label, no WatchedImage to write. The controller generates one for the tag.',
-  );
-  const generated = [
-    '-n',
-    DEMO_NAMESPACE,
-    'get',
-    'wi',
-    '-l',
-    `${MANAGED_BY_LABEL}=${MANAGED_BY_KUBEWATCHER}`,
-  ];
-  for (const args of [
-    ['label', 'namespace', DEMO_NAMESPACE, `${WATCH_LABEL}=true`],
-    // Optional: the generated WatchedImage's interval (default 5m), here the poller's 1m schedule.
-    ['annotate', 'namespace', DEMO_NAMESPACE, `${AUTO_WATCH_ANNOTATION.interval}=1m`],
-  ]) {
-    show(`$ kubectl ${args.join(' ')}\n${await kubectl(args)}`);
-  }
-  let watchedImage = '';
+  step('Watch its tag with a WatchedImage; the poller CronJob records the digest it sees first.');
+  const wiYaml = watchedImageYaml(ns, image);
+  show(`$ cat watchedimage.yaml\n${wiYaml.trimEnd()}`);
+  await applyYaml(kubectl, o.workDir, `${ns}-watchedimage.yaml`, wiYaml);
+  const baseline = performance.now();
+  o.progress(`waiting for the CronJob's next run (it fires at the start of every minute: ${nextRun()})`);
   await waitFor(
-    async () => {
-      watchedImage = await kubectl([...generated, '-o', 'jsonpath={.items[*].metadata.name}']);
-      return watchedImage !== '';
-    },
-    30_000,
-    () => `no WatchedImage was generated; see ${controllerLog}`,
+    async () => (await wiField(kubectl, ns, '{.status.digest}')) === first.digest,
+    timeoutMs,
+    () => `the poller did not record ${first.digest} for WatchedImage ${ns}/web within ${seconds(timeoutMs)}`,
+    500,
   );
+  say(`   baseline recorded after ${seconds(performance.now() - baseline)}`);
+  await showCommand(kubectl, show, ['-n', ns, 'get', 'wi']);
 
-  const poller = ['--kubeconfig', pollerKubeconfig, '--plain-http', registry.host, '--log-format', 'text'];
-  say('5. Run the poller once, as the CronJob does every minute: the first sight records the baseline.');
-  show(await runNodeProcess(o.repoRoot, 'packages/poller/src/main.ts', poller));
-  await waitFor(
-    async () =>
-      (await kubectl([
-        '-n',
-        DEMO_NAMESPACE,
-        'get',
-        'wi',
-        watchedImage,
-        '-o',
-        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-      ])) === 'True',
-    30_000,
-    () => 'the WatchedImage did not become Ready',
-  );
-  await showCmd(generated);
-
-  say(`6. Someone re-pushes ${DEMO_TAG}: same tag, new content.`);
-  const second = await pushTestImage({ info, registry: 'open', repository: DEMO_REPOSITORY, tag: DEMO_TAG });
+  step(`Someone re-pushes ${DEMO_TAG}: same tag, new content.`);
+  const second = await pushBusyboxImage({
+    info,
+    repository: DEMO_REPOSITORY,
+    tag: DEMO_TAG,
+    content: `Hello from web v2, pushed ${new Date().toISOString()}\n`,
+  });
+  const pushed = performance.now();
   say(`   ${image} is now ${second.digest}`);
 
-  say(
-    '7. The next poller run sees the new digest and records an ImageUpdate. (The CronJob would do this once',
-  );
-  say('   the 1m interval has passed; --ignore-interval runs the check now.)');
-  show(await runNodeProcess(o.repoRoot, 'packages/poller/src/main.ts', [...poller, '--ignore-interval']));
-
-  say('8. The controller pins the Deployment to the new digest and follows the rollout.');
-  let phase = '';
+  step('Kubewatcher takes it from here: the next poller run sees the new digest and records an');
+  say('   ImageUpdate; the controller pins the Deployment to it and follows the rollout.');
+  o.progress(`waiting for the CronJob's next run (${nextRun()})`);
+  const following = followProgress(info, ns, second.digest, o.progress);
+  let podsAfter: PodImage[];
+  try {
+    podsAfter = await waitForPodsOnDigest(info, {
+      namespace: ns,
+      selector: 'app=web',
+      digest: second.digest,
+      replicas: DEMO_REPLICAS,
+      timeoutMs,
+    });
+  } finally {
+    following.stop();
+  }
+  const pushToRolledOutMs = performance.now() - pushed;
   let update = '';
+  let phase = '';
   await waitFor(
     async () => {
-      const out = await kubectl([
-        '-n',
-        DEMO_NAMESPACE,
-        'get',
-        'iu',
-        '-o',
-        'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.toDigest}{"\\n"}{end}',
-      ]);
-      const line = out.split('\n').find((l) => l.endsWith(second.digest));
-      [update, phase] = (line ?? '').split(' ') as [string, string];
+      [update = '', phase = ''] = (await imageUpdateFor(kubectl, ns, second.digest)).split(' ');
       return phase === 'Succeeded' || phase === 'Failed';
     },
-    o.timeoutMs ?? 120_000,
-    () => `the ImageUpdate did not finish (phase ${phase || 'none'}); see ${controllerLog}`,
+    30_000,
+    () => `ImageUpdate for ${second.digest} did not finish (phase ${phase || 'none'})`,
   );
-  await showCmd(['-n', DEMO_NAMESPACE, 'get', 'wi,iu']);
+  say(`   every pod runs the new digest ${seconds(pushToRolledOutMs)} after the push`);
+
+  step('What a user sees now:');
+  await showCommand(kubectl, show, ['-n', ns, 'get', 'wi,iu']);
+  await showCommand(kubectl, show, ['-n', ns, 'get', 'pods', '-o', POD_COLUMNS]);
+  const after = await logsOfPods(kubectl, show, ns);
   const deploymentImage = await kubectl([
     '-n',
-    DEMO_NAMESPACE,
+    ns,
     'get',
     'deployment',
     'web',
     '-o',
     'jsonpath={.spec.template.spec.containers[0].image}',
   ]);
-  show(
-    `$ kubectl -n ${DEMO_NAMESPACE} get deployment web -o jsonpath='{.spec.template.spec.containers[0].image}'\n${deploymentImage}`,
-  );
-  await showCmd(['-n', DEMO_NAMESPACE, 'rollout', 'status', 'deployment/web']);
-  await showCmd([
+  await showCommand(kubectl, show, [
     '-n',
-    DEMO_NAMESPACE,
+    ns,
     'get',
     'events',
     '--field-selector',
@@ -258,65 +218,151 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '-o',
     'custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message',
   ]);
-
   return {
     image,
-    watchedImage,
     firstDigest: first.digest,
     secondDigest: second.digest,
+    firstContent: first.content,
+    secondContent: second.content,
     imageUpdate: update,
     phase,
     deploymentImage,
-    controller,
-    controllerLog,
+    before,
+    after,
+    podsAfter,
+    pushToRolledOutMs,
   };
 }
 
-/** Stops the demo's controller process (SIGTERM: it releases its Lease and exits). */
-export async function stopDemoController(workDir: string): Promise<boolean> {
-  const pidFile = join(workDir, 'controller.pid');
-  if (!existsSync(pidFile)) return false;
-  const pid = Number((await readFile(pidFile, 'utf8')).trim());
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return false;
-  }
-  await waitFor(
-    async () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    20_000,
-    () => `controller pid ${pid} did not stop`,
-  ).catch(() => process.kill(pid, 'SIGKILL'));
-  return true;
+const POD_COLUMNS =
+  'custom-columns=POD:.metadata.name,STATUS:.status.phase,IMAGE ID:.status.containerStatuses[0].imageID';
+
+function nextRun(): string {
+  const ms = msUntilNextMinute();
+  const at = new Date(Date.now() + ms).toISOString().slice(11, 19);
+  return `next at ${at} UTC, in ${seconds(ms)}`;
 }
 
-export async function serviceAccountKubeconfig(
+async function showCommand(
   kubectl: (args: string[]) => Promise<string>,
+  show: (t: string) => void,
+  args: string[],
+) {
+  show(`$ kubectl ${args.join(' ')}\n${await kubectl(args)}`);
+}
+
+/** `kubectl logs` of each pod of the app, shown; returns them by pod. */
+async function logsOfPods(
+  kubectl: (args: string[]) => Promise<string>,
+  show: (t: string) => void,
+  ns: string,
+): Promise<Record<string, string>> {
+  const pods = (await kubectl(['-n', ns, 'get', 'pods', '-l', 'app=web', '-o', 'name'])).split('\n');
+  const logs: Record<string, string> = {};
+  for (const pod of pods.filter(Boolean)) {
+    const name = pod.replace(/^pod\//, '');
+    logs[name] = await kubectl(['-n', ns, 'logs', name]);
+    show(`$ kubectl -n ${ns} logs ${name}\n${logs[name]}`);
+  }
+  return logs;
+}
+
+const wiField = (kubectl: (args: string[]) => Promise<string>, ns: string, path: string) =>
+  kubectl(['-n', ns, 'get', 'wi', 'web', '-o', `jsonpath=${path}`]);
+
+/** `NAME PHASE` of the ImageUpdate towards `digest` in `ns`, or '' when there is none. */
+async function imageUpdateFor(kubectl: (args: string[]) => Promise<string>, ns: string, digest: string) {
+  const out = await kubectl([
+    '-n',
+    ns,
+    'get',
+    'iu',
+    '-o',
+    'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.toDigest}{"\\n"}{end}',
+  ]);
+  const line = out.split('\n').find((l) => l.endsWith(digest)) ?? '';
+  return line.split(' ').slice(0, 2).join(' ');
+}
+
+/**
+ * Reports, as they happen, what the rollout waits for: the poller runs the CronJob starts and what
+ * each found, the ImageUpdate and its phases, the pods on the new digest.
+ */
+function followProgress(
   info: LocalClusterInfo,
-  dir: string,
-  account: string,
-): Promise<string> {
-  const token = await kubectl(['-n', SYSTEM_NAMESPACE, 'create', 'token', account, '--duration=24h']);
-  const file = join(dir, `${account}.kubeconfig`);
-  const kubeconfig = {
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      { name: 'local', cluster: { server: info.apiServer, 'certificate-authority': info.apiServerCaFile } },
-    ],
-    users: [{ name: account, user: { token } }],
-    contexts: [{ name: account, context: { cluster: 'local', user: account } }],
-    'current-context': account,
+  ns: string,
+  digest: string,
+  progress: (line: string) => void,
+) {
+  const kubectl = kubectlFor(info);
+  const started = performance.now();
+  const seen = new Set<string>();
+  const report = (key: string, line: string) => {
+    if (seen.has(key)) return;
+    seen.add(key);
+    progress(`[${seconds(performance.now() - started).padStart(4)}] ${line}`);
   };
-  writeFileSync(file, JSON.stringify(kubeconfig, null, 2), { mode: 0o600 });
-  return file;
+  let stopped = false;
+  const loop = (async () => {
+    const jobsAtStart = new Set(await jobNames(kubectl));
+    while (!stopped) {
+      try {
+        for (const job of await jobStates(kubectl)) {
+          if (jobsAtStart.has(job.name)) continue;
+          report(`${job.name} started`, `poller run ${job.name} started`);
+          if (job.done) {
+            const summary = await pollerSummary(kubectl, job.name);
+            report(`${job.name} done`, `poller run ${job.name} ${job.done}${summary}`);
+          }
+        }
+        const [update, phase] = (await imageUpdateFor(kubectl, ns, digest)).split(' ');
+        if (update) report(`iu ${phase}`, `ImageUpdate ${update}: ${phase || 'created'}`);
+        const pods = await podImages(info, ns, 'app=web');
+        const onNew = pods.filter((p) => p.digest === digest && p.ready && !p.terminating).length;
+        if (onNew > 0) report(`pods ${onNew}`, `${onNew}/${DEMO_REPLICAS} pods Ready on the new digest`);
+      } catch {
+        // A read that failed is read again on the next round; progress is best effort.
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  return {
+    stop: () => {
+      stopped = true;
+      return loop;
+    },
+  };
+}
+
+async function jobNames(kubectl: (args: string[]) => Promise<string>): Promise<string[]> {
+  return (await jobStates(kubectl)).map((j) => j.name);
+}
+
+async function jobStates(kubectl: (args: string[]) => Promise<string>) {
+  const out = await kubectl([
+    '-n',
+    SYSTEM_NAMESPACE,
+    'get',
+    'jobs',
+    '-o',
+    'jsonpath={range .items[*]}{.metadata.name} {.status.succeeded} {.status.failed}{"\\n"}{end}',
+  ]);
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [name = '', succeeded, failed] = line.split(' ');
+      return { name, done: succeeded === '1' ? 'finished' : failed === '1' ? 'failed' : '' };
+    });
+}
+
+/** `: checked N, changed N, ImageUpdates created N` from the run's last log line, when it has one. */
+async function pollerSummary(kubectl: (args: string[]) => Promise<string>, job: string): Promise<string> {
+  const log = await kubectl(['-n', SYSTEM_NAMESPACE, 'logs', `job/${job}`]).catch(() => '');
+  const last = log.split('\n').findLast((l) => l.includes('"run complete"'));
+  if (!last) return '';
+  const run = JSON.parse(last) as { checked?: number; changed?: number; imageUpdatesCreated?: number };
+  return `: checked ${run.checked ?? 0}, changed ${run.changed ?? 0}, ImageUpdates created ${run.imageUpdatesCreated ?? 0}`;
 }
 
 async function applyYaml(
@@ -326,73 +372,39 @@ async function applyYaml(
   yaml: string,
 ) {
   const file = join(dir, name);
-  writeFileSync(file, yaml);
+  await writeFile(file, yaml);
   await kubectl(['apply', '-f', file]);
 }
 
-function deploymentYaml(image: string): string {
+function deploymentYaml(ns: string, image: string): string {
   return `apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
-  namespace: ${DEMO_NAMESPACE}
+  namespace: ${ns}
 spec:
-  replicas: 2
-  progressDeadlineSeconds: 60
+  replicas: ${DEMO_REPLICAS}
   selector:
     matchLabels: {app: web}
   template:
     metadata:
       labels: {app: web}
     spec:
+      terminationGracePeriodSeconds: 5
       containers:
         - name: web
           image: ${image}
 `;
 }
 
-export function nodeArgs(repoRoot: string, script: string, args: string[]): string[] {
-  return ['--conditions=@kubewatcher/source', join(repoRoot, script), ...args];
-}
-
-export function startNodeProcess(
-  repoRoot: string,
-  script: string,
-  args: string[],
-  logFile: string,
-): ChildProcess {
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, nodeArgs(repoRoot, script, args), {
-    cwd: repoRoot,
-    detached: true,
-    stdio: ['ignore', fd, fd],
-  });
-  child.unref();
-  return child;
-}
-
-async function runNodeProcess(repoRoot: string, script: string, args: string[]): Promise<string> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, nodeArgs(repoRoot, script, args), {
-      cwd: repoRoot,
-      maxBuffer: 16 << 20,
-    });
-    return `${stdout}${stderr}`.trimEnd();
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; code?: number };
-    throw new Error(`${script} exited ${e.code}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
-
-export async function waitFor(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  describe: () => string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(describe());
-    await new Promise((r) => setTimeout(r, 250));
-  }
+function watchedImageYaml(ns: string, image: string): string {
+  return `apiVersion: kubewatcher.io/v1alpha1
+kind: WatchedImage
+metadata:
+  name: web
+  namespace: ${ns}
+spec:
+  image: ${image}
+  interval: 1m
+`;
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LocalClusterInfo } from './cluster-info.ts';
-import { pushTestImage, type RegistryName } from './images.ts';
+import { pushBusyboxImage, pushTestImage, type RegistryName } from './images.ts';
 
 const usage = `Usage: scripts/push-image [options] [HOST/]REPOSITORY:TAG
 
@@ -18,6 +18,8 @@ Options:
   --registry open|basic|token   registry to push to when the reference has no host (default: open)
   --multi-arch                  push an index of linux/amd64 and linux/arm64 images
   --docker                      Docker media types (manifest list / schema 2) instead of OCI
+  --runnable TEXT               a runnable linux/amd64 image instead (static busybox, for the real node):
+                                its container prints TEXT, then sleeps until stopped
   --json                        print reference, digest, media type and platform digests as JSON
   --cluster FILE                environment description (default: .local/cluster.json)`;
 
@@ -31,6 +33,7 @@ async function main(): Promise<number> {
       'multi-arch': { type: 'boolean', default: false },
       docker: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      runnable: { type: 'string' },
       cluster: {
         type: 'string',
         default: join(fileURLToPath(new URL('../..', import.meta.url)), '.local', 'cluster.json'),
@@ -82,14 +85,21 @@ async function main(): Promise<number> {
     console.error(`push-image: '${positionals[0]}' needs a tag (REPOSITORY:TAG)`);
     return 2;
   }
-  const pushed = await pushTestImage({
+  if (values.runnable !== undefined && values['multi-arch']) {
+    console.error('push-image: --runnable pushes one linux/amd64 image; it takes no --multi-arch');
+    return 2;
+  }
+  const target = {
     info,
     registry: registry ?? 'open',
     repository: reference.slice(0, colon),
     tag: reference.slice(colon + 1),
-    multiArch: values['multi-arch'],
-    format: values.docker ? 'docker' : 'oci',
-  });
+    format: values.docker ? ('docker' as const) : ('oci' as const),
+  };
+  const pushed =
+    values.runnable !== undefined
+      ? await pushBusyboxImage({ ...target, content: `${values.runnable}\n` })
+      : await pushTestImage({ ...target, multiArch: values['multi-arch'] });
   console.log(values.json ? JSON.stringify(pushed, null, 2) : pushed.digest);
   return 0;
 }

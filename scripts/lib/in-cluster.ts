@@ -1,0 +1,220 @@
+/**
+ * Kubewatcher inside a local environment with a real node, installed the way a user installs it: the
+ * image scripts/build-image builds, pushed to the environment's open registry, and the local overlay
+ * (scripts/lib/local-overlay.ts) applied with `kubectl apply --server-side -k`, so the controller
+ * Deployment and the poller CronJob run as pods. Also what a user checks afterwards: which digest each
+ * pod of a workload runs and what it prints. The demo and the end-to-end tests share it.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CoordinationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../../packages/shared/src/kube.ts';
+import type { LocalClusterInfo } from './cluster-info.ts';
+import { buildImage } from './image-build.ts';
+import { writeLocalKustomization } from './local-overlay.ts';
+import { waitFor } from './wait-for.ts';
+
+const run = promisify(execFile);
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+export const SYSTEM_NAMESPACE = 'kubewatcher-system';
+/** Where the image goes in the environment's open registry. */
+export const KUBEWATCHER_REPOSITORY = 'kubewatcher/kubewatcher';
+/** The controller's leader Lease (the controller's --leader-election-id default). */
+export const LEADER_LEASE = 'kubewatcher-controller';
+export const CONTROLLER_SELECTOR =
+  'app.kubernetes.io/name=kubewatcher,app.kubernetes.io/component=controller';
+export const POLLER_SELECTOR = 'app.kubernetes.io/name=kubewatcher,app.kubernetes.io/component=poller';
+
+export type Kubectl = (args: string[]) => Promise<string>;
+
+/** kubectl with the environment's admin kubeconfig; a failure's message carries kubectl's stderr. */
+export function kubectlFor(info: Pick<LocalClusterInfo, 'binDir' | 'kubeconfig'>): Kubectl {
+  return async (args) => {
+    try {
+      const { stdout } = await run(join(info.binDir, 'kubectl'), ['--kubeconfig', info.kubeconfig, ...args], {
+        maxBuffer: 16 << 20,
+      });
+      return stdout.trimEnd();
+    } catch (err) {
+      const e = err as Error & { stderr?: string };
+      throw new Error(`kubectl ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+    }
+  };
+}
+
+function requireRealNode(info: LocalClusterInfo): NonNullable<LocalClusterInfo['realNode']> {
+  if (!info.realNode) {
+    throw new Error(
+      `the environment in ${info.dir} has kwok's node, where no container runs: Kubewatcher's pods need the real node (scripts/local-cluster up --real-node)`,
+    );
+  }
+  return info.realNode;
+}
+
+/**
+ * Builds the bundles and the image from this checkout (what `scripts/build-image --push` does) and
+ * pushes it to the environment's open registry; returns `REF@sha256:…`.
+ */
+export async function pushKubewatcherImage(
+  info: LocalClusterInfo,
+  options: { outDir: string; log?: (line: string) => void },
+): Promise<string> {
+  requireRealNode(info);
+  try {
+    await run('pnpm', ['-r', '--reporter=silent', 'run', 'build'], { cwd: repoRoot, maxBuffer: 16 << 20 });
+  } catch (err) {
+    const e = err as Error & { stdout?: string; stderr?: string };
+    throw new Error(`pnpm -r run build failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
+  }
+  const built = await buildImage({
+    outDir: options.outDir,
+    push: `${info.registries.open.host}/${KUBEWATCHER_REPOSITORY}:dev`,
+    binDir: info.binDir,
+    endpoint: info.registries.open,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  if (!built.pushed) throw new Error('buildImage pushed nothing');
+  return built.pushed;
+}
+
+/**
+ * Writes the local overlay for `image` into `dir`, applies it and waits until a controller pod is Ready
+ * and holds the leader Lease. Returns the overlay's folder (`kubectl delete -k` removes it all).
+ */
+export async function installKubewatcher(
+  info: LocalClusterInfo,
+  options: { image: string; dir: string; timeoutMs?: number },
+): Promise<string> {
+  requireRealNode(info);
+  const kubectl = kubectlFor(info);
+  const overlay = await writeLocalKustomization(
+    join(options.dir, 'kubewatcher-overlay'),
+    info,
+    options.image,
+  );
+  await kubectl(['apply', '--server-side', '--force-conflicts', '-k', overlay]);
+  await waitForLeader(info, { timeoutMs: options.timeoutMs ?? 120_000 });
+  return overlay;
+}
+
+export interface Leader {
+  /** The Lease's holder: the leading controller process's identity. */
+  identity: string;
+  /** The controller pods that are Running and Ready (with hostNetwork on one node: one). */
+  readyPods: string[];
+}
+
+/**
+ * Waits for a leader: a Lease holder other than `previous`, and a Ready controller pod. A Lease whose
+ * holder released it (holderIdentity empty) has no leader.
+ */
+export async function waitForLeader(
+  info: LocalClusterInfo,
+  options: { timeoutMs: number; previous?: string },
+): Promise<Leader> {
+  const kc = loadKubeConfig(info.kubeconfig);
+  const leases = kc.makeApiClient(CoordinationV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  let leader: Leader = { identity: '', readyPods: [] };
+  await waitFor(
+    async () => {
+      const lease = await leases
+        .readNamespacedLease({ name: LEADER_LEASE, namespace: SYSTEM_NAMESPACE })
+        .catch(() => undefined);
+      const { items } = await core.listNamespacedPod({
+        namespace: SYSTEM_NAMESPACE,
+        labelSelector: CONTROLLER_SELECTOR,
+      });
+      leader = {
+        identity: lease?.spec?.holderIdentity ?? '',
+        readyPods: items.filter((p) => isReady(p) && !p.metadata?.deletionTimestamp).map(podName),
+      };
+      return leader.identity !== '' && leader.identity !== options.previous && leader.readyPods.length > 0;
+    },
+    options.timeoutMs,
+    () =>
+      `no controller became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${SYSTEM_NAMESPACE} describe pods -l ${CONTROLLER_SELECTOR}`,
+  );
+  return leader;
+}
+
+const podName = (p: V1Pod) => p.metadata?.name ?? '';
+const isReady = (p: V1Pod) =>
+  p.status?.phase === 'Running' &&
+  p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+
+/** What `kubectl get pods` and the pod's status say about one pod of a workload. */
+export interface PodImage {
+  name: string;
+  /** The digest its container runs (from `status.containerStatuses[].imageID`), or '' before it started. */
+  digest: string;
+  imageID: string;
+  ready: boolean;
+  restarts: number;
+  terminating: boolean;
+}
+
+/** The pods matching `selector` in `namespace`, each with the digest its container `container` runs. */
+export async function podImages(
+  info: LocalClusterInfo,
+  namespace: string,
+  selector: string,
+  container?: string,
+): Promise<PodImage[]> {
+  const core = loadKubeConfig(info.kubeconfig).makeApiClient(CoreV1Api);
+  const { items } = await core.listNamespacedPod({ namespace, labelSelector: selector });
+  return items.map((p) => {
+    const status = p.status?.containerStatuses?.find((c) => !container || c.name === container);
+    const imageID = status?.imageID ?? '';
+    return {
+      name: podName(p),
+      imageID,
+      digest: /@(sha256:[0-9a-f]{64})$/.exec(imageID)?.[1] ?? '',
+      ready: isReady(p) ?? false,
+      restarts: status?.restartCount ?? 0,
+      terminating: p.metadata?.deletionTimestamp !== undefined,
+    };
+  });
+}
+
+/**
+ * Waits until exactly `replicas` pods match `selector`, all Ready and all running `digest` (old pods
+ * gone); returns them. `onChange` hears a line each time the count on the new digest changes.
+ */
+export async function waitForPodsOnDigest(
+  info: LocalClusterInfo,
+  o: {
+    namespace: string;
+    selector: string;
+    digest: string;
+    replicas: number;
+    timeoutMs: number;
+    onChange?: (line: string) => void;
+  },
+): Promise<PodImage[]> {
+  let pods: PodImage[] = [];
+  let said = '';
+  await waitFor(
+    async () => {
+      pods = await podImages(info, o.namespace, o.selector);
+      const onNew = pods.filter((p) => p.digest === o.digest && p.ready && !p.terminating).length;
+      const line = `${onNew}/${o.replicas} pods Ready on ${o.digest.slice(7, 19)}, ${pods.length - onNew} other(s)`;
+      if (line !== said) o.onChange?.(line);
+      said = line;
+      return onNew === o.replicas && pods.length === o.replicas;
+    },
+    o.timeoutMs,
+    () =>
+      `pods ${o.selector} in ${o.namespace} not all on ${o.digest} after ${o.timeoutMs / 1000}s: ${JSON.stringify(pods)}`,
+    200,
+  );
+  return pods;
+}
+
+/** When the every-minute poller CronJob fires next (the start of the next minute), in ms from now. */
+export function msUntilNextMinute(now: Date = new Date()): number {
+  return 60_000 - (now.getTime() % 60_000);
+}
