@@ -19,7 +19,7 @@ try {
     workDir,
     say: (text) => console.log(text.startsWith(' ') ? text : `\n${text}`),
     show: (text) => console.log(text.replace(/^/gm, '    ')),
-    progress: (text) => console.log(`  ${elapsed()}  ${text}`),
+    progress: (text) => console.log(`   ${text}`),
   });
   const ok = result.phase === 'Succeeded' && result.deploymentImage.endsWith(`@${result.secondDigest}`);
   const rel = (p: string) => relative(process.cwd(), p);

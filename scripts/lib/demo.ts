@@ -146,13 +146,18 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
   show(`$ cat watchedimage.yaml\n${wiYaml.trimEnd()}`);
   await applyYaml(kubectl, o.workDir, `${ns}-watchedimage.yaml`, wiYaml);
   const baseline = performance.now();
-  o.progress(`waiting for the CronJob's next run (it fires at the start of every minute: ${nextRun()})`);
-  await waitFor(
-    async () => (await wiField(kubectl, ns, '{.status.digest}')) === first.digest,
-    timeoutMs,
-    () => `the poller did not record ${first.digest} for WatchedImage ${ns}/web within ${seconds(timeoutMs)}`,
-    500,
-  );
+  const baselineProgress = followProgress(info, ns, undefined, o.progress);
+  try {
+    await waitFor(
+      async () => (await wiField(kubectl, ns, '{.status.digest}')) === first.digest,
+      timeoutMs,
+      () =>
+        `the poller did not record ${first.digest} for WatchedImage ${ns}/web within ${seconds(timeoutMs)}`,
+      500,
+    );
+  } finally {
+    await baselineProgress.stop();
+  }
   say(`   baseline recorded after ${seconds(performance.now() - baseline)}`);
   await showCommand(kubectl, show, ['-n', ns, 'get', 'wi']);
 
@@ -168,7 +173,6 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
 
   step('Kubewatcher takes it from here: the next poller run sees the new digest and records an');
   say('   ImageUpdate; the controller pins the Deployment to it and follows the rollout.');
-  o.progress(`waiting for the CronJob's next run (${nextRun()})`);
   const following = followProgress(info, ns, second.digest, o.progress);
   let podsAfter: PodImage[];
   try {
@@ -180,7 +184,7 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
       timeoutMs,
     });
   } finally {
-    following.stop();
+    await following.stop();
   }
   const pushToRolledOutMs = performance.now() - pushed;
   let update = '';
@@ -285,41 +289,57 @@ async function imageUpdateFor(kubectl: (args: string[]) => Promise<string>, ns: 
 }
 
 /**
- * Reports, as they happen, what the rollout waits for: the poller runs the CronJob starts and what
- * each found, the ImageUpdate and its phases, the pods on the new digest.
+ * Reports, as they happen, what the demo waits for: the poller runs the CronJob starts and what each
+ * found, and with `digest` the ImageUpdate towards it, its phases and the pods on it. When nothing has
+ * happened for 15 s it says what it still waits for, so a quiet minute is never a silent one.
  */
 function followProgress(
   info: LocalClusterInfo,
   ns: string,
-  digest: string,
+  digest: string | undefined,
   progress: (line: string) => void,
 ) {
   const kubectl = kubectlFor(info);
   const started = performance.now();
+  let lastReport = started;
   const seen = new Set<string>();
   const report = (key: string, line: string) => {
     if (seen.has(key)) return;
     seen.add(key);
-    progress(`[${seconds(performance.now() - started).padStart(4)}] ${line}`);
+    lastReport = performance.now();
+    progress(`+${seconds(lastReport - started).padStart(3)}  ${line}`);
   };
   let stopped = false;
   const loop = (async () => {
-    const jobsAtStart = new Set(await jobNames(kubectl));
+    const jobsAtStart = new Set((await jobStates(kubectl).catch(() => [])).map((j) => j.name));
+    let waitingFor = () => `the CronJob's next run (${nextRun()})`;
+    report('start', `waiting for ${waitingFor()}; it fires at the start of every minute`);
     while (!stopped) {
       try {
         for (const job of await jobStates(kubectl)) {
           if (jobsAtStart.has(job.name)) continue;
           report(`${job.name} started`, `poller run ${job.name} started`);
+          waitingFor = () => `poller run ${job.name} to finish`;
           if (job.done) {
             const summary = await pollerSummary(kubectl, job.name);
             report(`${job.name} done`, `poller run ${job.name} ${job.done}${summary}`);
+            waitingFor = () => `the controller (or the next poller run: ${nextRun()})`;
           }
         }
-        const [update, phase] = (await imageUpdateFor(kubectl, ns, digest)).split(' ');
-        if (update) report(`iu ${phase}`, `ImageUpdate ${update}: ${phase || 'created'}`);
-        const pods = await podImages(info, ns, 'app=web');
-        const onNew = pods.filter((p) => p.digest === digest && p.ready && !p.terminating).length;
-        if (onNew > 0) report(`pods ${onNew}`, `${onNew}/${DEMO_REPLICAS} pods Ready on the new digest`);
+        if (digest) {
+          const [update, phase] = (await imageUpdateFor(kubectl, ns, digest)).split(' ');
+          if (update) {
+            report(`iu ${phase}`, `ImageUpdate ${update}: ${phase || 'created'}`);
+            waitingFor = () => `ImageUpdate ${update} (${phase || 'created'}) and the pods`;
+          }
+          const pods = await podImages(info, ns, 'app=web');
+          const onNew = pods.filter((p) => p.digest === digest && p.ready && !p.terminating).length;
+          if (onNew > 0) report(`pods ${onNew}`, `${onNew}/${DEMO_REPLICAS} pods Ready on the new digest`);
+        }
+        if (performance.now() - lastReport > 15_000) {
+          lastReport = performance.now();
+          progress(`+${seconds(lastReport - started).padStart(3)}  still waiting for ${waitingFor()}`);
+        }
       } catch {
         // A read that failed is read again on the next round; progress is best effort.
       }
@@ -332,10 +352,6 @@ function followProgress(
       return loop;
     },
   };
-}
-
-async function jobNames(kubectl: (args: string[]) => Promise<string>): Promise<string[]> {
-  return (await jobStates(kubectl)).map((j) => j.name);
 }
 
 async function jobStates(kubectl: (args: string[]) => Promise<string>) {

@@ -63,18 +63,21 @@ export async function pushKubewatcherImage(
   options: { outDir: string; log?: (line: string) => void },
 ): Promise<string> {
   requireRealNode(info);
+  const log = options.log ?? (() => {});
+  log('building the bundles (pnpm -r run build)');
   try {
     await run('pnpm', ['-r', '--reporter=silent', 'run', 'build'], { cwd: repoRoot, maxBuffer: 16 << 20 });
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
     throw new Error(`pnpm -r run build failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
   }
+  log("staging the image's files: Debian packages, Node.js, the bundles");
   const built = await buildImage({
     outDir: options.outDir,
     push: `${info.registries.open.host}/${KUBEWATCHER_REPOSITORY}:dev`,
     binDir: info.binDir,
     endpoint: info.registries.open,
-    ...(options.log ? { log: options.log } : {}),
+    log,
   });
   if (!built.pushed) throw new Error('buildImage pushed nothing');
   return built.pushed;
