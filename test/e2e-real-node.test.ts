@@ -4,7 +4,8 @@
  * applied with `kubectl apply -k` (the controller Deployment with 2 replicas and leader election, the
  * poller CronJob firing every minute; nothing here runs the poller). Then, in namespaces of their own
  * and at the same time, so the file costs about three CronJob minutes:
- *   - the demo's sample app: a re-push of its tag ends with every pod on the new digest, printing the
+ *   - the demo's sample app, watched by one namespace label (no WatchedImage written), and an app with a
+ *     WatchedImage of its own: a re-push of the tag ends with every pod on the new digest, printing the
  *     new content, and one Succeeded ImageUpdate; the Deployment was patched once;
  *   - a private image on the token-auth registry: the kubelet pulls it with the imagePullSecret (a pod
  *     without it cannot) and the poller resolves the tag with the same secret;
@@ -99,6 +100,7 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
   const figures: Record<string, number> = {};
   let flows: {
     demo: Promise<SampleAppResult>;
+    watched: Promise<Awaited<ReturnType<typeof watchedFlow>>>;
     privateImage: Promise<Awaited<ReturnType<typeof privateImageFlow>>>;
     failing: Promise<Awaited<ReturnType<typeof failingFlow>>>;
     failover: Promise<Awaited<ReturnType<typeof failoverFlow>>>;
@@ -132,13 +134,15 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
       }).finally(() => console.log(said.join('\n'))),
     );
     const privateImage = started(privateImageFlow());
+    const watched = started(watchedFlow());
     flows = {
       demo,
+      watched,
       privateImage,
       failing: started(failingFlow()),
       // The leader goes once the demo's and the private image's updates are done, so their figures
       // time the ordinary path; the failing update may still be rolling out, and must end Failed anyway.
-      failover: started(failoverFlow(Promise.allSettled([demo, privateImage]))),
+      failover: started(failoverFlow(Promise.allSettled([demo, watched, privateImage]))),
     };
   }, 600_000);
 
@@ -324,6 +328,19 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
   // -------------------------------------------------------------------------------------------------
   // The scenarios, started together in beforeAll
 
+  async function watchedFlow() {
+    const ns = 'e2e-watched';
+    const app = await watchedApp(ns, { registry: 'open', replicas: 2 });
+    const generationBefore = (await apps.readNamespacedDeployment({ namespace: ns, name: 'app' })).metadata
+      ?.generation;
+    const { second, pods } = await rePushAndWait(ns, 'open', app.repository, 2);
+    const update = await updateIn(ns, second.digest, ['Succeeded', 'Failed'], 30_000);
+    const logs: Record<string, string> = {};
+    for (const pod of pods) logs[pod.name] = await kubectl(['-n', ns, 'logs', pod.name]);
+    const deploymentAfter = await apps.readNamespacedDeployment({ namespace: ns, name: 'app' });
+    return { ...app, second, pods, update, logs, generationBefore, deploymentAfter };
+  }
+
   async function privateImageFlow() {
     const ns = 'e2e-private';
     const token = info.registries.token;
@@ -494,11 +511,23 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
     expect(Object.keys(r.after)).not.toContain(Object.keys(r.before)[0]);
     figures['e2e-demo'] = Math.round(r.pushToRolledOutMs) / 1000;
 
+    // No WatchedImage was written: the namespace label made the controller generate one.
+    const list = (await custom.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: WATCHED_IMAGE.plural,
+      namespace: 'e2e-demo',
+    })) as {
+      items: { metadata: { name: string; labels?: Record<string, string> }; status?: { digest?: string } }[];
+    };
+    expect(list.items.map((w) => w.metadata.name)).toEqual([r.watchedImage]);
+    expect(list.items[0]?.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('kubewatcher');
+    expect(list.items[0]?.status?.digest).toBe(r.secondDigest);
     const updates = await imageUpdates('e2e-demo');
     expect(updates).toHaveLength(1);
     expect(updates[0]).toMatchObject({
       metadata: { name: r.imageUpdate },
-      spec: { watchedImage: 'web', fromDigest: r.firstDigest, toDigest: r.secondDigest },
+      spec: { watchedImage: r.watchedImage, fromDigest: r.firstDigest, toDigest: r.secondDigest },
       status: { phase: 'Succeeded' },
     });
     const d = await apps.readNamespacedDeployment({ namespace: 'e2e-demo', name: 'web' });
@@ -507,6 +536,25 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
     expect(d.metadata?.generation).toBe(2);
     expect(await eventCount('e2e-demo', 'Deployment', 'web', 'ImagePinned')).toBe(1);
     expect(await eventCount('e2e-demo', 'ImageUpdate', r.imageUpdate, 'Succeeded')).toBe(1);
+  });
+
+  it('an app with its own WatchedImage: the same, and the Deployment was patched once', async () => {
+    const r = await flows.watched;
+    const host = info.registries.open.host;
+    expect(r.podsBefore.map((p) => p.digest)).toEqual([r.first.digest, r.first.digest]);
+    expect(r.pods.map((p) => p.imageID)).toEqual([
+      `${host}/${r.repository}@${r.second.digest}`,
+      `${host}/${r.repository}@${r.second.digest}`,
+    ]);
+    for (const log of Object.values(r.logs)) expect(`${log}\n`).toBe(r.second.content);
+    expect(r.update).toMatchObject({
+      spec: { watchedImage: 'app', fromDigest: r.first.digest, toDigest: r.second.digest },
+      status: { phase: 'Succeeded' },
+    });
+    expect(await imageUpdates('e2e-watched')).toHaveLength(1);
+    expect(r.deploymentAfter.spec?.template.spec?.containers[0]?.image).toBe(`${r.image}@${r.second.digest}`);
+    expect(r.deploymentAfter.metadata?.generation).toBe((r.generationBefore ?? 0) + 1);
+    expect(await eventCount('e2e-watched', 'Deployment', 'app', 'ImagePinned')).toBe(1);
   });
 
   it('a private image: the kubelet pulls it with the imagePullSecret, the poller resolves it with the same', async () => {

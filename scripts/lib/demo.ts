@@ -1,16 +1,24 @@
 /**
  * The demo, as steps that narrate themselves, on a local environment with the real node: build the
  * Kubewatcher image and install it into the cluster (scripts/lib/in-cluster.ts), deploy a sample app
- * whose container prints the content it was built with, watch its tag, re-push the tag with new
+ * whose container prints the content it was built with, label its namespace (the controller generates
+ * the WatchedImage for its tag), re-push the tag with new
  * content, and follow the poller CronJob and the controller until the pods run the new digest,
  * showing what the pods print before and after. `scripts/demo` runs it on the long-lived `.local`
  * environment; the end-to-end test runs the sample app's part beside its other scenarios.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  AUTO_WATCH_ANNOTATION,
+  MANAGED_BY_KUBEWATCHER,
+  MANAGED_BY_LABEL,
+  WATCH_LABEL,
+} from '../../packages/shared/src/api/auto-watch.ts';
 import type { LocalClusterInfo } from './cluster-info.ts';
 import { pushBusyboxImage } from './images.ts';
 import {
+  CONTROLLER_SELECTOR,
   installKubewatcher,
   kubectlFor,
   msUntilNextMinute,
@@ -47,6 +55,8 @@ export interface DemoOptions extends DemoNarration {
 export interface SampleAppResult {
   /** `host/demo/web:stable` as the pods name it. */
   image: string;
+  /** The WatchedImage the controller generated for the tag. */
+  watchedImage: string;
   firstDigest: string;
   secondDigest: string;
   firstContent: string;
@@ -141,25 +151,43 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
   await showCommand(kubectl, show, ['-n', ns, 'get', 'pods', '-o', POD_COLUMNS]);
   const before = await logsOfPods(kubectl, show, ns);
 
-  step('Watch its tag with a WatchedImage; the poller CronJob records the digest it sees first.');
-  const wiYaml = watchedImageYaml(ns, image);
-  show(`$ cat watchedimage.yaml\n${wiYaml.trimEnd()}`);
-  await applyYaml(kubectl, o.workDir, `${ns}-watchedimage.yaml`, wiYaml);
+  step('Watch the namespace: one label, no WatchedImage to write. The controller generates one for the');
+  say('   tag, and the poller CronJob records the digest it sees first.');
+  for (const args of [
+    ['label', 'namespace', ns, `${WATCH_LABEL}=true`],
+    // Optional: the generated WatchedImage's interval (default 5m), here the CronJob's minute.
+    ['annotate', 'namespace', ns, `${AUTO_WATCH_ANNOTATION.interval}=1m`],
+  ]) {
+    await showCommand(kubectl, show, args);
+  }
+  const generated = ['-n', ns, 'get', 'wi', '-l', `${MANAGED_BY_LABEL}=${MANAGED_BY_KUBEWATCHER}`];
+  let watchedImage = '';
+  await waitFor(
+    async () => {
+      watchedImage = await kubectl([...generated, '-o', 'jsonpath={.items[*].metadata.name}']);
+      return watchedImage !== '';
+    },
+    30_000,
+    () =>
+      `the controller generated no WatchedImage in ${ns}; kubectl -n ${SYSTEM_NAMESPACE} logs -l ${CONTROLLER_SELECTOR}`,
+  );
   const baseline = performance.now();
   const baselineProgress = followProgress(info, ns, undefined, o.progress);
   try {
     await waitFor(
-      async () => (await wiField(kubectl, ns, '{.status.digest}')) === first.digest,
+      async () =>
+        (await kubectl(['-n', ns, 'get', 'wi', watchedImage, '-o', 'jsonpath={.status.digest}'])) ===
+        first.digest,
       timeoutMs,
       () =>
-        `the poller did not record ${first.digest} for WatchedImage ${ns}/web within ${seconds(timeoutMs)}`,
+        `the poller did not record ${first.digest} for WatchedImage ${ns}/${watchedImage} within ${seconds(timeoutMs)}`,
       500,
     );
   } finally {
     await baselineProgress.stop();
   }
   say(`   baseline recorded after ${seconds(performance.now() - baseline)}`);
-  await showCommand(kubectl, show, ['-n', ns, 'get', 'wi']);
+  await showCommand(kubectl, show, generated);
 
   step(`Someone re-pushes ${DEMO_TAG}: same tag, new content.`);
   const second = await pushBusyboxImage({
@@ -224,6 +252,7 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
   ]);
   return {
     image,
+    watchedImage,
     firstDigest: first.digest,
     secondDigest: second.digest,
     firstContent: first.content,
@@ -270,9 +299,6 @@ async function logsOfPods(
   }
   return logs;
 }
-
-const wiField = (kubectl: (args: string[]) => Promise<string>, ns: string, path: string) =>
-  kubectl(['-n', ns, 'get', 'wi', 'web', '-o', `jsonpath=${path}`]);
 
 /** `NAME PHASE` of the ImageUpdate towards `digest` in `ns`, or '' when there is none. */
 async function imageUpdateFor(kubectl: (args: string[]) => Promise<string>, ns: string, digest: string) {
@@ -410,17 +436,5 @@ spec:
       containers:
         - name: web
           image: ${image}
-`;
-}
-
-function watchedImageYaml(ns: string, image: string): string {
-  return `apiVersion: kubewatcher.io/v1alpha1
-kind: WatchedImage
-metadata:
-  name: web
-  namespace: ${ns}
-spec:
-  image: ${image}
-  interval: 1m
 `;
 }
