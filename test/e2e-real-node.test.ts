@@ -58,7 +58,7 @@ const CHANGE_TIMEOUT_MS = 150_000;
 const MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
 
 interface ImageUpdateObject {
-  metadata: { name: string };
+  metadata: { name: string; creationTimestamp?: string };
   spec: { watchedImage: string; fromDigest: string; toDigest: string };
   status?: {
     phase?: string;
@@ -321,7 +321,12 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
       replicas,
       timeoutMs: CHANGE_TIMEOUT_MS,
     });
+    const rolledOutAt = Date.now();
     figures[ns] = Math.round(performance.now() - pushed) / 1000;
+    // The part after the poller's run: its ImageUpdate's creation (1 s resolution) to the pods.
+    const update = (await imageUpdates(ns)).find((u) => u.spec.toDigest === second.digest);
+    const created = update?.metadata.creationTimestamp;
+    if (created) figures[`${ns} update→pods`] = (rolledOutAt - Date.parse(created)) / 1000;
     return { second, pods };
   }
 
@@ -510,6 +515,7 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
     ]);
     expect(Object.keys(r.after)).not.toContain(Object.keys(r.before)[0]);
     figures['e2e-demo'] = Math.round(r.pushToRolledOutMs) / 1000;
+    figures['e2e-demo update→pods'] = Math.round(r.updateToRolledOutMs) / 1000;
 
     // No WatchedImage was written: the namespace label made the controller generate one.
     const list = (await custom.listNamespacedCustomObject({

@@ -26,7 +26,8 @@ try {
   console.log(`
 ${ok ? 'Done' : 'Finished with a problem'} in ${elapsed().trim()}: ImageUpdate ${result.imageUpdate} is ${result.phase}; every pod of deployment/web runs
     ${result.image.replace(/:[^:/]+$/, '')}@${result.secondDigest}
-(image build ${result.buildSeconds}s, install ${result.installSeconds}s, push → pods on the new digest ${Math.round(result.pushToRolledOutMs / 1000)}s)
+(image build ${result.buildSeconds}s, install ${result.installSeconds}s, push → pods on the new digest ${Math.round(result.pushToRolledOutMs / 1000)}s,
+ of which ${Math.round(result.updateToRolledOutMs / 1000)}s from the poller's ImageUpdate to the pods; the rest is the CronJob's minute)
 
 Look around (Kubewatcher keeps running in the cluster):
     export KUBECONFIG=${rel(info.kubeconfig)} PATH=${info.binDir}:$PATH

@@ -70,6 +70,8 @@ export interface SampleAppResult {
   podsAfter: PodImage[];
   /** From the end of the re-push to every pod running the new digest. */
   pushToRolledOutMs: number;
+  /** From the ImageUpdate's creation (the poller run that saw the change; 1 s resolution) to the same. */
+  updateToRolledOutMs: number;
 }
 
 export interface DemoResult extends SampleAppResult {
@@ -214,6 +216,7 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
   } finally {
     await following.stop();
   }
+  const rolledOutAt = Date.now();
   const pushToRolledOutMs = performance.now() - pushed;
   let update = '';
   let phase = '';
@@ -225,7 +228,19 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
     30_000,
     () => `ImageUpdate for ${second.digest} did not finish (phase ${phase || 'none'})`,
   );
-  say(`   every pod runs the new digest ${seconds(pushToRolledOutMs)} after the push`);
+  const created = await kubectl([
+    '-n',
+    ns,
+    'get',
+    'iu',
+    update,
+    '-o',
+    'jsonpath={.metadata.creationTimestamp}',
+  ]);
+  const updateToRolledOutMs = rolledOutAt - Date.parse(created);
+  say(
+    `   every pod runs the new digest ${seconds(pushToRolledOutMs)} after the push, ${seconds(updateToRolledOutMs)} after the poller recorded the change`,
+  );
 
   step('What a user sees now:');
   await showCommand(kubectl, show, ['-n', ns, 'get', 'wi,iu']);
@@ -264,6 +279,7 @@ export async function runSampleApp(o: SampleAppOptions): Promise<SampleAppResult
     after,
     podsAfter,
     pushToRolledOutMs,
+    updateToRolledOutMs,
   };
 }
 
