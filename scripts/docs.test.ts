@@ -164,6 +164,8 @@ const OTHER_TOOLS_FLAGS = new Set([
   '--project',
   '--check',
   '--print-path',
+  // scripts/push-image
+  '--runnable',
   // scripts/build-image (--push is docker's too)
   '--insecure',
   '--stage',
