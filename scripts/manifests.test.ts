@@ -806,6 +806,10 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
     const controller = one<V1Deployment>(local, 'Deployment', 'kubewatcher-controller').spec!.template.spec!
       .containers[0]!;
     expect(controller.args).toContain('--metrics-addr=$(HOST_IP):8080');
+    // One node: a rolling update could never start a new pod while an old one holds the port.
+    expect(one<V1Deployment>(local, 'Deployment', 'kubewatcher-controller').spec?.strategy).toEqual({
+      type: 'Recreate',
+    });
     expect(controller.env?.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath).toBe(
       'status.hostIP',
     );
@@ -832,7 +836,8 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
         )
         .replaceAll('127.0.0.1:5000/kubewatcher/kubewatcher:local', image)
         .replaceAll('--metrics-addr=$(HOST_IP):8080', '--metrics-addr=:8080')
-        .replaceAll(',"hostNetwork":true', '');
+        .replaceAll(',"hostNetwork":true', '')
+        .replace('"strategy":{"type":"Recreate"}', '"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"type":"RollingUpdate"}');
       const tree = JSON.parse(text) as Record<string, unknown>;
       const containers = (o: unknown): V1Container[] => {
         const spec =

@@ -84,8 +84,9 @@ export async function pushKubewatcherImage(
 }
 
 /**
- * Writes the local overlay for `image` into `dir`, applies it and waits until a controller pod is Ready
- * and holds the leader Lease. Returns the overlay's folder (`kubectl delete -k` removes it all).
+ * Writes the local overlay for `image` (`REF@sha256:…`) into `dir`, applies it and waits until a
+ * controller pod runs that digest, is Ready, and a controller holds the leader Lease (a new one when
+ * the install replaced another image). Returns the overlay's folder (`kubectl delete -k` removes it all).
  */
 export async function installKubewatcher(
   info: LocalClusterInfo,
@@ -98,8 +99,23 @@ export async function installKubewatcher(
     info,
     options.image,
   );
+  const installed = await kubectl([
+    '-n',
+    SYSTEM_NAMESPACE,
+    'get',
+    'deployment',
+    'kubewatcher-controller',
+    '--ignore-not-found',
+    '-o',
+    'jsonpath={.spec.template.spec.containers[0].image}',
+  ]);
+  const previous = installed && installed !== options.image ? await leaseHolder(info) : '';
   await kubectl(['apply', '--server-side', '--force-conflicts', '-k', overlay]);
-  await waitForLeader(info, { timeoutMs: options.timeoutMs ?? 120_000 });
+  await waitForLeader(info, {
+    timeoutMs: options.timeoutMs ?? 120_000,
+    digest: options.image.split('@')[1] ?? '',
+    ...(previous ? { previous } : {}),
+  });
   return overlay;
 }
 
@@ -111,37 +127,39 @@ export interface Leader {
 }
 
 /**
- * Waits for a leader: a Lease holder other than `previous`, and a Ready controller pod. A Lease whose
- * holder released it (holderIdentity empty) has no leader.
+ * Waits for a leader: a Lease holder other than `previous`, and a Ready controller pod (running
+ * `digest`, when given). A Lease whose holder released it (holderIdentity empty) has no leader.
  */
 export async function waitForLeader(
   info: LocalClusterInfo,
-  options: { timeoutMs: number; previous?: string },
+  options: { timeoutMs: number; previous?: string; digest?: string },
 ): Promise<Leader> {
-  const kc = loadKubeConfig(info.kubeconfig);
-  const leases = kc.makeApiClient(CoordinationV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
   let leader: Leader = { identity: '', readyPods: [] };
   await waitFor(
     async () => {
-      const lease = await leases
-        .readNamespacedLease({ name: LEADER_LEASE, namespace: SYSTEM_NAMESPACE })
-        .catch(() => undefined);
-      const { items } = await core.listNamespacedPod({
-        namespace: SYSTEM_NAMESPACE,
-        labelSelector: CONTROLLER_SELECTOR,
-      });
+      const pods = await podImages(info, SYSTEM_NAMESPACE, CONTROLLER_SELECTOR);
       leader = {
-        identity: lease?.spec?.holderIdentity ?? '',
-        readyPods: items.filter((p) => isReady(p) && !p.metadata?.deletionTimestamp).map(podName),
+        identity: await leaseHolder(info),
+        readyPods: pods
+          .filter((p) => p.ready && !p.terminating && (!options.digest || p.digest === options.digest))
+          .map((p) => p.name),
       };
       return leader.identity !== '' && leader.identity !== options.previous && leader.readyPods.length > 0;
     },
     options.timeoutMs,
     () =>
-      `no controller became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${SYSTEM_NAMESPACE} describe pods -l ${CONTROLLER_SELECTOR}`,
+      `no controller${options.digest ? ` on ${options.digest}` : ''} became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${SYSTEM_NAMESPACE} describe pods -l ${CONTROLLER_SELECTOR}`,
   );
   return leader;
+}
+
+/** The leader Lease's holder, '' when there is none (or no Lease yet). */
+async function leaseHolder(info: LocalClusterInfo): Promise<string> {
+  const lease = await loadKubeConfig(info.kubeconfig)
+    .makeApiClient(CoordinationV1Api)
+    .readNamespacedLease({ name: LEADER_LEASE, namespace: SYSTEM_NAMESPACE })
+    .catch(() => undefined);
+  return lease?.spec?.holderIdentity ?? '';
 }
 
 const podName = (p: V1Pod) => p.metadata?.name ?? '';
