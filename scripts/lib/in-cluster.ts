@@ -109,11 +109,14 @@ export async function installKubewatcher(
     '-o',
     'jsonpath={.spec.template.spec.containers[0].image}',
   ]);
-  const previous = installed && installed !== options.image ? await leaseHolder(info) : '';
+  // kustomize names a pinned image by digest alone (`name@sha256:…`): compare the digests.
+  const digest = options.image.split('@')[1] ?? '';
+  const replaced = installed !== '' && installed.split('@')[1] !== digest;
+  const previous = replaced ? await leaseHolder(info) : '';
   await kubectl(['apply', '--server-side', '--force-conflicts', '-k', overlay]);
   await waitForLeader(info, {
     timeoutMs: options.timeoutMs ?? 120_000,
-    digest: options.image.split('@')[1] ?? '',
+    digest,
     ...(previous ? { previous } : {}),
   });
   return overlay;
