@@ -651,6 +651,11 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
       });
     }
 
+    // The shipped RBAC is enough: no request of either program was refused.
+    for (const pod of allControllers.filter((p) => p.digest !== '')) {
+      expect(await kubectl(['-n', SYSTEM_NAMESPACE, 'logs', pod.name]), pod.name).not.toMatch(/forbidden/i);
+    }
+
     // The poller's runs: every Job succeeded at its first try, each pod ran the image once as 65532 with
     // a read-only root and the memory limit (what runc was given, from containerd's record).
     const jobs = JSON.parse(await kubectl(['-n', SYSTEM_NAMESPACE, 'get', 'jobs', '-o', 'json'])) as {
@@ -686,6 +691,8 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
       expect(spec.process.user).toMatchObject({ uid: 65532, gid: 65532 });
       expect(spec.root.readonly).toBe(true);
       expect(spec.linux.resources.memory?.limit).toBe(MEMORY_LIMIT_BYTES);
+      const name = pod.metadata?.name ?? '';
+      expect(await kubectl(['-n', SYSTEM_NAMESPACE, 'logs', name]), name).not.toMatch(/forbidden/i);
     }
   });
 });
