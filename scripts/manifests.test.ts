@@ -837,7 +837,10 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
         .replaceAll('127.0.0.1:5000/kubewatcher/kubewatcher:local', image)
         .replaceAll('--metrics-addr=$(HOST_IP):8080', '--metrics-addr=:8080')
         .replaceAll(',"hostNetwork":true', '')
-        .replace('"strategy":{"type":"Recreate"}', '"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"type":"RollingUpdate"}');
+        .replace(
+          '"strategy":{"type":"Recreate"}',
+          '"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"type":"RollingUpdate"}',
+        );
       const tree = JSON.parse(text) as Record<string, unknown>;
       const containers = (o: unknown): V1Container[] => {
         const spec =

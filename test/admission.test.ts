@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type RunningController, startController } from '../packages/controller/test/controller-harness.ts';
 import { type ImageUpdate, imageUpdateName, loadKubeConfig } from '../packages/shared/src/index.ts';
-import { serviceAccountKubeconfig } from '../scripts/lib/demo.ts';
+import { serviceAccountKubeconfig } from '../scripts/lib/local-processes.ts';
 import {
   type Clients,
   clientsFor,
