@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_MESSAGE_BYTES } from '../message.ts';
 import {
   CONDITION_TYPE,
   findCondition,
@@ -23,6 +24,18 @@ const resolved: Condition = {
 };
 
 describe('setCondition', () => {
+  it('bounds the message and keeps it on one line, whatever a registry or the API server sent', () => {
+    const hostile = `${'x'.repeat(40_000)}\n\u202eforged line`;
+    const [written] = setCondition(
+      undefined,
+      { type: 'Resolved', status: 'False', reason: 'RegistryError', message: hostile },
+      T0,
+    );
+    expect(Buffer.byteLength(written!.message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(written!.message).not.toMatch(/[\n\u202e]/);
+    expect(written!.message.endsWith('…')).toBe(true);
+  });
+
   it('appends a new condition with lastTransitionTime now, in whole seconds', () => {
     expect(
       setCondition(

@@ -1,8 +1,9 @@
 /**
  * Condition types and reasons of the Kubewatcher kinds, and the pure helpers that keep a conditions
  * list the way Kubernetes expects: one entry per type, lastTransitionTime moving only when the
- * status flips.
+ * status flips, and messages bounded (boundMessage).
  */
+import { boundMessage } from '../message.ts';
 import type { Condition, ConditionStatus } from './meta.ts';
 
 export const CONDITION_TYPE = {
@@ -165,7 +166,9 @@ export function setCondition(
     lastTransitionTime:
       previous !== undefined && previous.status === next.status ? previous.lastTransitionTime : kubeTime(now),
     reason: next.reason,
-    message: next.message,
+    // Every condition either writer sets passes here: bounded and on one line, so a registry's or an
+    // API server's text can never make a status write fail (and be retried forever) by its size.
+    message: boundMessage(next.message),
   };
   if (index === -1) return [...list, condition];
   return list.map((existing, i) => (i === index ? condition : existing));
