@@ -20,8 +20,8 @@ import {
   imagesOf,
   installCrds,
   testDigest,
-  WI,
   until,
+  WI,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
 import { type RunningController, startController } from './controller-harness.ts';
