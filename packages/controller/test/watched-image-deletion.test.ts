@@ -5,7 +5,7 @@
  * plane; the controller runs in this process and watches its own namespace only.
  */
 import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { objectKey, type WatchedImage } from '@kubewatcher/shared';
+import { API_VERSION, objectKey, WATCHED_IMAGE, type WatchedImage } from '@kubewatcher/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   type Clients,
@@ -18,7 +18,8 @@ import {
   until,
   WI,
 } from '../../../test/support/controller-fixtures.ts';
-import { type RunningController, startController } from './controller-harness.ts';
+import { Informer, kubeConfigSource, withoutManagedFields } from '../src/machinery/index.ts';
+import { type RunningController, startController, testLogger } from './controller-harness.ts';
 
 const info = inject('localCluster');
 let clients: Clients;
@@ -175,5 +176,62 @@ describe('a deleted WatchedImage', () => {
       mergePatch,
     );
     await expectGone(c, ns, 'held');
+  });
+
+  it('leaves the cache when deleted while the watch reopens after its inactivity timeout', async () => {
+    // The controller's WatchedImage informer, but with a watch that times out after 1 s without data:
+    // client-node's ListWatch then reopens it from its last resourceVersion by itself (no informer
+    // restart, no list), the path a quiet watch takes every 90 s in production.
+    const ns = await createNamespace(clients, 'wi-reopen');
+    namespaces.push(ns);
+    const source = withoutManagedFields(kubeConfigSource(clients.kc, { watchTimeoutMs: 1000 }));
+    let watchesOpened = 0;
+    let restarts = 0;
+    const informer = new Informer<WatchedImage>({
+      source: {
+        list: (path, query) => source.list(path, query),
+        watch: (...args) => {
+          watchesOpened++;
+          return source.watch(...args);
+        },
+      },
+      resource: { apiVersion: API_VERSION, kind: WATCHED_IMAGE.kind, plural: WATCHED_IMAGE.plural },
+      namespaces: [ns],
+      relistIntervalMs: 0,
+      onRestart: () => restarts++,
+      logger: testLogger,
+    });
+    try {
+      informer.start();
+      expect(await informer.waitForSync(AbortSignal.timeout(30_000))).toBe(true);
+      for (let round = 0; round < 3; round++) {
+        const name = `quiet-${round}`;
+        await createWatchedImage(clients, ns, name, { image: IMAGE });
+        await until(
+          () => informer.get(`${ns}/${name}`),
+          (wi) => wi !== undefined,
+          { what: `${ns}/${name} in the cache` },
+        );
+        // Until the watch has timed out and been reopened; the deletion lands at varying points of
+        // the next one (the rounds wait different fractions of the timeout).
+        const opened = watchesOpened;
+        await until(
+          () => watchesOpened,
+          (n) => n > opened,
+          { what: 'the watch to be reopened' },
+        );
+        await new Promise((resolve) => setTimeout(resolve, round * 450));
+        await deleteWatchedImage(ns, name);
+        await until(
+          () => informer.keys(),
+          (keys) => keys.length === 0,
+          { what: `${ns}/${name} to leave the cache` },
+        );
+      }
+      // ListWatch reopened the watch itself each time: the informer never started over.
+      expect(restarts).toBe(0);
+    } finally {
+      informer.stop();
+    }
   });
 });
