@@ -59,6 +59,32 @@ describe('namespaceLabelsOnly', () => {
     );
     expect(watched).toEqual([kept]);
   });
+
+  it('passes ERROR and BOOKMARK events untouched (a 410 Status keeps its code, so ListWatch lists again)', async () => {
+    const gone = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', code: 410 };
+    const bookmark = { kind: 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: '77' } };
+    const watched: unknown[] = [];
+    const source: ListWatchSource = {
+      list: async () => ({ apiVersion: 'v1', kind: 'NamespaceList', metadata: {}, items: [] }),
+      watch: async (_path, _params, callback) => {
+        callback('ERROR', gone, { type: 'ERROR', object: gone });
+        callback('BOOKMARK', bookmark, { type: 'BOOKMARK', object: bookmark });
+        callback('DELETED', namespace, { type: 'DELETED', object: namespace });
+        return new AbortController();
+      },
+    };
+    await namespaceLabelsOnly(source).watch(
+      '/api/v1/namespaces',
+      {},
+      (phase, obj) => watched.push([phase, obj]),
+      () => undefined,
+    );
+    expect(watched).toEqual([
+      ['ERROR', gone],
+      ['BOOKMARK', bookmark],
+      ['DELETED', kept],
+    ]);
+  });
 });
 
 describe('matchingInputsChanged', () => {

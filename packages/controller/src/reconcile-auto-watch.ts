@@ -13,7 +13,14 @@ import {
   type WatchedImage,
   WORKLOAD_KIND_NAMES,
 } from '@kubewatcher/shared';
-import { done, enqueueTo, type ListWatchSource, type Outcome, requeueAfter } from './machinery/index.ts';
+import {
+  done,
+  enqueueTo,
+  type ListWatchSource,
+  type Outcome,
+  requeueAfter,
+  transformedSource,
+} from './machinery/index.ts';
 import { type AutoWatchReport, planAutoWatch } from './plan-auto-watch.ts';
 import {
   type KeyQueue,
@@ -52,14 +59,7 @@ export function namespaceLabelsOnly(source: ListWatchSource): ListWatchSource {
       },
     } as T;
   };
-  return {
-    async list(path, query) {
-      const list = await source.list(path, query);
-      return { ...list, items: (list.items ?? []).map(keep) };
-    },
-    watch: (path, params, callback, done) =>
-      source.watch(path, params, (phase, obj, raw) => callback(phase, keep(obj), raw), done),
-  };
+  return transformedSource(source, keep);
 }
 
 /** Reports remembered as recorded, before the memory starts over (a bound, not a limit anyone meets). */

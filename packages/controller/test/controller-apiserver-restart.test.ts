@@ -1,7 +1,8 @@
 /**
  * Watches broken by a kube-apiserver restart: on a private control plane (restarting the shared one
  * would disturb the other test files), kube-apiserver is stopped and started again on the same port
- * with the same etcd while the controller runs; updates created around the restart still succeed.
+ * with the same etcd while the controller runs; updates created around the restart still succeed, and
+ * WatchedImages deleted while the informers reconnect leave their caches.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import {
   installCrds,
   testDigest,
   until,
+  WI,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
 import { type RunningController, startController } from './controller-harness.ts';
@@ -84,5 +86,52 @@ describe('a kube-apiserver restart', () => {
     for (const informer of running.controller.informers) {
       expect(informer.status()).toMatchObject({ synced: true, stalled: false });
     }
+  });
+
+  it('a WatchedImage deleted while the informers reconnect leaves the cache', async () => {
+    await running?.stop();
+    running = await startController(clients.kc, { relistIntervalMs: 0 });
+    const c = running;
+    const ns = await createNamespace(clients, 'restart-delete');
+    const cached = (name: string) => c.controller.caches.watchedImages.get(`${ns}/${name}`);
+    // Created while the controller runs, so the watch (not a list) brought it into the cache.
+    await createWatchedImage(clients, ns, 'early', { image: WEB });
+    await until(
+      () => cached('early'),
+      (wi) => wi?.status?.conditions?.some((x) => x.type === 'Ready') === true,
+      { what: 'the controller to set Ready on early' },
+    );
+    const restartsBefore = await c.metric('kubewatcher_informer_restarts_total', {
+      informer: 'watchedimages',
+      reason: 'error',
+    });
+
+    await cluster.restartApiServer({ downMs: 2000 });
+    // The API server is back; the informers are still in their restart backoff or relisting.
+    await until(
+      () => clients.custom.deleteNamespacedCustomObject({ ...WI, namespace: ns, name: 'early' }),
+      () => true,
+      { what: 'the API server to accept the deletion', ignoreErrors: true },
+    );
+    // Created and deleted at once while the watch may not be open yet.
+    await createWatchedImage(clients, ns, 'blink', { image: WEB });
+    await clients.custom.deleteNamespacedCustomObject({ ...WI, namespace: ns, name: 'blink' });
+    await createWatchedImage(clients, ns, 'late', { image: WEB });
+
+    await until(
+      () => cached('late'),
+      (wi) => wi?.status?.conditions?.some((x) => x.type === 'Ready') === true,
+      { what: 'the controller to set Ready on late, created after the restart' },
+    );
+    await until(
+      () => c.controller.caches.watchedImages.listByNamespace(ns).map((wi) => wi.metadata.name),
+      (names) => names.length === 1,
+      { what: `the deleted WatchedImages of ${ns} to leave the cache` },
+    );
+    expect(cached('early')).toBeUndefined();
+    expect(cached('blink')).toBeUndefined();
+    expect(
+      await c.metric('kubewatcher_informer_restarts_total', { informer: 'watchedimages', reason: 'error' }),
+    ).toBeGreaterThan(restartsBefore);
   });
 });

@@ -48,6 +48,7 @@ export {
   type ResourceType,
   type RestartReason,
   resourcePath,
+  transformedSource,
   withoutManagedFields,
 } from './informer.ts';
 export {

@@ -9,6 +9,8 @@ import {
   type ListWatchSource,
   type RestartReason,
   resourcePath,
+  transformedSource,
+  withoutManagedFields,
 } from './informer.ts';
 import { WorkQueue } from './workqueue.ts';
 
@@ -34,6 +36,8 @@ class FakeServer implements ListWatchSource {
   readonly watches: FakeWatch[] = [];
   listFault: 'none' | 'fail' | 'hang' = 'none';
   #rv = 1;
+  /** Watches from a resourceVersion below this get `410 Gone`, as after an etcd compaction. */
+  #compactedBelow = 0;
 
   put(namespace: string, name: string, data: Record<string, string> = {}): V1ConfigMap {
     const obj: V1ConfigMap = {
@@ -74,6 +78,15 @@ class FakeServer implements ListWatchSource {
     for (const w of this.openWatches()) this.#end(w, err);
   }
 
+  /**
+   * Compacts the history: every open watch ends as the server ends it (without an error), and a watch
+   * from a version older than the current one gets an ERROR event with a 410 Status, then ends.
+   */
+  compact(): void {
+    this.#compactedBelow = this.#rv;
+    for (const w of this.openWatches()) this.#end(w, null);
+  }
+
   openWatches(): FakeWatch[] {
     return this.watches.filter((w) => !w.ended);
   }
@@ -107,6 +120,13 @@ class FakeServer implements ListWatchSource {
     controller.signal.addEventListener('abort', () =>
       this.#end(w, new DOMException('aborted', 'AbortError')),
     );
+    if (Number(params.resourceVersion) < this.#compactedBelow) {
+      setImmediate(() => {
+        const gone = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Expired' };
+        if (!w.ended) w.callback('ERROR', { ...gone, code: 410, message: 'too old resource version' });
+        this.#end(w, null);
+      });
+    }
     return controller;
   };
 
@@ -128,14 +148,18 @@ function namespaceOf(path: string): string | undefined {
   return /\/namespaces\/([^/]+)\//.exec(path)?.[1];
 }
 
-function setup(opts: Partial<InformerOptions<V1ConfigMap>> = {}) {
+/** `wrap`: what the informer lists and watches through, over the fake server. */
+function setup(
+  opts: Partial<InformerOptions<V1ConfigMap>> = {},
+  wrap: (server: ListWatchSource) => ListWatchSource = (server) => server,
+) {
   const clock = new ManualClock(1_000_000);
   const server = new FakeServer();
   const restarts: RestartReason[] = [];
   const events: string[] = [];
   const informer = new Informer<V1ConfigMap>({
     resource: RESOURCE,
-    source: server,
+    source: wrap(server),
     clock,
     random: () => 0,
     onRestart: (r) => restarts.push(r),
@@ -250,6 +274,50 @@ describe('Informer', () => {
     expect(informer.hasSynced()).toBe(false);
     informer.stop();
   });
+
+  // A projection like the controller's caches use (namespaceLabelsOnly, cachedWorkload): were it
+  // applied to an ERROR event, the Status would lose its code and ListWatch would keep reopening the
+  // watch from the expired version instead of listing again.
+  const projection = (o: KubernetesObject) => ({
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: o.metadata,
+  });
+  it.each([
+    ['the server', (s: ListWatchSource) => s],
+    ['a projection of the server', (s: ListWatchSource) => transformedSource(s, projection)],
+    ['the server without managedFields', withoutManagedFields],
+  ])(
+    'relists when a watch through %s comes back 410 Gone, and the diff catches what it missed',
+    async (_what, wrap) => {
+      const { clock, server, informer, restarts } = setup({ relistIntervalMs: 0 }, wrap);
+      server.put('a', 'keep', { v: '1' });
+      server.put('a', 'gone', { v: '1' });
+      informer.start();
+      await flush();
+      expect(informer.keys().sort()).toEqual(['a/gone', 'a/keep']);
+
+      // Changes the informer never hears of, then the history is compacted: the watch it reopens from
+      // its last version gets 410, which only a fresh list gets past.
+      server.remove('a', 'gone', true);
+      server.putQuietly('a', 'new', { v: '1' });
+      const lists = server.listCalls.length;
+      server.compact();
+      // Bounded: ListWatch may wait (its reconnect delay, on the injected clock) between attempts.
+      for (let i = 0; i < 5 && server.listCalls.length === lists; i++) {
+        await flush();
+        const next = clock.nextTimerAt();
+        if (next !== undefined) clock.set(next);
+        await flush();
+      }
+      expect(server.listCalls.length).toBe(lists + 1);
+      expect(informer.keys().sort()).toEqual(['a/keep', 'a/new']);
+      expect(server.openWatches()).toHaveLength(1);
+      // ListWatch relisted by itself: no restart of the informer was needed.
+      expect(restarts).toEqual([]);
+      informer.stop();
+    },
+  );
 
   it('ignores events from a watch it has replaced', async () => {
     const { clock, server, informer, events } = setup();
