@@ -27,6 +27,7 @@ import {
   Informer,
   informersNotStalled,
   kubeConfigSource,
+  type LeaderElectionOptions,
   LeaderElector,
   type ProbeServer,
   reconcileMetricsRecorder,
@@ -61,14 +62,11 @@ export interface ControllerOptions {
   concurrency?: number;
   /** `host:port` of /metrics, /healthz, /readyz; '0' or ':0' for a free port. */
   metricsAddress?: string;
-  leaderElection?: {
-    namespace: string;
-    name: string;
-    identity?: string;
-    leaseDurationSeconds?: number;
-    renewDeadlineMs?: number;
-    retryPeriodMs?: number;
-  };
+  /** The Lease and its timings; the elector's client, logger and callbacks are the controller's. */
+  leaderElection?: Pick<
+    LeaderElectionOptions,
+    'namespace' | 'name' | 'identity' | 'leaseDurationSeconds' | 'renewDeadlineMs' | 'retryPeriodMs'
+  >;
   rolloutTimeoutMs?: number;
   relistIntervalMs?: number;
   /** Which workloads get generated WatchedImages (`--auto-watch`); default `opted-in`. */
