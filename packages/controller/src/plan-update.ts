@@ -545,6 +545,11 @@ function digestOf(image: string): string | undefined {
 function afterPatching(plan: UpdatePlan, update: ImageUpdate, wi: WatchedImage, now: Date): UpdatePlan {
   const patchedAny = (plan.status.workloads ?? []).some((r) => r.state === 'Patched');
   if (!patchedAny) return settle(plan, update, wi, now);
+  return awaitRollouts(plan, now);
+}
+
+/** Phase RollingOut while a patched workload has not finished: looked at again in 5 s. */
+function awaitRollouts(plan: UpdatePlan, now: Date): UpdatePlan {
   return progress(
     plan,
     'RollingOut',
@@ -604,14 +609,7 @@ function planRollout(
     return { ...r, message: boundMessage(state.message) };
   });
   if (plan.status.workloads.some((r) => r.state === 'Patched')) {
-    return progress(
-      plan,
-      'RollingOut',
-      REASON.RollingOut,
-      `waiting for ${countState(plan, 'Patched')} workload(s) to roll out`,
-      now,
-      5_000,
-    );
+    return awaitRollouts(plan, now);
   }
   return settle(plan, update, wi, now);
 }
