@@ -4,13 +4,13 @@
  * controller. Its spec is immutable once created, except `approved`.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { API_VERSION, IMAGE_UPDATE } from '../constants.ts';
+import { IMAGE_UPDATE } from '../constants.ts';
 import { celRule, immutable } from './cel.ts';
 import {
   Conditions,
   DateTime,
   DNS1123_LABEL_PATTERN,
-  ObjectMeta,
+  KubewatcherObject,
   ObjectName,
   ObservedGeneration,
   type PrinterColumn,
@@ -251,18 +251,11 @@ export const ImageUpdateStatus = Type.Object(
 );
 export type ImageUpdateStatus = Static<typeof ImageUpdateStatus>;
 
-export const ImageUpdate = Type.Object(
-  {
-    apiVersion: Type.Literal(API_VERSION, { description: 'API version of the object.' }),
-    kind: Type.Literal(IMAGE_UPDATE.kind, { description: 'Kind of the object.' }),
-    metadata: ObjectMeta,
-    spec: ImageUpdateSpec,
-    status: Type.Optional(ImageUpdateStatus),
-  },
-  {
-    description:
-      'ImageUpdate records one change of the digest behind a watched tag: the audit record of what was rolled out where, and the approval handle for the Manual policy.',
-  },
+export const ImageUpdate = KubewatcherObject(
+  IMAGE_UPDATE.kind,
+  ImageUpdateSpec,
+  ImageUpdateStatus,
+  'ImageUpdate records one change of the digest behind a watched tag: the audit record of what was rolled out where, and the approval handle for the Manual policy.',
 );
 export type ImageUpdate = Static<typeof ImageUpdate>;
 

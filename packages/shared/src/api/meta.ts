@@ -9,9 +9,11 @@ import {
   type SchemaOptions,
   type Static,
   type TLiteral,
+  type TSchema,
   type TUnion,
   Type,
 } from '@sinclair/typebox';
+import { API_VERSION } from '../constants.ts';
 import { type CelRule, celRule, celString } from './cel.ts';
 
 /** RFC 1123 label: container names, most short names. */
@@ -107,6 +109,25 @@ export const ObjectMeta = Type.Object(
   { description: 'Standard object metadata.' },
 );
 export type ObjectMeta = Static<typeof ObjectMeta>;
+
+/** A whole object of one of the Kubewatcher kinds: apiVersion, kind, metadata, the kind's spec and status. */
+export function KubewatcherObject<K extends string, S extends TSchema, St extends TSchema>(
+  kind: K,
+  spec: S,
+  status: St,
+  description: string,
+) {
+  return Type.Object(
+    {
+      apiVersion: Type.Literal(API_VERSION, { description: 'API version of the object.' }),
+      kind: Type.Literal(kind, { description: 'Kind of the object.' }),
+      metadata: ObjectMeta,
+      spec,
+      status: Type.Optional(status),
+    },
+    { description },
+  );
+}
 
 export const CONDITION_STATUS = ['True', 'False', 'Unknown'] as const;
 export type ConditionStatus = (typeof CONDITION_STATUS)[number];

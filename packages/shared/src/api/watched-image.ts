@@ -4,16 +4,16 @@
  * validateWatchedImage checks objects against them.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { API_VERSION, WATCHED_IMAGE } from '../constants.ts';
+import { WATCHED_IMAGE } from '../constants.ts';
 import { celRule, celString } from './cel.ts';
 import { DURATION_PATTERN, parseDuration } from './duration.ts';
 import {
   Conditions,
   DateTime,
   DNS1123_LABEL_PATTERN,
+  KubewatcherObject,
   LabelSelector,
   LocalObjectReference,
-  ObjectMeta,
   ObjectName,
   ObservedGeneration,
   type PrinterColumn,
@@ -279,18 +279,11 @@ export const WatchedImageStatus = Type.Object(
 );
 export type WatchedImageStatus = Static<typeof WatchedImageStatus>;
 
-export const WatchedImage = Type.Object(
-  {
-    apiVersion: Type.Literal(API_VERSION, { description: 'API version of the object.' }),
-    kind: Type.Literal(WATCHED_IMAGE.kind, { description: 'Kind of the object.' }),
-    metadata: ObjectMeta,
-    spec: WatchedImageSpec,
-    status: Type.Optional(WatchedImageStatus),
-  },
-  {
-    description:
-      'WatchedImage watches the digest behind an image tag and rolls the workloads that run the tag onto each new digest, recording every change as an ImageUpdate.',
-  },
+export const WatchedImage = KubewatcherObject(
+  WATCHED_IMAGE.kind,
+  WatchedImageSpec,
+  WatchedImageStatus,
+  'WatchedImage watches the digest behind an image tag and rolls the workloads that run the tag onto each new digest, recording every change as an ImageUpdate.',
 );
 export type WatchedImage = Static<typeof WatchedImage>;
 
