@@ -19,14 +19,11 @@
  *    at the default 5 minutes); the writes they cost.
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { type RunningController, startController } from '../packages/controller/test/controller-harness.ts';
 import { settleWithLimit, type WatchedImage } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
-import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import {
   type Clients,
   clientsFor,
@@ -38,6 +35,7 @@ import {
   until,
   WI,
 } from '../test/support/controller-fixtures.ts';
+import { loadAverages, openBenchEnvironment } from './environment.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -325,9 +323,7 @@ async function run(clients: Clients, info: LocalClusterInfo): Promise<void> {
 
 function printTable() {
   const width = Math.max(...rows.map((r) => r.measure.length));
-  const load = loadavg()
-    .map((l) => l.toFixed(1))
-    .join(' ');
+  const load = loadAverages();
   console.log(
     [
       '',
@@ -338,23 +334,13 @@ function printTable() {
   );
 }
 
-const startLoad = loadavg()
-  .map((l) => l.toFixed(1))
-  .join(' ');
-const reused = args.reuse ? await findRunningLocalCluster(args.reuse) : undefined;
-if (args.reuse && !reused) {
-  throw new Error(`no environment runs in ${args.reuse}: scripts/local-cluster up --dir ${args.reuse}`);
-}
-const dir = args.reuse ?? (await mkdtemp(join(tmpdir(), 'kubewatcher-bench-')));
-if (!reused) say(`starting a local control plane in ${dir}`);
-const cluster = reused ? { info: reused, stop: async () => {} } : await startLocalCluster({ dir });
+const startLoad = loadAverages();
+const cluster = await openBenchEnvironment({ reuse: args.reuse, keep: args.keep, say });
 const clients = clientsFor(cluster.info);
 try {
   await installCrds(cluster.info);
   await run(clients, cluster.info);
 } finally {
   printTable();
-  await cluster.stop();
-  if (args.keep || reused) say(`kept ${dir}`);
-  else await rm(dir, { recursive: true, force: true });
+  await cluster.close();
 }

@@ -23,8 +23,8 @@
  */
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -36,7 +36,6 @@ import {
   type WatchedImage,
 } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
-import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
 import {
   apiserverRequests,
   type Clients,
@@ -54,6 +53,7 @@ import {
   until,
   WI,
 } from '../test/support/controller-fixtures.ts';
+import { loadAverages, openBenchEnvironment } from './environment.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -743,9 +743,7 @@ function printTable() {
     const verdict = r.met === undefined ? '' : r.met ? 'met' : 'MISSED';
     return `${r.measure.padEnd(width)}  ${r.value.padStart(valueWidth)}  ${r.target.padEnd(16)} ${verdict}`.trimEnd();
   });
-  const load = loadavg()
-    .map((l) => l.toFixed(1))
-    .join(' ');
+  const load = loadAverages();
   const setup = [
     `controller: ${args.source ? 'src/main.ts (type stripping)' : 'the bundle, as shipped'}, --concurrency ${args.concurrency}`,
     args['node-options'] ? `, node ${args['node-options']}` : '',
@@ -758,16 +756,9 @@ function printTable() {
   );
 }
 
-const startLoad = loadavg()
-  .map((l) => l.toFixed(1))
-  .join(' ');
-const reused = args.reuse ? await findRunningLocalCluster(args.reuse) : undefined;
-if (args.reuse && !reused) {
-  throw new Error(`no environment runs in ${args.reuse}: scripts/local-cluster up --dir ${args.reuse}`);
-}
-const dir = args.reuse ?? (await mkdtemp(join(tmpdir(), 'kubewatcher-bench-')));
-if (!reused) say(`starting a local control plane in ${dir}`);
-const cluster = reused ? { info: reused, stop: async () => {} } : await startLocalCluster({ dir });
+const startLoad = loadAverages();
+const cluster = await openBenchEnvironment({ reuse: args.reuse, keep: args.keep, say });
+const reused = cluster.reused;
 const clients = clientsFor(cluster.info);
 try {
   if (!args.source) {
@@ -783,7 +774,5 @@ try {
   if (N.deployments > 0) await benchScale(clients, cluster.info);
 } finally {
   printTable();
-  await cluster.stop();
-  if (args.keep || reused) say(`kept ${dir}`);
-  else await rm(dir, { recursive: true, force: true });
+  await cluster.close();
 }
