@@ -14,20 +14,15 @@ import {
   TERMINAL_PHASES,
   type WatchedImage,
 } from '@kubewatcher/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
   approve,
-  type Clients,
-  clientsFor,
   createImageUpdate,
-  createNamespace,
   createWatchedImage,
-  deleteNamespace,
   deployment,
   eventsIn,
   getImageUpdate,
   getWatchedImage,
-  installCrds,
   mergePatch,
   statefulSet,
   testDigest,
@@ -35,10 +30,10 @@ import {
   WI,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
-import { type RunningController, startController } from './controller-harness.ts';
+import type { RunningController } from './controller-harness.ts';
+import { useControllerTestBed } from './controller-test-bed.ts';
 
-const info = inject('localCluster');
-let clients: Clients;
+const { clients, newNamespace, startController } = useControllerTestBed(inject('localCluster'));
 const WEB = 'ghcr.io/acme/web:1.0';
 const MIGRATE = 'ghcr.io/acme/migrate:3';
 const CACHE = 'ghcr.io/acme/cache:7';
@@ -49,32 +44,8 @@ function nameOf(image: string): string {
   return generatedWatchedImageName(referenceString({ domain, path, ...(tag ? { tag } : {}) }));
 }
 
-const namespaces: string[] = [];
-const controllers: RunningController[] = [];
-
-beforeAll(async () => {
-  clients = clientsFor(info);
-  await installCrds(info);
-});
-
-afterEach(async () => {
-  for (const c of controllers.splice(0)) await c.stop();
-});
-
-afterAll(async () => {
-  for (const ns of namespaces) await deleteNamespace(clients, ns);
-});
-
-async function setup(prefix: string) {
-  const ns = await createNamespace(clients, prefix);
-  namespaces.push(ns);
-  return ns;
-}
-
-async function start(opts: Parameters<typeof startController>[1] = {}) {
-  const c = await startController(clients.kc, { ownNamespace: 'kubewatcher-system', ...opts });
-  controllers.push(c);
-  return c;
+async function start(opts: Parameters<typeof startController>[0] = {}) {
+  return startController({ ownNamespace: 'kubewatcher-system', ...opts });
 }
 
 const writes = (c: RunningController) => c.metric('kubewatcher_generated_watchedimage_writes_total');
@@ -112,7 +83,7 @@ const optedIn = (d: V1Deployment): V1Deployment => ({
 
 describe('auto-watch', () => {
   it('follows workload and namespace labels: one WatchedImage per tag (init containers too), updating only watched workloads', async () => {
-    const ns = await setup('aw-scopes');
+    const ns = await newNamespace('aw-scopes');
     await clients.apps.createNamespacedDeployment({
       namespace: ns,
       body: optedIn(
@@ -190,7 +161,7 @@ describe('auto-watch', () => {
   });
 
   it("a person's WatchedImage wins: the generated one goes, and comes back when the person's goes", async () => {
-    const ns = await setup('aw-person');
+    const ns = await newNamespace('aw-person');
     await labelNamespace(ns, 'true');
     await clients.apps.createNamespacedDeployment({
       namespace: ns,
@@ -213,7 +184,7 @@ describe('auto-watch', () => {
   });
 
   it('a generated WatchedImage a person edits is kept as theirs, with an Event, and no longer deleted', async () => {
-    const ns = await setup('aw-edit');
+    const ns = await newNamespace('aw-edit');
     await labelNamespace(ns, 'true');
     await clients.apps.createNamespacedDeployment({
       namespace: ns,
@@ -254,7 +225,7 @@ describe('auto-watch', () => {
   });
 
   it('an unused generated WatchedImage waits for its last ImageUpdate to finish; a digest-only image is reported', async () => {
-    const ns = await setup('aw-wait');
+    const ns = await newNamespace('aw-wait');
     await labelNamespace(ns, 'true');
     await clients.apps.createNamespacedDeployment({
       namespace: ns,
@@ -303,7 +274,7 @@ describe('auto-watch', () => {
   });
 
   it('a restart and relists write nothing', async () => {
-    const ns = await setup('aw-restart');
+    const ns = await newNamespace('aw-restart');
     await labelNamespace(ns, 'true');
     const images = ['ghcr.io/acme/a:1', 'ghcr.io/acme/b:1', 'ghcr.io/acme/c:1'];
     for (const [i, image] of images.entries()) {

@@ -5,21 +5,16 @@
  */
 import { Watch } from '@kubernetes/client-node';
 import { ANNOTATION, type ImageUpdate } from '@kubewatcher/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
-  type Clients,
   ControllerProcess,
-  clientsFor,
   createImageUpdate,
-  createNamespace,
   createWatchedImage,
-  deleteNamespace,
   deployment,
   eventsIn,
   getImageUpdate,
   getWatchedImage,
   imagesOf,
-  installCrds,
   metricValue,
   type Sample,
   scrape,
@@ -27,26 +22,17 @@ import {
   until,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
+import { useControllerTestBed } from './controller-test-bed.ts';
 
 const info = inject('localCluster');
-let clients: Clients;
+const { clients, newNamespace } = useControllerTestBed(info);
 const WEB = 'ghcr.io/acme/web:1.0';
 
-const namespaces: string[] = [];
 const processes: ControllerProcess[] = [];
-
-beforeAll(async () => {
-  clients = clientsFor(info);
-  await installCrds(info);
-});
 
 afterEach(async () => {
   // Only the processes this file started, each by its own pid.
   for (const p of processes.splice(0)) await p.kill('SIGKILL');
-});
-
-afterAll(async () => {
-  for (const ns of namespaces) await deleteNamespace(clients, ns);
 });
 
 function startProcess(args: string[]): ControllerProcess {
@@ -54,12 +40,6 @@ function startProcess(args: string[]): ControllerProcess {
   const p = new ControllerProcess(info.kubeconfig, args, { echo: true });
   processes.push(p);
   return p;
-}
-
-async function newNamespace(prefix: string) {
-  const ns = await createNamespace(clients, prefix);
-  namespaces.push(ns);
-  return ns;
 }
 
 async function listDeployments(ns: string) {

@@ -6,16 +6,12 @@
  */
 import type { V1Deployment } from '@kubernetes/client-node';
 import { ANNOTATION, type ImageUpdate, type ImageUpdateStatus, podSpecOf } from '@kubewatcher/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import {
   approve,
-  type Clients,
-  clientsFor,
   createImageUpdate,
-  createNamespace,
   createWatchedImage,
   daemonSet,
-  deleteNamespace,
   deployment,
   deploymentRolledOut,
   eventsIn,
@@ -23,7 +19,6 @@ import {
   getWatchedImage,
   IU,
   imagesOf,
-  installCrds,
   listImageUpdates,
   mergePatch,
   statefulSet,
@@ -33,39 +28,22 @@ import {
   writeResolved,
 } from '../../../test/support/controller-fixtures.ts';
 import { ControllerWriter } from '../src/cluster.ts';
-import { type RunningController, startController } from './controller-harness.ts';
+import { useControllerTestBed } from './controller-test-bed.ts';
 
-const info = inject('localCluster');
-let clients: Clients;
+const { clients, newNamespace, startController } = useControllerTestBed(inject('localCluster'));
 const WEB = 'ghcr.io/acme/web:1.0';
 const SIDECAR = 'ghcr.io/acme/sidecar:2.1';
 
-const namespaces: string[] = [];
-const controllers: RunningController[] = [];
-
-beforeAll(async () => {
-  clients = clientsFor(info);
-  await installCrds(info);
-});
-
-afterEach(async () => {
+// Runs before the test bed's afterEach (vitest runs after-hooks last registered first): the mocks go
+// before the controllers stop, as they did when this file had one afterEach.
+afterEach(() => {
   vi.restoreAllMocks();
-  for (const c of controllers.splice(0)) await c.stop();
-});
-
-afterAll(async () => {
-  for (const ns of namespaces) await deleteNamespace(clients, ns);
 });
 
 /** A fresh namespace and a controller that watches only it. */
-async function setup(prefix: string, opts: Parameters<typeof startController>[1] = {}) {
-  const ns = await createNamespace(clients, prefix);
-  namespaces.push(ns);
-  const start = async () => {
-    const c = await startController(clients.kc, { namespaces: [ns], ...opts });
-    controllers.push(c);
-    return c;
-  };
+async function setup(prefix: string, opts: Parameters<typeof startController>[0] = {}) {
+  const ns = await newNamespace(prefix);
+  const start = () => startController({ namespaces: [ns], ...opts });
   return { ns, start };
 }
 

@@ -5,52 +5,30 @@
  * that fails is rolled back to the exact previous image, and that digest is refused afterwards.
  */
 import { kubeTime } from '@kubewatcher/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
-  type Clients,
   CRONJOBS,
-  clientsFor,
   createImageUpdate,
-  createNamespace,
   createWatchedImage,
   cronJob,
-  deleteNamespace,
   deployment,
   deploymentRolledOut,
   eventsIn,
   getWatchedImage,
   imagesOf,
-  installCrds,
   kubectl,
   testDigest,
   until,
   waitForPhase,
 } from '../../../test/support/controller-fixtures.ts';
-import { type RunningController, startController } from './controller-harness.ts';
+import { useControllerTestBed } from './controller-test-bed.ts';
 
 const info = inject('localCluster');
-let clients: Clients;
+const { clients, newNamespace, startController } = useControllerTestBed(info);
 const WEB = 'ghcr.io/acme/web:1.0';
 
-const namespaces: string[] = [];
-const controllers: RunningController[] = [];
-
-beforeAll(async () => {
-  clients = clientsFor(info);
-  await installCrds(info);
-});
-
-afterEach(async () => {
-  for (const c of controllers.splice(0)) await c.stop();
-});
-
-afterAll(async () => {
-  for (const ns of namespaces) await deleteNamespace(clients, ns);
-});
-
-async function setup(prefix: string, opts: Parameters<typeof startController>[1] = {}) {
-  const ns = await createNamespace(clients, prefix);
-  namespaces.push(ns);
+async function setup(prefix: string, opts: Parameters<typeof startController>[0] = {}) {
+  const ns = await newNamespace(prefix);
   const baseline = testDigest(1);
   await clients.apps.createNamespacedDeployment({
     namespace: ns,
@@ -58,7 +36,7 @@ async function setup(prefix: string, opts: Parameters<typeof startController>[1]
   });
   await deploymentRolledOut(clients, ns, 'web');
   const start = async () => {
-    controllers.push(await startController(clients.kc, { namespaces: [ns], ...opts }));
+    await startController({ namespaces: [ns], ...opts });
   };
   return { ns, baseline, start };
 }
@@ -240,8 +218,7 @@ describe('automatic rollback', () => {
 
 describe('CronJobs', () => {
   it('pins the job template, containers and init containers, and succeeds once patched', async () => {
-    const ns = await createNamespace(clients, 'cronjob');
-    namespaces.push(ns);
+    const ns = await newNamespace('cronjob');
     const baseline = testDigest(1);
     await clients.custom.createNamespacedCustomObject({
       ...CRONJOBS,
@@ -252,7 +229,7 @@ describe('CronJobs', () => {
       }),
     });
     const wi = await createWatchedImage(clients, ns, 'web', { image: WEB, kinds: ['CronJob'] });
-    controllers.push(await startController(clients.kc, { namespaces: [ns] }));
+    await startController({ namespaces: [ns] });
     const found = await until(
       () => getWatchedImage(clients, ns, 'web'),
       (w) => w.status?.workloadCount === 1,
