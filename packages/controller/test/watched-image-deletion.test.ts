@@ -6,55 +6,27 @@
  */
 import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { API_VERSION, objectKey, WATCHED_IMAGE, type WatchedImage } from '@kubewatcher/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  type Clients,
-  clientsFor,
-  createNamespace,
-  createWatchedImage,
-  deleteNamespace,
-  installCrds,
-  mergePatch,
-  until,
-  WI,
-} from '../../../test/support/controller-fixtures.ts';
+import { describe, expect, inject, it } from 'vitest';
+import { createWatchedImage, mergePatch, until, WI } from '../../../test/support/controller-fixtures.ts';
 import { Informer, kubeConfigSource, withoutManagedFields } from '../src/machinery/index.ts';
-import { type RunningController, startController, testLogger } from './controller-harness.ts';
+import { type RunningController, testLogger } from './controller-harness.ts';
+import { useControllerTestBed } from './controller-test-bed.ts';
 
-const info = inject('localCluster');
-let clients: Clients;
-let rbac: RbacAuthorizationV1Api;
-const namespaces: string[] = [];
-const controllers: RunningController[] = [];
+const { clients, newNamespace, startController } = useControllerTestBed(inject('localCluster'));
+const rbac = clients.kc.makeApiClient(RbacAuthorizationV1Api);
 const IMAGE = 'ghcr.io/acme/shop:2.0';
 // The controller binds this ClusterRole by name; the binding is what the test watches, so the role
 // itself need not exist (the admin identity may bind any name).
 const POLLER_ROLE = 'kubewatcher-test-poller-secrets';
 const FINALIZER = 'test.kubewatcher.io/hold';
 
-beforeAll(async () => {
-  clients = clientsFor(info);
-  rbac = clients.kc.makeApiClient(RbacAuthorizationV1Api);
-  await installCrds(info);
-});
-
-afterEach(async () => {
-  for (const c of controllers.splice(0)) await c.stop();
-});
-
-afterAll(async () => {
-  for (const ns of namespaces) await deleteNamespace(clients, ns);
-});
-
-async function setup(prefix: string, opts: Parameters<typeof startController>[1] = {}) {
-  const ns = await createNamespace(clients, prefix);
-  namespaces.push(ns);
-  const c = await startController(clients.kc, {
+async function setup(prefix: string, opts: Parameters<typeof startController>[0] = {}) {
+  const ns = await newNamespace(prefix);
+  const c = await startController({
     namespaces: [ns],
     ...opts,
     pollerAccess: { role: POLLER_ROLE, serviceAccount: { namespace: 'default', name: 'test-poller' } },
   });
-  controllers.push(c);
   await until(
     () => c.controller.informers.every((i) => i.hasSynced()),
     (synced) => synced,
@@ -182,8 +154,7 @@ describe('a deleted WatchedImage', () => {
     // The controller's WatchedImage informer, but with a watch that times out after 1 s without data:
     // client-node's ListWatch then reopens it from its last resourceVersion by itself (no informer
     // restart, no list), the path a quiet watch takes every 90 s in production.
-    const ns = await createNamespace(clients, 'wi-reopen');
-    namespaces.push(ns);
+    const ns = await newNamespace('wi-reopen');
     const source = withoutManagedFields(kubeConfigSource(clients.kc, { watchTimeoutMs: 1000 }));
     let watchesOpened = 0;
     let restarts = 0;
