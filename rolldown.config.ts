@@ -15,14 +15,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import type { RolldownOptions } from 'rolldown';
+import type { Plugin, RolldownOptions, TreeshakingOptions } from 'rolldown';
 
-const packageDir = process.cwd();
 const repoRoot = import.meta.dirname;
-const { name } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { name: string };
-if (!/^@kubewatcher\/(controller|poller)$/.test(name)) {
-  throw new Error(`rolldown.config.ts: run it in packages/controller or packages/poller, not in ${name}`);
-}
 
 /**
  * Names of the original files in the map, relative to the repository (`packages/poller/src/cli.ts`) and
@@ -35,10 +30,65 @@ function sourceName(source: string, mapPath: string): string {
   return store === -1 ? path : path.slice(store);
 }
 
-export default {
+/**
+ * client-node's package.json does not say `sideEffects: false`, so everything its index re-exports stayed
+ * in the bundle (the generated API classes and ~900 models, exec/attach/cp with ws and tar-stream): 5.5 MB
+ * more per program, loaded and compiled at every start. Its modules only declare classes and functions,
+ * except the polyfill that sets `globalThis.File` on old Node versions.
+ */
+export const treeshake = {
+  moduleSideEffects: [
+    { test: /@kubernetes\/client-node\/dist\/polyfill\.js$/, sideEffects: true },
+    { test: /@kubernetes\/client-node\/dist\//, sideEffects: false },
+  ],
+} satisfies TreeshakingOptions;
+
+const STRING_SERIALIZER = '\0kubewatcher:list-watch-serializer';
+
+/**
+ * client-node's ListWatch (under the controller's informers) imports the generated ObjectSerializer only
+ * to pass its label and field selectors through `serialize(selector, 'string')`, which returns a string
+ * as it is; that one import keeps all ~900 generated models in the bundle. This plugin gives cache.js a
+ * serializer that does exactly that, and fails the build when a client-node version uses it otherwise.
+ */
+export function listWatchWithoutModels(): Plugin {
+  return {
+    name: 'kubewatcher:list-watch-without-models',
+    resolveId(source, importer) {
+      if (source !== './serializer.js' || !importer?.match(/@kubernetes\/client-node\/dist\/cache\.js$/)) {
+        return null;
+      }
+      const code = readFileSync(importer, 'utf8');
+      const uses = code.match(/ObjectSerializer\.[^\n;]*/g) ?? [];
+      const other = uses.filter((use) => !/^ObjectSerializer\.serialize\(this\.\w+, 'string'\)$/.test(use));
+      if (other.length > 0) {
+        throw new Error(
+          `rolldown.config.ts: ${importer} uses its ObjectSerializer as ${other.join(', ')}: update listWatchWithoutModels`,
+        );
+      }
+      return STRING_SERIALIZER;
+    },
+    load(id) {
+      if (id !== STRING_SERIALIZER) return null;
+      return "export const ObjectSerializer = { serialize: (value, type) => { if (type !== 'string') throw new Error('list-watch serializer: ' + type); return value; } };";
+    },
+  };
+}
+
+function packageName(packageDir: string): string {
+  const { name } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { name: string };
+  if (!/^@kubewatcher\/(controller|poller)$/.test(name)) {
+    throw new Error(`rolldown.config.ts: run it in packages/controller or packages/poller, not in ${name}`);
+  }
+  return name;
+}
+
+const options = {
   input: { main: 'src/main.ts' },
   platform: 'node',
   resolve: { conditionNames: ['@kubewatcher/source', 'node', 'import', 'default'] },
+  treeshake,
+  plugins: [listWatchWithoutModels()],
   output: {
     dir: 'dist/bundle',
     format: 'esm',
@@ -53,3 +103,9 @@ export default {
     cleanDir: true,
   },
 } satisfies RolldownOptions;
+
+/** The config of the package rolldown runs in (its `build` script runs `rolldown -c` there). */
+export default (): RolldownOptions => {
+  packageName(process.cwd());
+  return options;
+};

@@ -1,28 +1,23 @@
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { type CoreV1Event, type KubeConfig, PatchStrategy } from '@kubernetes/client-node';
 import {
   ANNOTATION,
   AUTO_WATCH_ANNOTATION,
-  apiStatusCode,
   applyStatus,
+  createObject,
+  deleteObject,
   FIELD_MANAGER,
-  GROUP,
   IMAGE_UPDATE,
   type ImageUpdate,
   type ImageUpdateStatus,
   LABEL,
+  listObjects,
   MANAGED_BY_LABEL,
-  requestJson,
+  patchObject,
+  RESOURCE,
   underPodTemplate,
-  VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
-  WORKLOAD_KINDS,
+  workloadResource,
 } from '@kubewatcher/shared';
 import type { GeneratedWatchedImage } from './plan-auto-watch.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
@@ -51,17 +46,17 @@ export interface PollerAccessGrant {
   serviceAccount: { namespace: string; name: string };
 }
 
-/** Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. */
+/**
+ * Every write the controller makes, in one place: the thin "apply" of gather → plan → apply. Plain JSON
+ * requests (packages/shared's `patchObject`, `createObject`...), not client-node's generated API classes,
+ * which would load all of its ~900 generated models into the process.
+ */
 export class ControllerWriter {
   readonly #kc: KubeConfig;
-  readonly #custom: CustomObjectsApi;
-  readonly #core: CoreV1Api;
   readonly #reportingInstance: string;
 
   constructor(kc: KubeConfig, reportingInstance: string) {
     this.#kc = kc;
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
-    this.#core = kc.makeApiClient(CoreV1Api);
     this.#reportingInstance = reportingInstance;
   }
 
@@ -96,20 +91,16 @@ export class ControllerWriter {
 
   /** Strategic merge patch: containers merge by name, so only the named ones change. */
   async patchWorkload(namespace: string, patch: WorkloadPatch, updateName: string): Promise<void> {
-    // Any kind of the table by its group, version and plural: the generic path takes a strategic
-    // merge patch for built-in resources as their typed clients do.
-    const { group, version, plural } = WORKLOAD_KINDS[patch.kind];
-    await this.#custom.patchNamespacedCustomObject(
+    await patchObject(
+      this.#kc,
+      workloadResource(patch.kind),
+      namespace,
+      patch.name,
+      workloadPatchBody(patch, updateName),
       {
-        group,
-        version,
-        plural,
-        namespace,
-        name: patch.name,
-        body: workloadPatchBody(patch, updateName),
+        strategy: PatchStrategy.StrategicMergePatch,
         fieldManager: FIELD_MANAGER.controller,
       },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
     );
   }
 
@@ -121,19 +112,12 @@ export class ControllerWriter {
    */
   async applyGeneratedWatchedImage(wi: GeneratedWatchedImage, resourceVersion?: string): Promise<void> {
     const { namespace, name } = wi.metadata;
-    await this.#custom.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace,
-        name,
-        body: resourceVersion ? { ...wi, metadata: { ...wi.metadata, resourceVersion } } : wi,
-        fieldManager: FIELD_MANAGER.controller,
-        force: resourceVersion !== undefined,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+    const body = resourceVersion ? { ...wi, metadata: { ...wi.metadata, resourceVersion } } : wi;
+    await patchObject(this.#kc, RESOURCE.watchedImage, namespace, name, body, {
+      strategy: PatchStrategy.ServerSideApply,
+      fieldManager: FIELD_MANAGER.controller,
+      force: resourceVersion !== undefined,
+    });
   }
 
   /** Deletes a generated WatchedImage if it is still the version judged unused (its ImageUpdates go with it). */
@@ -142,8 +126,9 @@ export class ControllerWriter {
     name: string,
     preconditions: { uid?: string; resourceVersion?: string },
   ): Promise<void> {
-    // Background: the garbage collector deletes its ImageUpdates (they are owned by it).
-    await this.#delete(WATCHED_IMAGE.plural, namespace, name, {
+    // Background: the garbage collector deletes its ImageUpdates (they are owned by it). Already gone
+    // (404) is done.
+    await deleteObject(this.#kc, RESOURCE.watchedImage, namespace, name, {
       propagationPolicy: 'Background',
       preconditions,
     });
@@ -154,24 +139,17 @@ export class ControllerWriter {
    * annotation (a merge patch at the version that was judged edited), leaving the spec as they made it.
    */
   async releaseWatchedImage(namespace: string, name: string, resourceVersion?: string): Promise<void> {
-    await this.#custom.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        namespace,
-        name,
-        body: {
-          metadata: {
-            ...(resourceVersion ? { resourceVersion } : {}),
-            labels: { [MANAGED_BY_LABEL]: null },
-            annotations: { [AUTO_WATCH_ANNOTATION.generatedSpec]: null },
-          },
-        },
-        fieldManager: FIELD_MANAGER.controller,
+    const body = {
+      metadata: {
+        ...(resourceVersion ? { resourceVersion } : {}),
+        labels: { [MANAGED_BY_LABEL]: null },
+        annotations: { [AUTO_WATCH_ANNOTATION.generatedSpec]: null },
       },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    };
+    await patchObject(this.#kc, RESOURCE.watchedImage, namespace, name, body, {
+      strategy: PatchStrategy.MergePatch,
+      fieldManager: FIELD_MANAGER.controller,
+    });
   }
 
   /**
@@ -180,71 +158,47 @@ export class ControllerWriter {
    * and left as it is after.
    */
   async applyPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
-    await requestJson(this.#kc, {
-      method: 'PATCH',
-      path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/rolebindings/${encodeURIComponent(grant.role)}`,
-      query: { fieldManager: FIELD_MANAGER.controller, force: 'true' },
-      contentType: PatchStrategy.ServerSideApply,
-      body: {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'RoleBinding',
-        metadata: {
-          name: grant.role,
-          namespace,
-          labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, 'app.kubernetes.io/managed-by': 'kubewatcher' },
-        },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
-        subjects: [
-          {
-            kind: 'ServiceAccount',
-            name: grant.serviceAccount.name,
-            namespace: grant.serviceAccount.namespace,
-          },
-        ],
+    const body = {
+      apiVersion: RESOURCE.roleBinding.apiVersion,
+      kind: RESOURCE.roleBinding.kind,
+      metadata: {
+        name: grant.role,
+        namespace,
+        labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, 'app.kubernetes.io/managed-by': 'kubewatcher' },
       },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
+      subjects: [
+        {
+          kind: 'ServiceAccount',
+          name: grant.serviceAccount.name,
+          namespace: grant.serviceAccount.namespace,
+        },
+      ],
+    };
+    await patchObject(this.#kc, RESOURCE.roleBinding, namespace, grant.role, body, {
+      strategy: PatchStrategy.ServerSideApply,
+      fieldManager: FIELD_MANAGER.controller,
+      force: true,
     });
   }
 
   /** Removes the poller's secret access from `namespace`; already gone is fine. */
   async deletePollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
-    try {
-      await requestJson(this.#kc, {
-        method: 'DELETE',
-        path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/rolebindings/${encodeURIComponent(grant.role)}`,
-      });
-    } catch (err) {
-      if (apiStatusCode(err) !== 404) throw err;
-    }
+    await deleteObject(this.#kc, RESOURCE.roleBinding, namespace, grant.role);
   }
 
   /** Namespaces that hold a poller-access RoleBinding the controller made. */
   async listPollerAccessNamespaces(): Promise<string[]> {
-    const list = (await requestJson(this.#kc, {
-      method: 'GET',
-      path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
-      query: { labelSelector: `${LABEL.access}=${POLLER_SECRETS_ACCESS}` },
-    })) as { items?: { metadata?: { namespace?: string } }[] };
-    return (list.items ?? []).map((b) => b.metadata?.namespace ?? '').filter((ns) => ns !== '');
+    const namespaces = await listObjects(this.#kc, RESOURCE.roleBinding, {
+      labelSelector: `${LABEL.access}=${POLLER_SECRETS_ACCESS}`,
+      keep: (binding) => (binding as { metadata?: { namespace?: string } }).metadata?.namespace ?? '',
+    });
+    return namespaces.filter((ns) => ns !== '');
   }
 
+  /** Deletes an ImageUpdate; one already gone (404) is done. */
   async deleteUpdate(namespace: string, name: string): Promise<void> {
-    await this.#delete(IMAGE_UPDATE.plural, namespace, name);
-  }
-
-  /** Deletes one of Kubewatcher's objects; already gone (404) is done. */
-  async #delete(plural: string, namespace: string, name: string, body?: object): Promise<void> {
-    try {
-      await this.#custom.deleteNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural,
-        namespace,
-        name,
-        ...(body ? { body } : {}),
-      });
-    } catch (err) {
-      if (apiStatusCode(err) !== 404) throw err;
-    }
+    await deleteObject(this.#kc, RESOURCE.imageUpdate, namespace, name);
   }
 
   /** Records a core/v1 Event; failures to record are the caller's to log, never fatal. */
@@ -253,25 +207,24 @@ export class ControllerWriter {
     event: Pick<PlannedEvent, 'type' | 'reason' | 'message'>,
     now: Date,
   ): Promise<void> {
-    await this.#core.createNamespacedEvent({
-      namespace: involved.namespace,
-      body: {
-        metadata: { generateName: `${involved.name}.`, namespace: involved.namespace },
-        involvedObject: {
-          apiVersion: involved.apiVersion,
-          kind: involved.kind,
-          name: involved.name,
-          namespace: involved.namespace,
-          ...(involved.uid ? { uid: involved.uid } : {}),
-        },
-        type: event.type,
-        reason: event.reason,
-        message: event.message.slice(0, 1024),
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-        source: { component: 'kubewatcher-controller', host: this.#reportingInstance },
+    // A Date is sent as its ISO string (RFC 3339 with milliseconds), as the generated client sent it.
+    const body: CoreV1Event = {
+      metadata: { generateName: `${involved.name}.`, namespace: involved.namespace },
+      involvedObject: {
+        apiVersion: involved.apiVersion,
+        kind: involved.kind,
+        name: involved.name,
+        namespace: involved.namespace,
+        ...(involved.uid ? { uid: involved.uid } : {}),
       },
-    });
+      type: event.type,
+      reason: event.reason,
+      message: event.message.slice(0, 1024),
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+      source: { component: 'kubewatcher-controller', host: this.#reportingInstance },
+    };
+    await createObject(this.#kc, RESOURCE.event, involved.namespace, body);
   }
 }

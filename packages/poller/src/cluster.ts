@@ -1,19 +1,20 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
 import {
   apiStatusCode,
   applyStatus,
-  dropManagedFields,
+  createObject,
   FIELD_MANAGER,
-  GROUP,
-  IMAGE_UPDATE,
+  getObject,
+  listObjects,
+  RESOURCE,
+  readObject,
   reuseConnections,
-  VERSION,
   WATCHED_IMAGE,
   type WatchedImage,
   WORKLOAD_KIND_NAMES,
-  WORKLOAD_KINDS,
   type WorkloadLike,
   workloadLikeOf,
+  workloadResource,
 } from '@kubewatcher/shared';
 import type { ImageUpdateDraft, PollerStatus } from './plan.ts';
 
@@ -41,52 +42,29 @@ export interface ExistingUpdate {
 
 const LIST_PAGE_SIZE = 500;
 
-async function orUndefinedOn404<T>(call: Promise<T>): Promise<T | undefined> {
-  try {
-    return await call;
-  } catch (err) {
-    if (apiStatusCode(err) === 404) return undefined;
-    throw err;
-  }
-}
-
+/**
+ * The poller's API calls as plain JSON requests (packages/shared's `listObjects`, `getObject`...), not
+ * client-node's generated API classes: those load every generated model at each start of a process that
+ * runs every minute.
+ */
 export class KubePollerCluster implements PollerCluster {
-  readonly #custom: CustomObjectsApi;
-  readonly #core: CoreV1Api;
   readonly #kc: KubeConfig;
   readonly #pageSize: number;
 
   /** `listPageSize`: WatchedImages and workloads per list request (default 500). */
   constructor(kc: KubeConfig, opts: { listPageSize?: number } = {}) {
     this.#pageSize = opts.listPageSize ?? LIST_PAGE_SIZE;
-    // One keep-alive pool for both API clients (client-node's own makeApiClient opens a connection per call).
+    // One keep-alive pool for every call (client-node builds a new connection per request).
     this.#kc = reuseConnections(kc);
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
-    this.#core = kc.makeApiClient(CoreV1Api);
   }
 
   async listWatchedImages(namespace?: string): Promise<WatchedImage[]> {
-    const out: WatchedImage[] = [];
     // In pages, and without managedFields (60% of a WatchedImage's JSON, never read here), so 5,000
     // WatchedImages are neither one 18 MB response nor held whole for the run.
-    let next: string | undefined;
-    do {
-      const common = {
-        group: GROUP,
-        version: VERSION,
-        plural: WATCHED_IMAGE.plural,
-        limit: this.#pageSize,
-        ...(next ? { _continue: next } : {}),
-      };
-      const page = (
-        namespace
-          ? await this.#custom.listNamespacedCustomObject({ ...common, namespace })
-          : await this.#custom.listClusterCustomObject(common)
-      ) as { items?: WatchedImage[]; metadata?: { continue?: string } };
-      for (const wi of page.items ?? []) out.push(dropManagedFields(wi));
-      next = page.metadata?.continue || undefined;
-    } while (next);
-    return out;
+    return await listObjects<WatchedImage>(this.#kc, RESOURCE.watchedImage, {
+      ...(namespace ? { namespace } : {}),
+      pageSize: this.#pageSize,
+    });
   }
 
   /**
@@ -95,35 +73,25 @@ export class KubePollerCluster implements PollerCluster {
    */
   async listWorkloads(namespace: string, kinds: readonly string[]): Promise<WorkloadLike[]> {
     const out: WorkloadLike[] = [];
-    // Any kind of the table by its group, version and plural (the generic path lists built-in resources
-    // as well as custom ones), in pages.
     for (const kind of WORKLOAD_KIND_NAMES.filter((k) => kinds.includes(k))) {
-      const { group, version, plural } = WORKLOAD_KINDS[kind];
-      let next: string | undefined;
-      do {
-        const page = (await this.#custom.listNamespacedCustomObject({
-          group,
-          version,
-          plural,
-          namespace,
-          limit: this.#pageSize,
-          ...(next ? { _continue: next } : {}),
-        })) as { items?: unknown[]; metadata?: { continue?: string } };
-        for (const item of page.items ?? []) out.push(workloadLikeOf(item, kind));
-        next = page.metadata?.continue || undefined;
-      } while (next);
+      const items = await listObjects(this.#kc, workloadResource(kind), {
+        namespace,
+        pageSize: this.#pageSize,
+        keep: (item) => workloadLikeOf(item, kind),
+      });
+      out.push(...items);
     }
     return out;
   }
 
   async getServiceAccountPullSecrets(namespace: string, name: string): Promise<string[] | undefined> {
-    const sa = await orUndefinedOn404(this.#core.readNamespacedServiceAccount({ namespace, name }));
+    const sa = await getObject<V1ServiceAccount>(this.#kc, RESOURCE.serviceAccount, namespace, name);
     if (!sa) return undefined;
     return (sa.imagePullSecrets ?? []).map((r) => r.name).filter((n): n is string => Boolean(n));
   }
 
   async getSecret(namespace: string, name: string) {
-    const secret = await orUndefinedOn404(this.#core.readNamespacedSecret({ namespace, name }));
+    const secret = await getObject<V1Secret>(this.#kc, RESOURCE.secret, namespace, name);
     if (!secret) return undefined;
     return { ...(secret.type ? { type: secret.type } : {}), ...(secret.data ? { data: secret.data } : {}) };
   }
@@ -141,22 +109,16 @@ export class KubePollerCluster implements PollerCluster {
   }
 
   async createImageUpdate(draft: ImageUpdateDraft) {
-    const common = {
-      group: GROUP,
-      version: VERSION,
-      plural: IMAGE_UPDATE.plural,
-      namespace: draft.body.metadata.namespace,
-    };
+    const namespace = draft.body.metadata.namespace;
     try {
-      await this.#custom.createNamespacedCustomObject({ ...common, body: draft.body });
+      await createObject(this.#kc, RESOURCE.imageUpdate, namespace, draft.body, {
+        fieldManager: FIELD_MANAGER.poller,
+      });
       return { created: true as const };
     } catch (err) {
       if (apiStatusCode(err) !== 409) throw err;
     }
-    const existing = (await this.#custom.getNamespacedCustomObject({
-      ...common,
-      name: draft.name,
-    })) as ExistingUpdate;
+    const existing = await readObject<ExistingUpdate>(this.#kc, RESOURCE.imageUpdate, namespace, draft.name);
     return { created: false as const, existing };
   }
 }

@@ -5,6 +5,7 @@ export * from './concurrency.ts';
 export * from './constants.ts';
 export * from './kube.ts';
 export * from './kube-errors.ts';
+export * from './kube-resources.ts';
 export * from './logging.ts';
 export * from './matching.ts';
 export * from './message.ts';

@@ -12,30 +12,15 @@ import {
   jitter,
   type Logger,
   objectKey,
+  type ResourceType,
   requestJson,
+  resourcePath,
   silentLogger,
 } from '@kubewatcher/shared';
 import { type Clock, sleep, systemClock, type TimerHandle } from './clock.ts';
 
-/** Which resource an informer watches. */
-export interface ResourceType {
-  /** `v1`, `apps/v1`, `kubewatcher.io/v1alpha1`. */
-  apiVersion: string;
-  /** `ConfigMap`; list responses omit it on items, so the informer sets it. */
-  kind: string;
-  /** `configmaps`. */
-  plural: string;
-}
-
-/** The API path of a resource, all namespaces or one: `/apis/apps/v1/namespaces/ns/deployments`. */
-export function resourcePath(resource: ResourceType, namespace?: string): string {
-  const base = resource.apiVersion.includes('/')
-    ? `/apis/${resource.apiVersion}`
-    : `/api/${resource.apiVersion}`;
-  return namespace
-    ? `${base}/namespaces/${encodeURIComponent(namespace)}/${resource.plural}`
-    : `${base}/${resource.plural}`;
-}
+/** Which resource an informer watches, and its API path (one place for both: packages/shared). */
+export { type ResourceType, resourcePath };
 
 /**
  * What the machinery needs of an object: its identity and version. Looser than client-node's

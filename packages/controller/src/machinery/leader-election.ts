@@ -1,18 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import {
-  CoordinationV1Api,
-  type KubeConfig,
-  type V1Lease,
-  type V1LeaseSpec,
-  V1MicroTime,
-} from '@kubernetes/client-node';
+import { type KubeConfig, type V1Lease, type V1LeaseSpec, V1MicroTime } from '@kubernetes/client-node';
 import {
   apiStatusCode,
+  createObject,
   errorFields,
+  getObject,
   jitter,
   type Logger,
   namespacedKey,
+  RESOURCE,
+  replaceObject,
   silentLogger,
 } from '@kubewatcher/shared';
 import { type Clock, sleep, systemClock } from './clock.ts';
@@ -27,20 +25,15 @@ export interface LeaseClient {
   replace(namespace: string, name: string, lease: V1Lease): Promise<V1Lease>;
 }
 
-/** A LeaseClient over coordination.k8s.io/v1. */
+/**
+ * A LeaseClient over coordination.k8s.io/v1, as plain JSON requests. Leases read back carry their times
+ * as the server's strings (MicroTime, `2026-01-01T00:00:00.000000Z`), which the elector keeps as they are.
+ */
 export function coordinationLeaseClient(kc: KubeConfig): LeaseClient {
-  const api = kc.makeApiClient(CoordinationV1Api);
   return {
-    async read(namespace, name) {
-      try {
-        return await api.readNamespacedLease({ namespace, name });
-      } catch (err) {
-        if (apiStatusCode(err) === 404) return undefined;
-        throw err;
-      }
-    },
-    create: (namespace, body) => api.createNamespacedLease({ namespace, body }),
-    replace: (namespace, name, body) => api.replaceNamespacedLease({ namespace, name, body }),
+    read: (namespace, name) => getObject<V1Lease>(kc, RESOURCE.lease, namespace, name),
+    create: (namespace, body) => createObject<V1Lease>(kc, RESOURCE.lease, namespace, body),
+    replace: (namespace, name, body) => replaceObject<V1Lease>(kc, RESOURCE.lease, namespace, name, body),
   };
 }
 
