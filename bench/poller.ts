@@ -433,7 +433,7 @@ function table(rows: Row[]): string {
       String(med((x) => x.apiRequests)),
       (med((x) => x.summary.durationMs) / 1000).toFixed(2),
       med((x) => x.wallSeconds).toFixed(2),
-      med((x) => x.pollerCpu).toFixed(1),
+      med((x) => x.pollerCpu).toFixed(2),
       med((x) => x.apiserverCpu).toFixed(1),
       med((x) => x.peakRssMb).toFixed(0),
     ];
@@ -481,13 +481,13 @@ async function main(): Promise<void> {
         say(`N=${n} #${r}: created ${n} WatchedImages in ${createSeconds.toFixed(1)} s`);
         const a = await runPoller(info, namespace, []);
         say(
-          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} status writes ${a.statusWrites}, API requests ${a.apiRequests}, run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(1)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
+          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} status writes ${a.statusWrites}, API requests ${a.apiRequests}, run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(2)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
         );
         const b = await runPoller(info, namespace, ['--ignore-interval']);
         // The steady run may have moved lastCheckedTime: the interval counts from its end.
         const steadyEnded = Date.now();
         say(
-          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} status writes ${b.statusWrites}, API requests ${b.apiRequests}, run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(1)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
+          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} status writes ${b.statusWrites}, API requests ${b.apiRequests}, run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(2)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
         );
         first.measures.push(a);
         steady.measures.push(b);
@@ -496,7 +496,7 @@ async function main(): Promise<void> {
         await delay(Math.max(0, steadyEnded + DUE_AFTER_MS - Date.now()));
         const c = await runPoller(info, namespace, []);
         say(
-          `N=${n} #${r} due:    ${JSON.stringify(c.summary.requests)} status writes ${c.statusWrites}, API requests ${c.apiRequests}, run ${c.summary.durationMs} ms, process ${c.wallSeconds.toFixed(2)} s, CPU ${c.pollerCpu.toFixed(1)} s (apiserver ${c.apiserverCpu.toFixed(1)} s), RSS ${c.peakRssMb.toFixed(0)} MB, checked ${c.summary.checked}, unchanged ${c.summary.unchanged}, failed ${c.summary.failed}`,
+          `N=${n} #${r} due:    ${JSON.stringify(c.summary.requests)} status writes ${c.statusWrites}, API requests ${c.apiRequests}, run ${c.summary.durationMs} ms, process ${c.wallSeconds.toFixed(2)} s, CPU ${c.pollerCpu.toFixed(2)} s (apiserver ${c.apiserverCpu.toFixed(1)} s), RSS ${c.peakRssMb.toFixed(0)} MB, checked ${c.summary.checked}, unchanged ${c.summary.unchanged}, failed ${c.summary.failed}`,
         );
         due.measures.push(c);
       }

@@ -17,6 +17,7 @@
  * - `bundle + --enable-source-maps`: what Node's own source-map support costs (the bundle maps stack
  *   traces lazily instead, see packages/shared/src/stack-traces.ts);
  * - `bundle + compile cache`: with a primed NODE_COMPILE_CACHE (module.enableCompileCache);
+ * - `bundle + FLAGS`: one row per `--try FLAGS`, Node/V8 flags on top of the shipped ones;
  * - poller only, `floor: KubeConfig + requestJson`: a bundle of just loading the kubeconfig and one raw
  *   list through client-node's KubeConfig, the least a poller process must load;
  * - `node -e 0`: the runtime alone.
@@ -28,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { treeshake } from '../rolldown.config.ts';
 import { appPackageJson } from '../scripts/lib/image-build.ts';
 import { PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { readProcessUsage } from './process-usage.ts';
@@ -38,11 +40,13 @@ const GNU_TIME = '/usr/bin/time';
 const { values: flags } = parseArgs({
   options: {
     runs: { type: 'string', default: '9' },
+    // Node/V8 flags to try on top of the shipped ones, one row per value, e.g. --try=--jitless.
+    try: { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('pnpm -r run build && node bench/startup.ts [--runs 9]');
+  console.log('pnpm -r run build && node bench/startup.ts [--runs 9] [--try="NODE FLAGS"]...');
   process.exit(0);
 }
 const runs = Number(flags.runs);
@@ -191,6 +195,8 @@ try {
   await build({
     input: entry,
     platform: 'node',
+    // As the programs' bundles are built: only the parts of client-node that are used.
+    treeshake,
     logLevel: 'silent',
     output: { dir, format: 'esm', entryFileNames: 'floor.mjs' },
   });
@@ -221,6 +227,10 @@ async function main(): Promise<void> {
       { label: `${name}: bundle (shipped)`, args: shipped },
       { label: `${name}: bundle + --enable-source-maps`, args: [...flagsOf, '--enable-source-maps', main] },
       { label: `${name}: bundle + compile cache`, args: shipped, env: { NODE_COMPILE_CACHE: cache } },
+      ...flags.try.map((extra) => ({
+        label: `${name}: bundle + ${extra}`,
+        args: [...flagsOf, ...extra.split(/\s+/).filter(Boolean), main],
+      })),
     ];
     for (const v of variants) out(await row({ ...v, args: [...v.args, ...programArgs] }, measure));
     if (name === 'poller') {
