@@ -120,37 +120,34 @@ export function nodeHttpWithoutFacade(): Plugin {
   };
 }
 
-function packageName(packageDir: string): string {
+/** The bundle options of one program's package folder (packages/controller or packages/poller). */
+export function bundleOptions(packageDir: string): RolldownOptions {
   const { name } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { name: string };
   if (!/^@kubewatcher\/(controller|poller)$/.test(name)) {
     throw new Error(`rolldown.config.ts: run it in packages/controller or packages/poller, not in ${name}`);
   }
-  return name;
+  return {
+    cwd: packageDir,
+    input: { main: join(packageDir, 'src/main.ts') },
+    platform: 'node',
+    resolve: { conditionNames: ['@kubewatcher/source', 'node', 'import', 'default'] },
+    treeshake,
+    plugins: [listWatchWithoutModels(), nodeHttpWithoutFacade()],
+    output: {
+      dir: join(packageDir, 'dist/bundle'),
+      format: 'esm',
+      // `.mjs`: the bundle is ESM wherever it is copied, without a package.json beside it.
+      entryFileNames: '[name].mjs',
+      // node-fetch loads its multipart parser on first use only: kept as a lazily imported chunk.
+      chunkFileNames: '[name]-[hash].mjs',
+      sourcemap: true,
+      sourcemapPathTransform: sourceName,
+      // The code is in the map's mappings; the sources are in the repository (and 3 MB instead of 19).
+      sourcemapExcludeSources: true,
+      cleanDir: true,
+    },
+  };
 }
 
-const options = {
-  input: { main: 'src/main.ts' },
-  platform: 'node',
-  resolve: { conditionNames: ['@kubewatcher/source', 'node', 'import', 'default'] },
-  treeshake,
-  plugins: [listWatchWithoutModels(), nodeHttpWithoutFacade()],
-  output: {
-    dir: 'dist/bundle',
-    format: 'esm',
-    // `.mjs`: the bundle is ESM wherever it is copied, without a package.json beside it.
-    entryFileNames: '[name].mjs',
-    // node-fetch loads its multipart parser on first use only: kept as a lazily imported chunk.
-    chunkFileNames: '[name]-[hash].mjs',
-    sourcemap: true,
-    sourcemapPathTransform: sourceName,
-    // The code is in the map's mappings; the sources are in the repository (and 3 MB instead of 19).
-    sourcemapExcludeSources: true,
-    cleanDir: true,
-  },
-} satisfies RolldownOptions;
-
 /** The config of the package rolldown runs in (its `build` script runs `rolldown -c` there). */
-export default (): RolldownOptions => {
-  packageName(process.cwd());
-  return options;
-};
+export default (): RolldownOptions => bundleOptions(process.cwd());

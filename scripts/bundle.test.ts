@@ -1,0 +1,39 @@
+/**
+ * What each program's bundle (rolldown.config.ts) carries: none of client-node's generated API classes
+ * and models, nor its exec/attach/cp machinery, and no ES import of `node:http` (whose ESM facade loads
+ * Node's own undici). Each of these cost start-up CPU and memory at every poller run; bench/startup.ts
+ * measures how much.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type OutputChunk, rolldown } from 'rolldown';
+import { describe, expect, it } from 'vitest';
+import { bundleOptions } from '../rolldown.config.ts';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+async function chunks(program: 'controller' | 'poller'): Promise<OutputChunk[]> {
+  const { output: outputOptions, ...input } = bundleOptions(join(repoRoot, 'packages', program));
+  const build = await rolldown({ ...input, logLevel: 'silent' });
+  try {
+    const { output } = await build.generate({ ...outputOptions, sourcemap: false });
+    return output.filter((o): o is OutputChunk => o.type === 'chunk');
+  } finally {
+    await build.close();
+  }
+}
+
+describe.each(['poller', 'controller'] as const)('the %s bundle', (program) => {
+  it('keeps only the parts of client-node it uses, and requires node:http', async () => {
+    const all = await chunks(program);
+    const modules = all.flatMap((c) => Object.keys(c.modules)).map((id) => id.replaceAll('\\', '/'));
+    const clientNode = modules.filter((id) => id.includes('/@kubernetes/client-node/dist/'));
+    // The check can fail: client-node is there, for KubeConfig and its credentials.
+    expect(clientNode.some((id) => id.endsWith('/dist/config.js'))).toBe(true);
+    expect(clientNode.filter((id) => /\/dist\/gen\/(models|apis\/(?!exception))/.test(id))).toEqual([]);
+    expect(
+      clientNode.filter((id) => /\/dist\/(exec|attach|cp|portforward|serializer)\.js$/.test(id)),
+    ).toEqual([]);
+    expect(all.flatMap((c) => c.imports).filter((i) => i === 'http' || i === 'node:http')).toEqual([]);
+  }, 60_000);
+});
