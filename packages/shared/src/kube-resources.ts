@@ -117,6 +117,16 @@ export async function listObjects<T>(
   return out;
 }
 
+/** One object; a missing one fails like any other request (an ApiException with code 404). */
+export async function readObject<T>(
+  kc: KubeConfig,
+  resource: ResourceType,
+  namespace: string,
+  name: string,
+): Promise<T> {
+  return (await requestJson(kc, { method: 'GET', path: resourcePath(resource, namespace, name) })) as T;
+}
+
 /** One object, or undefined when it does not exist (a 404). */
 export async function getObject<T>(
   kc: KubeConfig,
@@ -125,7 +135,7 @@ export async function getObject<T>(
   name: string,
 ): Promise<T | undefined> {
   try {
-    return (await requestJson(kc, { method: 'GET', path: resourcePath(resource, namespace, name) })) as T;
+    return await readObject<T>(kc, resource, namespace, name);
   } catch (err) {
     if (apiStatusCode(err) === 404) return undefined;
     throw err;

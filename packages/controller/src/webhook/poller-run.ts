@@ -5,8 +5,15 @@
  * created while the CronJob's own run is active. The controller needs only `get` on the CronJob and
  * `create` on Jobs in its own namespace for this.
  */
-import { BatchV1Api, type KubeConfig, type V1CronJob, type V1Job } from '@kubernetes/client-node';
-import { apiStatusCode, errorFields, type Logger } from '@kubewatcher/shared';
+import type { KubeConfig, V1CronJob, V1Job } from '@kubernetes/client-node';
+import {
+  apiStatusCode,
+  createObject,
+  errorFields,
+  type Logger,
+  RESOURCE,
+  readObject,
+} from '@kubewatcher/shared';
 import { type Clock, systemClock, type TimerHandle } from '../machinery/index.ts';
 
 /** Finished webhook Jobs are deleted this long after they end, so the fixed name frees up soon. */
@@ -44,12 +51,12 @@ export interface PollerRunApi {
   createJob(namespace: string, job: V1Job): Promise<void>;
 }
 
+/** The real PollerRunApi: plain JSON requests (the CronJob's jobTemplate is passed on as the server sent it). */
 export function batchPollerRunApi(kc: KubeConfig): PollerRunApi {
-  const batch = kc.makeApiClient(BatchV1Api);
   return {
-    readCronJob: (namespace, name) => batch.readNamespacedCronJob({ namespace, name }),
+    readCronJob: (namespace, name) => readObject<V1CronJob>(kc, RESOURCE.cronJob, namespace, name),
     createJob: async (namespace, body) => {
-      await batch.createNamespacedJob({ namespace, body });
+      await createObject(kc, RESOURCE.job, namespace, body);
     },
   };
 }
