@@ -1,7 +1,6 @@
-import { createServer } from 'node:http';
-import { KubeConfig, PatchStrategy } from '@kubernetes/client-node';
+import { type KubeConfig, PatchStrategy } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reuseConnections } from './kube.ts';
+import { type LoopbackApi, type SeenRequest, startLoopbackApi } from '../../../test/support/loopback-api.ts';
 import { apiStatusCode } from './kube-errors.ts';
 import {
   createObject,
@@ -38,50 +37,24 @@ describe('resourcePath', () => {
   });
 });
 
-interface Seen {
-  method?: string;
-  url?: string;
-  contentType?: string;
-  body: string;
-}
-
 /** The typed calls' requests, against a loopback HTTP server that answers from `routes`. */
 describe('the typed calls', () => {
-  const seen: Seen[] = [];
   let routes: Record<string, { status: number; body: unknown }> = {};
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    req.on('end', () => {
-      seen.push({ method: req.method, url: req.url, contentType: req.headers['content-type'], body });
+  let api: LoopbackApi;
+  let kc: KubeConfig;
+  let seen: SeenRequest[];
+
+  beforeAll(async () => {
+    api = await startLoopbackApi((req) => {
       const route = routes[`${req.method} ${req.url}`] ?? {
         status: 404,
         body: { kind: 'Status', code: 404 },
       };
-      res.writeHead(route.status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(route.body));
+      return { status: route.status, body: JSON.stringify(route.body) };
     });
+    ({ kc, seen } = api);
   });
-  let kc: KubeConfig;
-
-  beforeAll(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'u', token: 't' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
-    reuseConnections(kc);
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => api.close());
 
   it('lists every page, without managedFields, with apiVersion and kind on each item', async () => {
     seen.length = 0;
@@ -138,7 +111,7 @@ describe('the typed calls', () => {
     );
     expect(created).toEqual({ metadata: { name: 'e1' } });
     expect(JSON.parse(seen[0]!.body)).toEqual({ apiVersion: 'v1', kind: 'Event', reason: 'Applied' });
-    expect(seen[0]!.contentType).toBe('application/json');
+    expect(seen[0]!.headers['content-type']).toBe('application/json');
     const err = await replaceObject(kc, RESOURCE.lease, 'a', 'l', { metadata: { name: 'l' } }).catch(
       (e: unknown) => e,
     );
@@ -173,7 +146,7 @@ describe('the typed calls', () => {
         subresource: 'status',
       },
     );
-    expect(seen.map((s) => [s.method, s.contentType])).toEqual([
+    expect(seen.map((s) => [s.method, s.headers['content-type']])).toEqual([
       ['PATCH', 'application/strategic-merge-patch+json'],
       ['PATCH', 'application/apply-patch+yaml'],
     ]);

@@ -1,7 +1,7 @@
-import { createServer, type IncomingMessage } from 'node:http';
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestJson, reuseConnections } from './kube.ts';
+import { type LoopbackApi, type SeenRequest, startLoopbackApi } from '../../../test/support/loopback-api.ts';
+import { requestJson } from './kube.ts';
 
 /** The ApiException a failed request throws. */
 async function failure(promise: Promise<unknown>): Promise<ApiException<unknown>> {
@@ -13,47 +13,19 @@ async function failure(promise: Promise<unknown>): Promise<ApiException<unknown>
   return err as ApiException<unknown>;
 }
 
-interface Seen {
-  method?: string;
-  url?: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
 describe('requestJson', () => {
-  const seen: Seen[] = [];
   let reply: { status: number; body: string } = { status: 200, body: '{}' };
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    req.on('end', () => {
-      seen.push({ method: req.method, url: req.url, headers: req.headers, body });
-      if (req.url?.startsWith('/hang')) return; // never answers
-      res.writeHead(reply.status, { 'content-type': 'application/json', 'audit-id': 'a1' });
-      res.end(reply.body);
-    });
-  });
+  let api: LoopbackApi;
   let kc: KubeConfig;
+  let seen: SeenRequest[];
 
   beforeAll(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as { port: number };
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      // Plain HTTP: client-node allows it only with skipTLSVerify (there is no TLS to verify).
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'u', token: 'secret-token' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
-    reuseConnections(kc);
+    api = await startLoopbackApi((req) =>
+      req.url?.startsWith('/hang') ? undefined : { ...reply, headers: { 'audit-id': 'a1' } },
+    );
+    ({ kc, seen } = api);
   });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => api.close());
 
   it("sends the method, path, query, body and content type with kc's credentials; returns the JSON", async () => {
     seen.length = 0;
