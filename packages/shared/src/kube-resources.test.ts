@@ -11,19 +11,33 @@ import {
   RESOURCE,
   replaceObject,
   resourcePath,
+  workloadResource,
 } from './kube-resources.ts';
 
 describe('resourcePath', () => {
   it.each([
     [RESOURCE.secret, undefined, undefined, undefined, '/api/v1/secrets'],
     [RESOURCE.secret, 'team-a', undefined, undefined, '/api/v1/namespaces/team-a/secrets'],
-    [RESOURCE.deployment, 'team-a', 'web', undefined, '/apis/apps/v1/namespaces/team-a/deployments/web'],
+    [
+      workloadResource('Deployment'),
+      'team-a',
+      'web',
+      undefined,
+      '/apis/apps/v1/namespaces/team-a/deployments/web',
+    ],
     [
       RESOURCE.watchedImage,
       'team-a',
       'web',
       'status',
       '/apis/kubewatcher.io/v1alpha1/namespaces/team-a/watchedimages/web/status',
+    ],
+    [
+      workloadResource('CronJob'),
+      'team-a',
+      'nightly',
+      undefined,
+      '/apis/batch/v1/namespaces/team-a/cronjobs/nightly',
     ],
     [RESOURCE.lease, 'a b', 'x/y', undefined, '/apis/coordination.k8s.io/v1/namespaces/a%20b/leases/x%2Fy'],
   ])('%o in %s, %s, %s → %s', (resource, namespace, name, subresource, path) => {
@@ -69,7 +83,7 @@ describe('the typed calls', () => {
         body: { items: [item('d3')], metadata: {} },
       },
     };
-    const items = await listObjects<{ metadata: object }>(kc, RESOURCE.deployment, {
+    const items = await listObjects<{ metadata: object }>(kc, workloadResource('Deployment'), {
       namespace: 'a',
       labelSelector: 'app=web',
       pageSize: 2,
@@ -129,7 +143,7 @@ describe('the typed calls', () => {
       },
     };
     const patch = { spec: { template: { spec: { containers: [{ name: 'db', image: 'db:2' }] } } } };
-    await patchObject(kc, RESOURCE.statefulSet, 'a', 'db', patch, {
+    await patchObject(kc, workloadResource('StatefulSet'), 'a', 'db', patch, {
       strategy: PatchStrategy.StrategicMergePatch,
       fieldManager: 'kw',
     });
