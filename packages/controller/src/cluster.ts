@@ -3,6 +3,7 @@ import {
   ANNOTATION,
   AUTO_WATCH_ANNOTATION,
   applyStatus,
+  boundMessage,
   createObject,
   deleteObject,
   FIELD_MANAGER,
@@ -219,7 +220,8 @@ export class ControllerWriter {
       },
       type: event.type,
       reason: event.reason,
-      message: event.message.slice(0, 1024),
+      // One line, no control characters, at most 1 KiB: the text may come from a registry or a tenant.
+      message: boundMessage(event.message),
       firstTimestamp: now,
       lastTimestamp: now,
       count: 1,
