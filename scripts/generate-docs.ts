@@ -196,6 +196,7 @@ const STATUS_WRITERS: Record<string, Record<string, string>> = {
     lastCheckedTime: 'poller',
     lastChangedTime: 'poller',
     rateLimit: 'poller',
+    registryChallenge: 'poller',
     checkRequestedTime:
       'controller (webhook receiver, as `kubewatcher-webhook`), `kubectl kubewatcher check`',
     observedGeneration: 'controller',

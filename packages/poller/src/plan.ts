@@ -14,7 +14,9 @@ import {
   parseDuration,
   type RateLimit,
   RESOLVED_REASON,
+  type RegistryChallenge,
   referenceString,
+  registryApiHost,
   setCondition,
   shortDigest,
   WATCHED_IMAGE,
@@ -249,7 +251,47 @@ export interface PollerStatus {
   lastCheckedTime: string;
   lastChangedTime?: string;
   rateLimit?: RateLimit;
+  registryChallenge?: RegistryChallenge;
   conditions: Condition[];
+}
+
+const CHALLENGE_SCHEMES: ReadonlySet<string> = new Set(['Bearer', 'Basic']);
+
+/**
+ * The registry challenges earlier runs recorded in the WatchedImages' status, one per registry, for
+ * the registry client to try before any 401 (RegistryClient.rememberChallenges, which checks each
+ * realm again when used). A record counts only for the registry its WatchedImage's spec.image names
+ * now, and only in the shape the poller writes. Records of one registry that disagree are all set
+ * aside: that registry's challenge is learned live, so no single WatchedImage can steer the others.
+ */
+export function rememberedChallenges(items: readonly WatchedImage[]): RegistryChallenge[] {
+  const byRegistry = new Map<string, { challenge: RegistryChallenge; key: string } | 'conflict'>();
+  for (const wi of items) {
+    const c = wi.status?.registryChallenge;
+    if (!c || typeof c !== 'object') continue;
+    let apiHost: string;
+    try {
+      apiHost = registryApiHost(normalizeReference(wi.spec.image).domain).toLowerCase();
+    } catch {
+      continue;
+    }
+    if (typeof c.registry !== 'string' || c.registry.toLowerCase() !== apiHost) continue;
+    if (typeof c.scheme !== 'string' || !CHALLENGE_SCHEMES.has(c.scheme)) continue;
+    if (c.realm !== undefined && typeof c.realm !== 'string') continue;
+    if (c.service !== undefined && typeof c.service !== 'string') continue;
+    if (c.scheme === 'Bearer' && !c.realm) continue;
+    const challenge: RegistryChallenge =
+      c.scheme === 'Basic'
+        ? { registry: apiHost, scheme: 'Basic' }
+        : { registry: apiHost, scheme: 'Bearer', realm: c.realm!, ...(c.service ? { service: c.service } : {}) };
+    const key = JSON.stringify([challenge.scheme, challenge.realm ?? '', challenge.service ?? '']);
+    const seen = byRegistry.get(apiHost);
+    if (seen === undefined) byRegistry.set(apiHost, { challenge, key });
+    else if (seen !== 'conflict' && seen.key !== key) byRegistry.set(apiHost, 'conflict');
+  }
+  const remembered: RegistryChallenge[] = [];
+  for (const entry of byRegistry.values()) if (entry !== 'conflict') remembered.push(entry.challenge);
+  return remembered;
 }
 
 export interface ImageUpdateDraft {
@@ -323,11 +365,15 @@ function decideStatus(
   const generation = wi.metadata.generation ?? 0;
   const conditions = previous.conditions ?? [];
   const rateLimit = nextRateLimit(previous.rateLimit, result, now);
+  // A registry that answered without asking for authentication has nothing to remember; a failure
+  // that learned nothing keeps what was known.
+  const registryChallenge = result.challenge ?? (result.ok ? undefined : previous.registryChallenge);
   const kept: PollerStatus = {
     ...(previous.digest ? { digest: previous.digest, shortDigest: shortDigest(previous.digest) } : {}),
     ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
     ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
     ...(rateLimit ? { rateLimit } : {}),
+    ...(registryChallenge ? { registryChallenge: { ...registryChallenge } } : {}),
     lastCheckedTime: nowIso,
     conditions: [],
   };
@@ -412,6 +458,7 @@ function notRecordedStatus(wi: WatchedImage, reason: string, message: string, no
     ...(previous.resolvedImage ? { resolvedImage: previous.resolvedImage } : {}),
     ...(previous.lastChangedTime ? { lastChangedTime: previous.lastChangedTime } : {}),
     ...(rateLimit ? { rateLimit } : {}),
+    ...(previous.registryChallenge ? { registryChallenge: { ...previous.registryChallenge } } : {}),
     lastCheckedTime: now.toISOString(),
     conditions: resolvedCondition(
       previous.conditions ?? [],

@@ -24,6 +24,7 @@ import {
   oldestCheckFirst,
   type PollTarget,
   registryBudgets,
+  rememberedChallenges,
   runDeadlines,
   selectDue,
   statusNeedsWrite,
@@ -167,6 +168,8 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     );
   }
   opts.registry.planLookups(groups.map((group) => group[0]!));
+  // What earlier runs learned of each registry's challenge, so its token is fetched before the first HEAD.
+  opts.registry.rememberChallenges(rememberedChallenges(all));
   /** Per registry, the lowest budget seen this run and the WatchedImage whose status carries it. */
   const carriers = new Map<
     string,

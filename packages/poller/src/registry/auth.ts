@@ -3,13 +3,16 @@
  * its realm and cached; Basic credentials sent to the registry), remember each host's challenge so
  * later requests authenticate up front, and keep credentials to the origins they belong to: the
  * registry the secret names, and the token realm that registry names (within its allow-list).
+ * A challenge remembered from an earlier run (the WatchedImages' status) stands in for the first 401
+ * only where a live one could not send anything further: see rememberedChallengeProblem.
  */
-import { type Logger, silentLogger } from '@kubewatcher/shared';
+import { type Logger, type RegistryChallenge, silentLogger } from '@kubewatcher/shared';
 import type { AuthChallenge } from './challenge.ts';
 import { findChallenge, parseAuthChallenges } from './challenge.ts';
-import { fail, type ResolveAbort, type ResolveContext } from './outcome.ts';
+import type { RegistryHosts } from './hosts.ts';
+import { fail, ResolveAbort, type ResolveContext } from './outcome.ts';
 import { credentialFingerprint, TokenCache } from './token-cache.ts';
-import type { RegistryResponse, RegistryTransport } from './transport.ts';
+import { type RegistryResponse, type RegistryTransport, RequestFailure } from './transport.ts';
 import type { RegistryCredential } from './types.ts';
 
 /**
@@ -63,7 +66,7 @@ export const MANIFEST_ACCEPT = [
 ].join(', ');
 
 /** What authorises one request to the registry. */
-type Auth =
+type Auth = (
   | { kind: 'none' }
   | { kind: 'basic'; header: string }
   | { kind: 'registryToken'; header: string }
@@ -71,7 +74,102 @@ type Auth =
    * `fresh`: fetched by this resolve and known to carry its scope (asked alone, or granted by the
    * token's claims). `batched`: asked for with other repositories' scopes.
    */
-  | { kind: 'bearer'; header: string; cacheKey: string; fresh: boolean; batched: boolean };
+  | { kind: 'bearer'; header: string; cacheKey: string; fresh: boolean; batched: boolean }
+) & {
+  /** Built from a challenge remembered from an earlier run, not one this registry sent in this run. */
+  remembered?: AuthChallenge;
+};
+
+/** Longest realm and service a remembered challenge may carry (the status schema's limits). */
+const MAX_REALM_LENGTH = 1024;
+const MAX_SERVICE_LENGTH = 255;
+
+/** A challenge as the status remembers it, or undefined for one that cannot be remembered. */
+export function rememberableChallenge(
+  apiHost: string,
+  challenge: AuthChallenge | undefined,
+): RegistryChallenge | undefined {
+  if (challenge?.scheme === 'basic') return { registry: apiHost, scheme: 'Basic' };
+  if (challenge?.scheme !== 'bearer') return undefined;
+  const { realm, service } = challenge.params;
+  if (!realm || realm.length > MAX_REALM_LENGTH || !/^https?:\/\//.test(realm)) return undefined;
+  if (service !== undefined && service.length > MAX_SERVICE_LENGTH) return undefined;
+  return { registry: apiHost, scheme: 'Bearer', realm, ...(service ? { service } : {}) };
+}
+
+/** The same scheme, realm and service. */
+function sameChallenge(a: AuthChallenge, b: AuthChallenge): boolean {
+  return (
+    a.scheme === b.scheme &&
+    (a.params.realm ?? '') === (b.params.realm ?? '') &&
+    (a.params.service ?? '') === (b.params.service ?? '')
+  );
+}
+
+/**
+ * The token realm as a URL the poller may ask on behalf of `registry`, or the RegistryError saying
+ * why not: an HTTP(S) URL, on a host the registry's realmHosts allow-list names (when it has one),
+ * and never plain HTTP for an HTTPS registry unless that host was named with plainHttp.
+ */
+export function checkedRealmUrl(
+  registry: { domain: string; apiHost: string },
+  realm: string,
+  hosts: RegistryHosts,
+): URL {
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw fail('RegistryError', `registry ${registry.domain} named a token realm that is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw fail('RegistryError', `registry ${registry.domain} named a token realm that is not HTTP(S)`);
+  }
+  if (!hosts.realmAllowed(registry.apiHost, url.host)) {
+    throw fail(
+      'RegistryError',
+      `registry ${registry.domain} named a token realm on ${url.host}, which is not in its realmHosts allow-list: add it to the registries config if ${registry.domain} really uses it`,
+    );
+  }
+  // An HTTPS registry never downgrades its logins (or the tokens it will trust) to plain HTTP.
+  if (
+    url.protocol === 'http:' &&
+    !hosts.options(registry.apiHost).plainHttp &&
+    !hosts.options(url.host).plainHttp
+  ) {
+    throw fail(
+      'RegistryError',
+      `registry ${registry.domain} sends token requests to ${url.host} over plain HTTP; set plainHttp for ${url.host} to allow it`,
+    );
+  }
+  return url;
+}
+
+/**
+ * Why a challenge remembered from an earlier run may not stand in for a live one, or undefined when
+ * it may. The memory sits in WatchedImage status, which other identities than the poller's can be
+ * allowed to write, so it is trusted only where it cannot send anything anywhere new: its realm must
+ * pass every check a live realm passes (checkedRealmUrl), and be on the registry's own origin, or on a
+ * host the operator named for this registry in realmHosts, or be Docker Hub's known token service.
+ * Anywhere else the run asks the registry, as it would without a memory.
+ */
+export function rememberedChallengeProblem(
+  registry: { domain: string; apiHost: string; origin: string },
+  challenge: AuthChallenge,
+  hosts: RegistryHosts,
+): string | undefined {
+  if (challenge.scheme === 'basic') return undefined; // Basic credentials only ever go to the registry.
+  if (challenge.scheme !== 'bearer' || !challenge.params.realm) return 'not a Bearer or Basic challenge';
+  let url: URL;
+  try {
+    url = checkedRealmUrl(registry, challenge.params.realm, hosts);
+  } catch (error) {
+    if (error instanceof ResolveAbort) return error.failure.message;
+    throw error;
+  }
+  if (url.origin === registry.origin || hosts.realmListed(registry.apiHost, url.host)) return undefined;
+  return `its realm ${url.host} is neither on ${registry.apiHost} nor named in the registry's realmHosts`;
+}
 
 /** What may follow `Bearer ` in a header: visible ASCII, no spaces or line breaks. */
 const HEADER_SAFE = /^[\x21-\x7e]+$/;
@@ -95,8 +193,13 @@ export interface AuthenticatorOptions {
 export class RegistryAuthenticator {
   readonly #transport: RegistryTransport;
   readonly #tokens: TokenCache;
-  /** The last challenge each registry host sent, so later resolves authenticate up front. */
+  /**
+   * The challenge each registry host sent in this run (or a remembered one that worked), so later
+   * resolves authenticate up front.
+   */
   readonly #challenges = new Map<string, AuthChallenge>();
+  /** Challenges remembered from earlier runs and not yet tried, by registry host (remember). */
+  readonly #remembered = new Map<string, AuthChallenge>();
   /** Token fetches in flight, so concurrent resolves of one repository share one. */
   readonly #tokenFlights = new Map<string, Promise<IssuedToken>>();
   /**
@@ -130,6 +233,28 @@ export class RegistryAuthenticator {
     const scopes = this.#plannedScopes.get(key) ?? new Set<string>();
     for (const repository of repositories) scopes.add(pullScope(repository));
     this.#plannedScopes.set(key, scopes);
+  }
+
+  /**
+   * Challenges learned in earlier runs (read back from the WatchedImages' status), so a run can fetch
+   * its token before its first request instead of collecting a 401 for the realm and service. Each is
+   * checked again when first used (rememberedChallengeProblem); one that does not work is dropped
+   * and the registry's live challenge answered instead, once.
+   */
+  remember(challenges: Iterable<RegistryChallenge>): void {
+    for (const c of challenges) {
+      const host = c.registry.toLowerCase();
+      if (this.#challenges.has(host)) continue;
+      const params: Record<string, string> = {};
+      if (c.realm) params.realm = c.realm;
+      if (c.service) params.service = c.service;
+      this.#remembered.set(host, { scheme: c.scheme.toLowerCase(), params });
+    }
+  }
+
+  /** The challenge the registry host is known to send (this run's, or a remembered one that worked). */
+  knownChallenge(apiHost: string): RegistryChallenge | undefined {
+    return rememberableChallenge(apiHost, this.#challenges.get(apiHost));
   }
 
   /** Sends a manifest request, answering 401 challenges until it is authorised or cannot be. */
@@ -177,10 +302,13 @@ export class RegistryAuthenticator {
     }
   }
 
-  /** Authorisation to send before any 401, from what this registry asked for earlier in the run. */
+  /**
+   * Authorisation to send before any 401, from what this registry asked for earlier in the run, else
+   * from what it asked for in an earlier run (tried by the first contact only: the others wait).
+   */
   async #upfrontAuth(ctx: ResolveContext): Promise<Auth> {
     const challenge = this.#challenges.get(ctx.apiHost);
-    if (!challenge) return { kind: 'none' };
+    if (!challenge) return this.#rememberedAuth(ctx);
     if (challenge.scheme === 'basic') {
       const c = ctx.credential;
       return c && (c.username || c.password)
@@ -190,6 +318,48 @@ export class RegistryAuthenticator {
     return this.#bearerAuth(ctx, challenge, false);
   }
 
+  /**
+   * Authorisation from the challenge remembered for this registry, when it passes the checks; none
+   * (so the registry's live challenge is asked for) when there is none, it fails them, or its token
+   * service does not issue a token.
+   */
+  async #rememberedAuth(ctx: ResolveContext): Promise<Auth> {
+    const remembered = this.#remembered.get(ctx.apiHost);
+    if (!remembered) return { kind: 'none' };
+    this.#remembered.delete(ctx.apiHost);
+    const problem = rememberedChallengeProblem(ctx, remembered, this.#transport.hosts);
+    if (problem) {
+      this.#forget(ctx, problem);
+      return { kind: 'none' };
+    }
+    // Provisionally the registry's challenge; a 401 naming another replaces it (#answerChallenge).
+    this.#challenges.set(ctx.apiHost, remembered);
+    if (remembered.scheme === 'basic') {
+      const c = ctx.credential;
+      return c && (c.username || c.password)
+        ? { kind: 'basic', header: basicHeader(c.username ?? '', c.password ?? ''), remembered }
+        : { kind: 'none' };
+    }
+    try {
+      return { ...(await this.#bearerAuth(ctx, remembered, false)), remembered };
+    } catch (error) {
+      // A paused registry is asked nothing more; anything else means the memory may be stale.
+      if (error instanceof RequestFailure && error.problem === 'rateLimited') throw error;
+      if (!(error instanceof ResolveAbort) && !(error instanceof RequestFailure)) throw error;
+      this.#challenges.delete(ctx.apiHost);
+      this.#forget(ctx, `its token service did not issue a token (${error.message.slice(0, 200)})`);
+      return { kind: 'none' };
+    }
+  }
+
+  /** Says once per registry why its remembered challenge is not used. */
+  #forget(ctx: ResolveContext, why: string): void {
+    this.#log.info('not using the challenge remembered for this registry; asking the registry', {
+      registry: ctx.domain,
+      why,
+    });
+  }
+
   /** The next authorisation to try after a 401, or the Unauthorized outcome. */
   async #answerChallenge(ctx: ResolveContext, res: RegistryResponse, used: Auth): Promise<Auth> {
     const challenges = parseAuthChallenges(res.headers.get('www-authenticate'));
@@ -197,6 +367,11 @@ export class RegistryAuthenticator {
     const basic = findChallenge(challenges, 'basic');
     if (bearer?.params.realm) {
       this.#challenges.set(ctx.apiHost, bearer);
+      if (used.remembered && !sameChallenge(used.remembered, bearer)) {
+        // The registry moved its token service since the memory was written: answer what it says now.
+        this.#forget(ctx, 'the registry answered 401 with another challenge');
+        return this.#bearerAuth(ctx, bearer, false);
+      }
       if (used.kind === 'registryToken') throw rejected(ctx, 'the registry token was refused');
       if (used.kind === 'bearer') {
         // A token this resolve fetched was refused: the credential lacks access. A cached one may
@@ -305,38 +480,6 @@ export class RegistryAuthenticator {
     return scopes;
   }
 
-  /** The realm as a URL the poller may ask, or the RegistryError saying why not. */
-  #realmUrl(ctx: ResolveContext, realm: string): URL {
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw fail('RegistryError', `registry ${ctx.domain} named a token realm that is not a URL`);
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw fail('RegistryError', `registry ${ctx.domain} named a token realm that is not HTTP(S)`);
-    }
-    const hosts = this.#transport.hosts;
-    if (!hosts.realmAllowed(ctx.apiHost, url.host)) {
-      throw fail(
-        'RegistryError',
-        `registry ${ctx.domain} named a token realm on ${url.host}, which is not in its realmHosts allow-list: add it to the registries config if ${ctx.domain} really uses it`,
-      );
-    }
-    // An HTTPS registry never downgrades its logins (or the tokens it will trust) to plain HTTP.
-    if (
-      url.protocol === 'http:' &&
-      !hosts.options(ctx.apiHost).plainHttp &&
-      !hosts.options(url.host).plainHttp
-    ) {
-      throw fail(
-        'RegistryError',
-        `registry ${ctx.domain} sends token requests to ${url.host} over plain HTTP; set plainHttp for ${url.host} to allow it`,
-      );
-    }
-    return url;
-  }
-
   /**
    * Asks the token service for a token carrying `scopes` and caches it under each scope it grants
    * (all of them when the token does not say). Resolves to the token by granted scope.
@@ -348,7 +491,7 @@ export class RegistryAuthenticator {
     scopes: string[],
     keyOf: (scope: string) => string,
   ): Promise<Map<string, IssuedToken>> {
-    const realmUrl = this.#realmUrl(ctx, realm);
+    const realmUrl = checkedRealmUrl(ctx, realm, this.#transport.hosts);
     const c = ctx.credential;
     const tokenRequest = (
       method: 'GET' | 'POST',

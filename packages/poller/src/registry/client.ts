@@ -10,6 +10,7 @@ import {
   familiarString,
   type ImageReference,
   type Logger,
+  type RegistryChallenge,
   registryApiHost,
   silentLogger,
 } from '@kubewatcher/shared';
@@ -132,6 +133,15 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Challenges (scheme, realm, service) learned by earlier runs, so this run fetches each registry's
+   * token before its first request rather than after a 401. Each is checked like a live one when used
+   * and dropped for the live one when the registry or its token service answers otherwise.
+   */
+  rememberChallenges(challenges: Iterable<RegistryChallenge>): void {
+    this.#auth.remember(challenges);
+  }
+
   /** Closes pooled connections. The client can still be used afterwards (new connections are opened). */
   close(): void {
     this.#transport.close();
@@ -173,7 +183,7 @@ export class RegistryClient {
         budgetMs: Math.max(0, deadline - started),
         log: { registry: ref.domain, repository: ref.path },
       };
-      return await this.#resolve(ctx);
+      return this.#withChallenge(apiHost, await this.#resolve(ctx));
     } catch (error) {
       let failure: ResolveFailure;
       if (error instanceof ResolveAbort) failure = error.failure;
@@ -188,8 +198,14 @@ export class RegistryClient {
         repository: ref.path,
         reason: failure.reason,
       });
-      return failure;
+      return this.#withChallenge(apiHost, failure);
     }
+  }
+
+  /** The result with the challenge the registry is known to send, for the next run to remember. */
+  #withChallenge<R extends ResolveResult>(apiHost: string, result: R): R {
+    const challenge = this.#auth.knownChallenge(apiHost);
+    return challenge ? { ...result, challenge } : result;
   }
 
   async #resolve(ctx: ResolveContext): Promise<ResolveResult> {

@@ -13,6 +13,11 @@ import type { RegistryHostOptions } from './types.ts';
 /** The registries-config key whose options apply to every registry without its own entry. */
 export const ANY_HOST = '*';
 
+/** Token services of registries whose realm is on another host, known without being configured. */
+const KNOWN_REALM_HOSTS: Record<string, readonly string[]> = {
+  [registryApiHost('docker.io')]: ['auth.docker.io'],
+};
+
 /** Transport settings that cannot be used (an unreadable CA file); reported, never retried. */
 export class TransportConfigError extends Error {
   constructor(message: string) {
@@ -54,6 +59,18 @@ export class RegistryHosts {
     const allowed =
       this.options(registryHost).realmHosts?.map((h) => h.toLowerCase()) ?? this.#defaultRealmHosts;
     return allowed === undefined || allowed.includes(realmHost.toLowerCase());
+  }
+
+  /**
+   * Whether `realmHost` is named as a token realm of `registryHost`: in its realmHosts allow-list (its
+   * own, else the `*` entry's), or as Docker Hub's token service. Unlike realmAllowed, no list is no.
+   */
+  realmListed(registryHost: string, realmHost: string): boolean {
+    const realm = realmHost.toLowerCase();
+    if (KNOWN_REALM_HOSTS[registryHost.toLowerCase()]?.includes(realm)) return true;
+    const listed =
+      this.options(registryHost).realmHosts?.map((h) => h.toLowerCase()) ?? this.#defaultRealmHosts;
+    return listed?.includes(realm) ?? false;
   }
 
   /** 'http' only when the host was named with plainHttp; HTTPS otherwise, localhost included. */

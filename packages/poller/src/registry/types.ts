@@ -1,4 +1,5 @@
 /** What the registry client takes and returns; the poller turns these into conditions and Events. */
+import type { RegistryChallenge } from '@kubewatcher/shared';
 
 /** Credentials for one registry, as found in a docker config (never logged, never used as a cache key). */
 export interface RegistryCredential {
@@ -36,6 +37,8 @@ export interface ResolveSuccess {
   /** The request that produced the digest: HEAD normally, GET when HEAD gave no digest. */
   method: 'HEAD' | 'GET';
   rateLimit?: RateLimitInfo;
+  /** How the registry asks to authenticate, when it does: what the next run may remember. */
+  challenge?: RegistryChallenge;
 }
 
 export interface ResolveFailure {
@@ -46,6 +49,8 @@ export interface ResolveFailure {
   /** When a 429 said how long to wait (Retry-After), or how long the registry stays paused. */
   retryAfterMs?: number;
   rateLimit?: RateLimitInfo;
+  /** How the registry asks to authenticate, when that became known before the failure. */
+  challenge?: RegistryChallenge;
 }
 
 export type ResolveResult = ResolveSuccess | ResolveFailure;

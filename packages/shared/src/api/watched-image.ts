@@ -208,6 +208,44 @@ const RateLimit = Type.Object(
 );
 export type RateLimit = Static<typeof RateLimit>;
 
+/** The authentication schemes a remembered registry challenge may name. */
+export const CHALLENGE_SCHEME = { Bearer: 'Bearer', Basic: 'Basic' } as const;
+export type ChallengeScheme = (typeof CHALLENGE_SCHEME)[keyof typeof CHALLENGE_SCHEME];
+
+const RegistryChallenge = Type.Object(
+  {
+    registry: Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description:
+        'Host (host[:port]) of the registry API that sent the challenge. The poller uses the challenge only for this registry: after spec.image moves to another registry it is learned anew.',
+    }),
+    scheme: StringEnum(Object.values(CHALLENGE_SCHEME), {
+      description:
+        'Bearer: a token is fetched from realm first. Basic: credentials go to the registry itself.',
+    }),
+    realm: Type.Optional(
+      Type.String({
+        maxLength: 1024,
+        pattern: '^https?://',
+        description:
+          'The token service URL the registry named (Bearer). Used from memory only when it is on the registry itself, on a host in the registry\'s realmHosts allow-list or Docker Hub\'s auth.docker.io, and never over plain HTTP for an HTTPS registry.',
+      }),
+    ),
+    service: Type.Optional(
+      Type.String({
+        maxLength: 255,
+        description: 'The service parameter the registry named for its token service (Bearer).',
+      }),
+    ),
+  },
+  {
+    description:
+      "How the registry last asked to authenticate (its WWW-Authenticate challenge: never a token or a credential). The next run reads it back to fetch a token before its first request instead of collecting a 401 first; a registry that answers otherwise is asked again and this is updated. Written by the poller.",
+  },
+);
+export type RegistryChallenge = Static<typeof RegistryChallenge>;
+
 export const WatchedImageStatus = Type.Object(
   {
     // Written by the poller (field manager kubewatcher-poller).
@@ -235,6 +273,7 @@ export const WatchedImageStatus = Type.Object(
       DateTime('When the poller last saw the digest change. Written by the poller.'),
     ),
     rateLimit: Type.Optional(RateLimit),
+    registryChallenge: Type.Optional(RegistryChallenge),
     checkRequestedTime: Type.Optional(
       DateTime(
         "When a check was last asked for (a registry webhook, or kubectl kubewatcher check): the poller checks the image on its next run when this is later than lastCheckedTime, whatever the interval. Written by the controller's webhook receiver (field manager kubewatcher-webhook) or the plugin (kubectl-kubewatcher).",
