@@ -8,11 +8,13 @@ import {
   dueTolerance,
   groupTargets,
   imageUpdateFailedStatus,
+  invalidStatus,
   isSameChange,
   lowerBudget,
   oldestCheckFirst,
   type PollTarget,
   registryBudgets,
+  rememberedChallenges,
   runDeadlines,
   selectDue,
 } from './plan.ts';
@@ -649,5 +651,84 @@ describe('registry budgets', () => {
     expect(lowerBudget(f(10, 4), f(10, 5))).toBe(false);
     expect(lowerBudget(f(10, 4), f(20, 15))).toBe(true);
     expect(lowerBudget(f(10, 4), undefined)).toBe(false);
+  });
+});
+
+describe('remembered registry challenges', () => {
+  const hub = {
+    registry: 'registry-1.docker.io',
+    scheme: 'Bearer',
+    realm: 'https://auth.docker.io/token',
+    service: 'registry.docker.io',
+  } as const;
+  const target = (item: WatchedImage): PollTarget => ({
+    watchedImage: item,
+    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+    image: 'docker.io/library/nginx:1.27',
+    intervalMs: 5 * 60_000,
+  });
+
+  it("reads back one challenge per registry, for the registry the WatchedImage's image names now", () => {
+    expect(
+      rememberedChallenges([
+        wi('a', {}, checked(0, { registryChallenge: hub })),
+        wi('b', {}, checked(0, { registryChallenge: hub })),
+        wi(
+          'c',
+          { image: 'ghcr.io/acme/web:1' },
+          checked(0, { registryChallenge: { registry: 'ghcr.io', scheme: 'Basic' } }),
+        ),
+        wi('d'),
+      ]),
+    ).toEqual([hub, { registry: 'ghcr.io', scheme: 'Basic' }]);
+  });
+
+  it('sets aside a record whose registry is not the one spec.image names (the image moved)', () => {
+    const moved = wi('a', { image: 'quay.io/acme/web:1' }, checked(0, { registryChallenge: hub }));
+    expect(rememberedChallenges([moved])).toEqual([]);
+  });
+
+  it('sets aside every record of a registry when they disagree, so no one WatchedImage steers the others', () => {
+    const elsewhere = { ...hub, realm: 'https://auth.docker.io/other' };
+    expect(
+      rememberedChallenges([
+        wi('a', {}, checked(0, { registryChallenge: hub })),
+        wi('b', {}, checked(0, { registryChallenge: elsewhere })),
+        wi('c', {}, checked(0, { registryChallenge: hub })),
+      ]),
+    ).toEqual([]);
+  });
+
+  it.each([
+    ['an unknown scheme', { ...hub, scheme: 'Negotiate' }],
+    ['Bearer without a realm', { registry: hub.registry, scheme: 'Bearer' }],
+    ['a realm that is not a string', { ...hub, realm: 42 }],
+    ['a service that is not a string', { ...hub, service: ['x'] }],
+    ['no registry', { scheme: 'Basic' }],
+    ['not an object', 'Bearer realm=x'],
+  ])('ignores a record with %s', (_what, record) => {
+    const item = wi('a', {}, checked(0, { registryChallenge: record as never }));
+    expect(rememberedChallenges([item])).toEqual([]);
+  });
+
+  it('keeps only the fields the poller writes', () => {
+    const extra = { ...hub, token: 'should-never-be-here' } as never;
+    expect(rememberedChallenges([wi('a', {}, checked(0, { registryChallenge: extra }))])).toEqual([hub]);
+  });
+
+  it('decide records the challenge the lookup knew, keeps the last one on a failure that learned none, and drops it when the registry asked for none', () => {
+    const learned = { ...hub, realm: 'https://auth.docker.io/v2' };
+    const before = wi('a', {}, checked(60_000, { registryChallenge: hub }));
+    const ok = decide(target(before), { ok: true, digest: A, method: 'HEAD', challenge: learned }, NOW);
+    expect(ok.status.registryChallenge).toEqual(learned);
+    const failed = decide(
+      target(before),
+      { ok: false, reason: 'RegistryUnreachable', message: 'connection refused' },
+      NOW,
+    );
+    expect(failed.status.registryChallenge).toEqual(hub);
+    const open = decide(target(before), { ok: true, digest: A, method: 'HEAD' }, NOW);
+    expect(open.status.registryChallenge).toBeUndefined();
+    expect(invalidStatus(before, 'bad', NOW).registryChallenge).toEqual(hub);
   });
 });

@@ -283,7 +283,12 @@ export function rememberedChallenges(items: readonly WatchedImage[]): RegistryCh
     const challenge: RegistryChallenge =
       c.scheme === 'Basic'
         ? { registry: apiHost, scheme: 'Basic' }
-        : { registry: apiHost, scheme: 'Bearer', realm: c.realm!, ...(c.service ? { service: c.service } : {}) };
+        : {
+            registry: apiHost,
+            scheme: 'Bearer',
+            realm: c.realm!,
+            ...(c.service ? { service: c.service } : {}),
+          };
     const key = JSON.stringify([challenge.scheme, challenge.realm ?? '', challenge.service ?? '']);
     const seen = byRegistry.get(apiHost);
     if (seen === undefined) byRegistry.set(apiHost, { challenge, key });
