@@ -95,7 +95,7 @@ interface Call {
   url: string;
   authorization?: string;
 }
-type Reply = { status: number; headers?: Record<string, string>; body?: string };
+type Reply = { status: number; headers?: Record<string, string | undefined>; body?: string };
 
 function scripted(handler: (call: Call) => Reply) {
   const calls: Call[] = [];

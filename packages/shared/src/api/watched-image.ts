@@ -229,7 +229,7 @@ const RegistryChallenge = Type.Object(
         maxLength: 1024,
         pattern: '^https?://',
         description:
-          'The token service URL the registry named (Bearer). Used from memory only when it is on the registry itself, on a host in the registry\'s realmHosts allow-list or Docker Hub\'s auth.docker.io, and never over plain HTTP for an HTTPS registry.',
+          "The token service URL the registry named (Bearer). Used from memory only when it is on the registry itself, on a host in the registry's realmHosts allow-list or Docker Hub's auth.docker.io, and never over plain HTTP for an HTTPS registry.",
       }),
     ),
     service: Type.Optional(
@@ -241,7 +241,7 @@ const RegistryChallenge = Type.Object(
   },
   {
     description:
-      "How the registry last asked to authenticate (its WWW-Authenticate challenge: never a token or a credential). The next run reads it back to fetch a token before its first request instead of collecting a 401 first; a registry that answers otherwise is asked again and this is updated. Written by the poller.",
+      'How the registry last asked to authenticate (its WWW-Authenticate challenge: never a token or a credential). The next run reads it back to fetch a token before its first request instead of collecting a 401 first; a registry that answers otherwise is asked again and this is updated. Written by the poller.',
   },
 );
 export type RegistryChallenge = Static<typeof RegistryChallenge>;
