@@ -1185,9 +1185,11 @@ describe('request budget', () => {
     for (let run = 1; run <= 3; run++) {
       const { summary, stats } = await poll(ns, { at: t0 + run * 6 * MINUTE });
       expect(summary).toMatchObject({ checked: 5, unchanged: 5, failed: 0, resolutions: 4 });
-      expect(summary.requests).toEqual({ head: 6, get: 0, token: 1, total: 7 });
-      // 4 references: 4 HEADs, plus one anonymous HEAD each to learn the basic and token challenges.
-      expect(stats).toMatchObject({ head: 6, get: 0, token: 1 });
+      expect(summary.requests).toEqual({ head: 5, get: 0, token: 1, total: 6 });
+      // 4 references: 4 HEADs, plus one anonymous HEAD to learn the token registry's challenge: its
+      // realm is on another host that no realmHosts names, so the one remembered in status is not
+      // used. The basic registry's remembered challenge is: its credentials go to it up front.
+      expect(stats).toMatchObject({ head: 5, get: 0, token: 1 });
     }
     expect(await listImageUpdates(clients, ns)).toEqual([]);
 
@@ -1196,10 +1198,10 @@ describe('request budget', () => {
     const shared = new RegistryClient({ registries: hostOptions() });
     try {
       const first = await poll(ns, { at: t0 + 30 * MINUTE, registry: shared });
-      expect(first.summary.requests).toEqual({ head: 6, get: 0, token: 1, total: 7 });
+      expect(first.summary.requests).toEqual({ head: 5, get: 0, token: 1, total: 6 });
       const second = await poll(ns, { at: t0 + 36 * MINUTE, registry: shared });
       expect(second.summary.requests).toEqual({ head: 4, get: 0, token: 0, total: 4 });
-      expect(shared.stats()).toMatchObject({ head: 10, get: 0, token: 1 });
+      expect(shared.stats()).toMatchObject({ head: 9, get: 0, token: 1 });
     } finally {
       shared.close();
     }
@@ -1228,6 +1230,121 @@ describe('request budget, many references', () => {
     // The first lookup learns the registry's challenge and asks one token for the three repositories
     // (repeated scope parameters); the other eleven send it up front.
     expect(summary.requests).toEqual({ head: 13, get: 0, token: 1, total: 14 });
+  });
+});
+
+describe('the registry challenge, remembered across runs', () => {
+  const realmHost = new URL(token.tokenRealm).host;
+  const challengeOf = (registry: string, realm = token.tokenRealm) => ({
+    registry,
+    scheme: 'Bearer',
+    realm,
+    service: token.tokenService,
+  });
+
+  /** The token registry behind a recording proxy, with three WatchedImages and their pull secret. */
+  async function tokenRegistryNamespace(prefix: string): Promise<{ ns: string; proxy: FaultProxy }> {
+    const ns = await namespace(prefix);
+    const proxy = await startFaultProxy({ target: token.url });
+    proxies.push(proxy);
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: dockerConfigJsonSecret('registry', proxy.host, token.username!, token.password!),
+    });
+    for (const name of ['a', 'b', 'c']) {
+      await pushImage({ info, registry: 'token', repository: repo(`${prefix}-${name}`), tag: 'v1' });
+      await createWatchedImage(clients, ns, name, {
+        image: `${proxy.host}/${repo(`${prefix}-${name}`)}:v1`,
+        pullSecrets: [{ name: 'registry' }],
+      });
+    }
+    return { ns, proxy };
+  }
+
+  /** The 401s the registry sent from request `from` on. */
+  const unauthorized = (proxy: FaultProxy, from: number) =>
+    proxy.requests.slice(from).filter((r) => r.status === 401).length;
+
+  it('the second run fetches its token first: no 401, one token, one HEAD per reference', async () => {
+    const { ns, proxy } = await tokenRegistryNamespace('remember');
+    const registries = hostOptions({ [proxy.host]: { plainHttp: true, realmHosts: [realmHost] } });
+    const t0 = Date.now();
+    const first = await poll(ns, { at: t0, registries });
+    expect(first.summary).toMatchObject({ baselined: 3, failed: 0 });
+    expect(first.summary.requests).toEqual({ head: 4, get: 0, token: 1, total: 5 });
+    expect(unauthorized(proxy, 0)).toBe(1);
+    for (const name of ['a', 'b', 'c']) {
+      expect((await getWatchedImage(clients, ns, name)).status!.registryChallenge).toEqual(
+        challengeOf(proxy.host),
+      );
+    }
+
+    for (let run = 1; run <= 2; run++) {
+      const mark = proxy.requests.length;
+      const { summary } = await poll(ns, { at: t0 + run * 6 * MINUTE, registries });
+      expect(summary).toMatchObject({ checked: 3, unchanged: 3, failed: 0 });
+      expect(summary.requests).toEqual({ head: 3, get: 0, token: 1, total: 4 });
+      expect(unauthorized(proxy, mark)).toBe(0);
+    }
+
+    // Without realmHosts the realm, on another host than the registry, is not taken from memory:
+    // the run learns it from the registry, as it would with no memory at all.
+    const mark = proxy.requests.length;
+    const plain = await poll(ns, {
+      at: t0 + 18 * MINUTE,
+      registries: hostOptions({ [proxy.host]: { plainHttp: true } }),
+    });
+    expect(plain.summary).toMatchObject({ checked: 3, unchanged: 3, failed: 0 });
+    expect(plain.summary.requests).toEqual({ head: 4, get: 0, token: 1, total: 5 });
+    expect(unauthorized(proxy, mark)).toBe(1);
+  });
+
+  it('a status edited to point the realm elsewhere sends nothing there: the run asks the registry and corrects the memory', async () => {
+    const { ns, proxy } = await tokenRegistryNamespace('hostile');
+    // The worst case: the other realm relays to the real token service, so it would even hand out
+    // tokens that work. It must never see a request, least of all one with the pull secret.
+    const thief = await startFaultProxy({ target: new URL(token.tokenRealm).origin });
+    proxies.push(thief);
+    const stolen = challengeOf(proxy.host, `${thief.url}/token`);
+    const tamper = async () => {
+      for (const name of ['a', 'b', 'c']) {
+        await applyStatus(kc, {
+          resource: WATCHED_IMAGE,
+          namespace: ns,
+          name,
+          fieldManager: 'someone-else',
+          status: { registryChallenge: stolen },
+        });
+      }
+    };
+    const t0 = Date.now();
+    await poll(ns, { at: t0, registries: hostOptions({ [proxy.host]: { plainHttp: true } }) });
+
+    // With an allow-list that names the real realm: refused there, as a live challenge would be.
+    // Without one: refused for being on neither the registry nor a listed host.
+    const cases: [string, Record<string, RegistryHostOptions>][] = [
+      ['allow-list', hostOptions({ [proxy.host]: { plainHttp: true, realmHosts: [realmHost] } })],
+      ['no allow-list', hostOptions({ [proxy.host]: { plainHttp: true } })],
+    ];
+    for (const [i, [what, registries]] of cases.entries()) {
+      await tamper();
+      expect((await getWatchedImage(clients, ns, 'a')).status!.registryChallenge).toEqual(stolen);
+      const mark = proxy.requests.length;
+      const { summary, logs } = await poll(ns, { at: t0 + (i + 1) * 6 * MINUTE, registries });
+      expect(summary, what).toMatchObject({ checked: 3, unchanged: 3, failed: 0 });
+      expect(thief.requests, what).toEqual([]);
+      // Learned from the registry once, as a run with no memory does.
+      expect(unauthorized(proxy, mark), what).toBe(1);
+      expect(
+        logs.some((l) => l.includes('not using the challenge remembered for this registry')),
+        what,
+      ).toBe(true);
+      for (const name of ['a', 'b', 'c']) {
+        expect((await getWatchedImage(clients, ns, name)).status!.registryChallenge, what).toEqual(
+          challengeOf(proxy.host),
+        );
+      }
+    }
   });
 });
 
