@@ -275,6 +275,14 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   const useTime = existsSync(GNU_TIME);
   const work = await mkdtemp(join(tmpdir(), 'bench-poller-'));
   const usageFile = join(work, 'usage.jsonl');
+  // The token registry over plain HTTP, its token service named in realmHosts: then the challenge
+  // the first run remembers in status is used up front by the next (no anonymous 401 per run).
+  const registriesFile = join(work, 'registries.json');
+  const { token } = info.registries;
+  await writeFile(
+    registriesFile,
+    JSON.stringify({ [token.host]: { plainHttp: true, realmHosts: [new URL(token.tokenRealm).host] } }),
+  );
   // Without GNU time, the process reports its own CPU and peak RSS as it exits.
   if (!useTime) nodeArgs.push(`--import=${join(repoRoot, 'bench/process-usage.ts')}`);
   const [apiserverPid, etcdPid] = await Promise.all([
@@ -293,8 +301,8 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
     info.kubeconfig,
     '--namespace',
     namespace,
-    '--plain-http',
-    info.registries.token.host,
+    '--registries-config',
+    registriesFile,
     '--log-format',
     'json',
     ...extra,
@@ -426,8 +434,9 @@ function table(rows: Row[]): string {
       String(med((x) => x.summary.requests.get)),
       String(med((x) => x.summary.requests.token)),
       `${med((x) => x.observed.head)}/${med((x) => x.observed.get)}/${med((x) => x.observed.token)}`,
-      // One anonymous HEAD learns the registry's challenge; one token carries every repository.
-      `${r.m + 1} HEAD + 1 token`,
+      // The first run learns the registry's challenge with one anonymous HEAD; later runs remember
+      // it (status.registryChallenge). One token carries every repository (up to 20 scopes).
+      `${r.run === 'first' ? r.m + 1 : r.m} HEAD + ${Math.ceil(Math.min(repositoryCount, r.m) / 20)} token`,
       (med((x) => x.summary.requests.total) / r.m).toFixed(2),
       String(med((x) => x.statusWrites)),
       String(med((x) => x.apiRequests)),
@@ -513,7 +522,7 @@ async function main(): Promise<void> {
     'CPU s: the poller process (user + system), and kube-apiserver during the run.',
     'status writes: APPLY/PATCH of watchedimages/status, and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
     `Poller: ${flags.dist ? `the bundle as the CronJob runs it (node ${pollerNodeArgs.slice(0, -1).join(' ')})` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
-    `Targets: requests = M + 1 HEAD and one token (one per registry and credential), ≤ 1.1 per tag; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
+    `Targets: requests = M HEAD (M + 1 in the first run, which learns the challenge) and one token per registry and credential, ≤ 1.1 per tag in steady state; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',
     table(rows),
   ].join('\n');

@@ -55,7 +55,8 @@ export function localRegistriesConfig(info: Pick<LocalClusterInfo, 'registries'>
   const { open, basic, token } = info.registries;
   return {
     [open.host]: { plainHttp: true },
-    [token.host]: { plainHttp: true },
+    // Its token service named as its realm, so the poller may use the challenge it remembers.
+    [token.host]: { plainHttp: true, realmHosts: [new URL(token.tokenRealm).host] },
     // The token server's realm: credentials go there too, over plain HTTP only when allowed by name.
     [new URL(token.tokenRealm).host]: { plainHttp: true },
     [basic.host]: basic.caFile ? { caFile: `${CA_DIR}/basic-registry-ca.crt` } : {},
