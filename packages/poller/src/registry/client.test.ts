@@ -1,13 +1,15 @@
 /**
  * RegistryClient decisions that a real registry cannot be made to show on demand (identity-token
- * grants, a revoked cached token, Docker Hub's host), driven by a scripted fetch. The protocol against
- * real registries is covered by packages/poller/test/registry-client.test.ts.
+ * grants, a revoked cached token, Docker Hub's host, a challenge remembered from an earlier run),
+ * driven by a scripted fetch. The protocol against real registries is covered by
+ * packages/poller/test/registry-client.test.ts.
  */
 import { Readable } from 'node:stream';
-import { normalizeReference } from '@kubewatcher/shared';
+import { normalizeReference, type RegistryChallenge } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { MANIFEST_ACCEPT, RegistryClient, type RegistryClientOptions } from './client.ts';
 import { isLinkLocal, type RegistryFetchInit, type RegistryFetchResponse } from './transport.ts';
+import type { RegistryHostOptions } from './types.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -385,5 +387,148 @@ describe('RegistryClient (scripted fetch)', () => {
     // One 401 in all, then one token and one HEAD per repository.
     expect(calls.filter((c) => c.method === 'HEAD' && !c.headers.Authorization)).toHaveLength(1);
     expect(registry.stats()).toMatchObject({ head: 5, token: 4, total: 9 });
+  });
+});
+
+const CREDENTIAL = { username: 'ci', password: 'CI-SECRET' };
+
+/** A registry at reg.example whose token service is `realm` and issues `token` for every scope. */
+function tokenRegistry(realm: string, token = 'tok') {
+  return scripted((call) => {
+    if (call.url.startsWith(realm)) return { status: 200, body: JSON.stringify({ token }) };
+    if (call.url.startsWith('https://reg.example/v2/') && call.headers.Authorization === `Bearer ${token}`)
+      return { status: 200, headers: { 'Docker-Content-Digest': DIGEST } };
+    if (call.url.startsWith('https://reg.example/v2/'))
+      return {
+        status: 401,
+        headers: { 'WWW-Authenticate': `Bearer realm="${realm}",service="reg.example"` },
+      };
+    return { status: 404 };
+  });
+}
+
+const memory = (realm: string): RegistryChallenge => ({
+  registry: 'reg.example',
+  scheme: 'Bearer',
+  realm,
+  service: 'reg.example',
+});
+const ref = (repo = 'web') => normalizeReference(`reg.example/acme/${repo}:1`);
+const anonymousHeads = (calls: Call[]) =>
+  calls.filter((c) => c.method === 'HEAD' && !c.headers.Authorization);
+
+describe('RegistryClient with a remembered challenge', () => {
+  it('fetches the token first: one token request for every planned repository, no 401', async () => {
+    const { calls, fetch } = tokenRegistry('https://reg.example/token');
+    const registry = client(fetch);
+    const repos = ['a', 'b', 'c', 'd'];
+    registry.planLookups(repos.map((r) => ({ reference: ref(r), credential: CREDENTIAL })));
+    registry.rememberChallenges([memory('https://reg.example/token')]);
+    const results = await Promise.all(repos.map((r) => registry.resolveDigest(ref(r), CREDENTIAL)));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(calls[0]!.url).toMatch(/^https:\/\/reg\.example\/token\?/);
+    expect(anonymousHeads(calls)).toEqual([]);
+    expect(registry.stats()).toMatchObject({ head: 4, get: 0, token: 1, total: 5 });
+    expect(results[0]).toMatchObject({ challenge: memory('https://reg.example/token') });
+  });
+
+  it('moves on to the live challenge once when the remembered realm issues no token, and reports the live one', async () => {
+    const { calls, fetch } = tokenRegistry('https://reg.example/v2/token');
+    const registry = client(fetch);
+    registry.rememberChallenges([memory('https://reg.example/old-token')]);
+    const results = await Promise.all(['a', 'b', 'c'].map((r) => registry.resolveDigest(ref(r), CREDENTIAL)));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(calls.filter((c) => c.url.includes('/old-token'))).toHaveLength(1);
+    expect(anonymousHeads(calls)).toHaveLength(1);
+    expect(results[2]).toMatchObject({ challenge: memory('https://reg.example/v2/token') });
+  });
+
+  it('answers a 401 naming another challenge than the remembered one (a token the registry no longer trusts)', async () => {
+    // The old realm still issues tokens, but the registry refuses them and names its new realm.
+    const { calls, fetch } = scripted((call) => {
+      if (call.url.startsWith('https://reg.example/old-token'))
+        return { status: 200, body: '{"token":"old"}' };
+      if (call.url.startsWith('https://reg.example/token')) return { status: 200, body: '{"token":"new"}' };
+      return call.headers.Authorization === 'Bearer new'
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : {
+            status: 401,
+            headers: { 'WWW-Authenticate': 'Bearer realm="https://reg.example/token",service="reg.example"' },
+          };
+    });
+    const registry = client(fetch);
+    registry.rememberChallenges([memory('https://reg.example/old-token')]);
+    const result = await registry.resolveDigest(ref(), CREDENTIAL);
+    expect(result).toMatchObject({ ok: true, challenge: memory('https://reg.example/token') });
+    expect(
+      calls.map((c) => `${c.method} ${c.url.split('?')[0]} ${c.headers.Authorization ?? ''}`.trim()),
+    ).toEqual([
+      'GET https://reg.example/old-token Basic Y2k6Q0ktU0VDUkVU',
+      'HEAD https://reg.example/v2/acme/web/manifests/1 Bearer old',
+      'GET https://reg.example/token Basic Y2k6Q0ktU0VDUkVU',
+      'HEAD https://reg.example/v2/acme/web/manifests/1 Bearer new',
+    ]);
+  });
+
+  it('still reports Unauthorized when the remembered challenge is right and the credential is refused', async () => {
+    const { fetch } = scripted((call) => {
+      if (call.url.startsWith('https://reg.example/token'))
+        return { status: 200, body: '{"token":"no-access"}' };
+      return {
+        status: 401,
+        headers: { 'WWW-Authenticate': 'Bearer realm="https://reg.example/token",service="reg.example"' },
+      };
+    });
+    const registry = client(fetch);
+    registry.rememberChallenges([memory('https://reg.example/token')]);
+    const result = await registry.resolveDigest(ref(), CREDENTIAL);
+    expect(result).toMatchObject({ ok: false, reason: 'Unauthorized' });
+    expect(registry.stats()).toMatchObject({ head: 1, token: 1 });
+  });
+
+  it.each<[string, Record<string, RegistryHostOptions>]>([
+    ['without an allow-list', {}],
+    ['outside the allow-list', { 'reg.example': { realmHosts: ['reg.example'] } }],
+  ])(
+    'sends nothing to a remembered realm on another host %s: learns the live challenge',
+    async (_what, registries) => {
+      const { calls, fetch } = tokenRegistry('https://reg.example/token');
+      const registry = client(fetch, { registries });
+      registry.rememberChallenges([memory('https://evil.example/token')]);
+      const result = await registry.resolveDigest(ref(), CREDENTIAL);
+      expect(result).toMatchObject({ ok: true, challenge: memory('https://reg.example/token') });
+      expect(calls.filter((c) => !c.url.startsWith('https://reg.example/'))).toEqual([]);
+      expect(anonymousHeads(calls)).toHaveLength(1);
+    },
+  );
+
+  it('uses a remembered realm on a host the registry lists in realmHosts', async () => {
+    const { calls, fetch } = tokenRegistry('https://auth.example/token');
+    const registry = client(fetch, { registries: { 'reg.example': { realmHosts: ['auth.example'] } } });
+    registry.rememberChallenges([memory('https://auth.example/token')]);
+    expect(await registry.resolveDigest(ref(), CREDENTIAL)).toMatchObject({ ok: true });
+    expect(anonymousHeads(calls)).toEqual([]);
+    expect(registry.stats()).toMatchObject({ head: 1, token: 1 });
+  });
+
+  it('sends Basic credentials up front for a remembered Basic challenge', async () => {
+    const { calls, fetch } = scripted((call) =>
+      call.headers.Authorization?.startsWith('Basic ')
+        ? { status: 200, headers: { 'Docker-Content-Digest': DIGEST } }
+        : { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="registry"' } },
+    );
+    const registry = client(fetch);
+    registry.rememberChallenges([{ registry: 'reg.example', scheme: 'Basic' }]);
+    const result = await registry.resolveDigest(ref(), CREDENTIAL);
+    expect(result).toMatchObject({ ok: true, challenge: { registry: 'reg.example', scheme: 'Basic' } });
+    expect(calls).toHaveLength(1);
+  });
+
+  it("uses no memory of another registry's challenge", async () => {
+    const { calls, fetch } = tokenRegistry('https://reg.example/token');
+    const registry = client(fetch);
+    registry.rememberChallenges([{ ...memory('https://reg.example/token'), registry: 'other.example' }]);
+    expect(await registry.resolveDigest(ref(), CREDENTIAL)).toMatchObject({ ok: true });
+    expect(anonymousHeads(calls)).toHaveLength(1);
   });
 });
