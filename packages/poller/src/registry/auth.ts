@@ -324,9 +324,10 @@ export class RegistryAuthenticator {
    * service does not issue a token.
    */
   async #rememberedAuth(ctx: ResolveContext): Promise<Auth> {
-    const remembered = this.#remembered.get(ctx.apiHost);
+    const host = ctx.apiHost.toLowerCase();
+    const remembered = this.#remembered.get(host);
     if (!remembered) return { kind: 'none' };
-    this.#remembered.delete(ctx.apiHost);
+    this.#remembered.delete(host);
     const problem = rememberedChallengeProblem(ctx, remembered, this.#transport.hosts);
     if (problem) {
       this.#forget(ctx, problem);
