@@ -907,7 +907,7 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
     expect(registries.metadata.namespace).toBe(SYSTEM_NS);
     expect(parseYaml(registries.data['registries.yaml']!)).toEqual({
       '127.0.0.1:40001': { plainHttp: true },
-      '127.0.0.1:40003': { plainHttp: true },
+      '127.0.0.1:40003': { plainHttp: true, realmHosts: ['127.0.0.1:40004'] },
       '127.0.0.1:40004': { plainHttp: true },
       '127.0.0.1:40002': { caFile: '/etc/kubewatcher/ca/basic-registry-ca.crt' },
     });
