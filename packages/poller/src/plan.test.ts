@@ -437,6 +437,12 @@ describe('isSameChange', () => {
 
 describe('which checks are written', () => {
   const MIN = 60_000;
+  const hubChallenge = {
+    registry: 'registry-1.docker.io',
+    scheme: 'Bearer',
+    realm: 'https://auth.docker.io/token',
+    service: 'registry.docker.io',
+  } as const;
   const target = (item: WatchedImage): PollTarget => ({
     watchedImage: item,
     reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
@@ -507,6 +513,24 @@ describe('which checks are written', () => {
       'a 429, checked 2m ago',
       resolvedBefore(2 * MIN),
       { ok: false, reason: 'RateLimited', message: 'slow down', retryAfterMs: 60_000 },
+      true,
+    ],
+    [
+      'a challenge learned, checked 2m ago',
+      resolvedBefore(2 * MIN),
+      { ...ok, challenge: hubChallenge },
+      true,
+    ],
+    [
+      'the same challenge again, checked 2m ago',
+      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: hubChallenge }),
+      { ...ok, challenge: { ...hubChallenge } },
+      false,
+    ],
+    [
+      'another realm, checked 2m ago',
+      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: hubChallenge }),
+      { ...ok, challenge: { ...hubChallenge, realm: 'https://auth.docker.io/v2/token' } },
       true,
     ],
   ];

@@ -566,7 +566,8 @@ function nextRateLimit(
  * Whether a check's status has to be written. Each write costs the API server a server-side apply
  * (about 6 ms of its CPU), so an unchanged check is written only when the next run or a person needs
  * it: when any field other than the time stamps differs (digest, baseline, Resolved condition,
- * the rate-limit figures that pace the next run: limit, window, pause), or when the check was the
+ * the rate-limit figures that pace the next run: limit, window, pause; the registry challenge it
+ * authenticates with up front), or when the check was the
  * scheduled one (lastCheckedTime at least one interval old, within the due tolerance), because the
  * next run picks the due WatchedImages by lastCheckedTime. An early check (--ignore-interval) that
  * found nothing new is not written, so lastCheckedTime, the LAST CHECKED column, is the last
@@ -600,6 +601,16 @@ export function statusNeedsWrite(
     was?.reason !== will?.reason ||
     was?.message !== will?.message ||
     was?.observedGeneration !== will?.observedGeneration
+  )
+    return true;
+  // A learned challenge that differs is what the next run authenticates with up front.
+  const c = before.registryChallenge;
+  const d = next.registryChallenge;
+  if (
+    c?.registry !== d?.registry ||
+    c?.scheme !== d?.scheme ||
+    c?.realm !== d?.realm ||
+    c?.service !== d?.service
   )
     return true;
   const a = before.rateLimit;
