@@ -64,6 +64,22 @@ const failedAt = (ago: number, generation: number) => ({
   ...resolvedAt(generation, 'False'),
 });
 
+/** A WatchedImage of nginx:1.27 on Docker Hub, checked every 5 minutes, as selectDue makes it. */
+const target = (item: WatchedImage): PollTarget => ({
+  watchedImage: item,
+  reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
+  image: 'docker.io/library/nginx:1.27',
+  intervalMs: 5 * 60_000,
+});
+
+/** Docker Hub's challenge as the poller records it. */
+const HUB_CHALLENGE = {
+  registry: 'registry-1.docker.io',
+  scheme: 'Bearer',
+  realm: 'https://auth.docker.io/token',
+  service: 'registry.docker.io',
+} as const;
+
 describe('selectDue', () => {
   const cases: [string, WatchedImage, 'due' | 'notDue' | 'suspended' | 'invalid'][] = [
     ['never checked', wi('a'), 'due'],
@@ -147,13 +163,6 @@ describe('groupTargets', () => {
 });
 
 describe('decide', () => {
-  const target = (item: WatchedImage): PollTarget => ({
-    watchedImage: item,
-    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
-    image: 'docker.io/library/nginx:1.27',
-    intervalMs: 5 * 60_000,
-  });
-
   it('records the first digest as the baseline without an update', () => {
     const d = decide(target(wi('a')), { ok: true, digest: A, method: 'HEAD' }, NOW);
     expect(d.outcome).toBe('baseline');
@@ -291,13 +300,6 @@ describe('decide', () => {
 });
 
 describe('every outcome has a status that fits', () => {
-  const target = (item: WatchedImage): PollTarget => ({
-    watchedImage: item,
-    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
-    image: 'docker.io/library/nginx:1.27',
-    intervalMs: 5 * 60_000,
-  });
-
   it('a refused ImageUpdate: checked now, the old baseline kept, Resolved False ImageUpdateFailed', () => {
     const item = wi('a', {}, checked(600_000, { lastChangedTime: '2026-11-01T00:00:00.000Z' }));
     const status = imageUpdateFailedStatus(target(item), 'quota exceeded', NOW);
@@ -437,18 +439,6 @@ describe('isSameChange', () => {
 
 describe('which checks are written', () => {
   const MIN = 60_000;
-  const hubChallenge = {
-    registry: 'registry-1.docker.io',
-    scheme: 'Bearer',
-    realm: 'https://auth.docker.io/token',
-    service: 'registry.docker.io',
-  } as const;
-  const target = (item: WatchedImage): PollTarget => ({
-    watchedImage: item,
-    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
-    image: 'docker.io/library/nginx:1.27',
-    intervalMs: 5 * MIN,
-  });
   /** A WatchedImage whose last check (ago ms before NOW) resolved to A, as the poller wrote it. */
   const resolvedBefore = (ago: number, rateLimit?: NonNullable<WatchedImage['status']>['rateLimit']) => {
     const first = decide(
@@ -518,19 +508,19 @@ describe('which checks are written', () => {
     [
       'a challenge learned, checked 2m ago',
       resolvedBefore(2 * MIN),
-      { ...ok, challenge: hubChallenge },
+      { ...ok, challenge: HUB_CHALLENGE },
       true,
     ],
     [
       'the same challenge again, checked 2m ago',
-      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: hubChallenge }),
-      { ...ok, challenge: { ...hubChallenge } },
+      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: HUB_CHALLENGE }),
+      { ...ok, challenge: { ...HUB_CHALLENGE } },
       false,
     ],
     [
       'another realm, checked 2m ago',
-      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: hubChallenge }),
-      { ...ok, challenge: { ...hubChallenge, realm: 'https://auth.docker.io/v2/token' } },
+      wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: HUB_CHALLENGE }),
+      { ...ok, challenge: { ...HUB_CHALLENGE, realm: 'https://auth.docker.io/v2/token' } },
       true,
     ],
   ];
@@ -679,24 +669,11 @@ describe('registry budgets', () => {
 });
 
 describe('remembered registry challenges', () => {
-  const hub = {
-    registry: 'registry-1.docker.io',
-    scheme: 'Bearer',
-    realm: 'https://auth.docker.io/token',
-    service: 'registry.docker.io',
-  } as const;
-  const target = (item: WatchedImage): PollTarget => ({
-    watchedImage: item,
-    reference: { domain: 'docker.io', path: 'library/nginx', tag: '1.27' },
-    image: 'docker.io/library/nginx:1.27',
-    intervalMs: 5 * 60_000,
-  });
-
   it("reads back one challenge per registry, for the registry the WatchedImage's image names now", () => {
     expect(
       rememberedChallenges([
-        wi('a', {}, checked(0, { registryChallenge: hub })),
-        wi('b', {}, checked(0, { registryChallenge: hub })),
+        wi('a', {}, checked(0, { registryChallenge: HUB_CHALLENGE })),
+        wi('b', {}, checked(0, { registryChallenge: HUB_CHALLENGE })),
         wi(
           'c',
           { image: 'ghcr.io/acme/web:1' },
@@ -704,30 +681,30 @@ describe('remembered registry challenges', () => {
         ),
         wi('d'),
       ]),
-    ).toEqual([hub, { registry: 'ghcr.io', scheme: 'Basic' }]);
+    ).toEqual([HUB_CHALLENGE, { registry: 'ghcr.io', scheme: 'Basic' }]);
   });
 
   it('sets aside a record whose registry is not the one spec.image names (the image moved)', () => {
-    const moved = wi('a', { image: 'quay.io/acme/web:1' }, checked(0, { registryChallenge: hub }));
+    const moved = wi('a', { image: 'quay.io/acme/web:1' }, checked(0, { registryChallenge: HUB_CHALLENGE }));
     expect(rememberedChallenges([moved])).toEqual([]);
   });
 
   it('sets aside every record of a registry when they disagree, so no one WatchedImage steers the others', () => {
-    const elsewhere = { ...hub, realm: 'https://auth.docker.io/other' };
+    const elsewhere = { ...HUB_CHALLENGE, realm: 'https://auth.docker.io/other' };
     expect(
       rememberedChallenges([
-        wi('a', {}, checked(0, { registryChallenge: hub })),
+        wi('a', {}, checked(0, { registryChallenge: HUB_CHALLENGE })),
         wi('b', {}, checked(0, { registryChallenge: elsewhere })),
-        wi('c', {}, checked(0, { registryChallenge: hub })),
+        wi('c', {}, checked(0, { registryChallenge: HUB_CHALLENGE })),
       ]),
     ).toEqual([]);
   });
 
   it.each([
-    ['an unknown scheme', { ...hub, scheme: 'Negotiate' }],
-    ['Bearer without a realm', { registry: hub.registry, scheme: 'Bearer' }],
-    ['a realm that is not a string', { ...hub, realm: 42 }],
-    ['a service that is not a string', { ...hub, service: ['x'] }],
+    ['an unknown scheme', { ...HUB_CHALLENGE, scheme: 'Negotiate' }],
+    ['Bearer without a realm', { registry: HUB_CHALLENGE.registry, scheme: 'Bearer' }],
+    ['a realm that is not a string', { ...HUB_CHALLENGE, realm: 42 }],
+    ['a service that is not a string', { ...HUB_CHALLENGE, service: ['x'] }],
     ['no registry', { scheme: 'Basic' }],
     ['not an object', 'Bearer realm=x'],
   ])('ignores a record with %s', (_what, record) => {
@@ -736,13 +713,15 @@ describe('remembered registry challenges', () => {
   });
 
   it('keeps only the fields the poller writes', () => {
-    const extra = { ...hub, token: 'should-never-be-here' } as never;
-    expect(rememberedChallenges([wi('a', {}, checked(0, { registryChallenge: extra }))])).toEqual([hub]);
+    const extra = { ...HUB_CHALLENGE, token: 'should-never-be-here' } as never;
+    expect(rememberedChallenges([wi('a', {}, checked(0, { registryChallenge: extra }))])).toEqual([
+      HUB_CHALLENGE,
+    ]);
   });
 
   it('decide records the challenge the lookup knew, keeps the last one on a failure that learned none, and drops it when the registry asked for none', () => {
-    const learned = { ...hub, realm: 'https://auth.docker.io/v2' };
-    const before = wi('a', {}, checked(60_000, { registryChallenge: hub }));
+    const learned = { ...HUB_CHALLENGE, realm: 'https://auth.docker.io/v2' };
+    const before = wi('a', {}, checked(60_000, { registryChallenge: HUB_CHALLENGE }));
     const ok = decide(target(before), { ok: true, digest: A, method: 'HEAD', challenge: learned }, NOW);
     expect(ok.status.registryChallenge).toEqual(learned);
     const failed = decide(
@@ -750,9 +729,9 @@ describe('remembered registry challenges', () => {
       { ok: false, reason: 'RegistryUnreachable', message: 'connection refused' },
       NOW,
     );
-    expect(failed.status.registryChallenge).toEqual(hub);
+    expect(failed.status.registryChallenge).toEqual(HUB_CHALLENGE);
     const open = decide(target(before), { ok: true, digest: A, method: 'HEAD' }, NOW);
     expect(open.status.registryChallenge).toBeUndefined();
-    expect(invalidStatus(before, 'bad', NOW).registryChallenge).toEqual(hub);
+    expect(invalidStatus(before, 'bad', NOW).registryChallenge).toEqual(HUB_CHALLENGE);
   });
 });
