@@ -86,19 +86,23 @@ export async function pushKubewatcherImage(
 /**
  * Writes the local overlay for `image` (`REF@sha256:…`) into `dir`, applies it and waits until a
  * controller pod runs that digest, is Ready, and a controller holds the leader Lease (a new one when
- * the install replaced another image). Returns the overlay's folder (`kubectl delete -k` removes it all).
+ * the install replaced another image). `customize` may write a kustomization on top of the overlay's
+ * folder and return that folder instead (e.g. a benchmark's extra flags). Returns the folder applied
+ * (`kubectl delete -k` removes it all).
  */
 export async function installKubewatcher(
   info: LocalClusterInfo,
-  options: { image: string; dir: string; timeoutMs?: number },
+  options: {
+    image: string;
+    dir: string;
+    timeoutMs?: number;
+    customize?: (overlay: string) => Promise<string>;
+  },
 ): Promise<string> {
   requireRealNode(info);
   const kubectl = kubectlFor(info);
-  const overlay = await writeLocalKustomization(
-    join(options.dir, 'kubewatcher-overlay'),
-    info,
-    options.image,
-  );
+  const local = await writeLocalKustomization(join(options.dir, 'kubewatcher-overlay'), info, options.image);
+  const overlay = options.customize ? await options.customize(local) : local;
   const installed = await kubectl([
     '-n',
     SYSTEM_NAMESPACE,
