@@ -192,7 +192,7 @@ try {
       plural: WATCHED_IMAGE.plural,
       namespace: NS,
       name: 'web',
-      body: { spec: { interval: '1m' } },
+      body: [{ op: 'replace', path: '/spec/interval', value: '1m' }],
     });
   }
   for (let i = 1; i <= polled; i++) {
