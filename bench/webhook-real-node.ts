@@ -243,9 +243,16 @@ try {
       ),
     );
   }
-  console.log(
-    `\nWebhook pushes that met an active scheduled run: ${hooked.filter((x) => x.cronActive).length}`,
-  );
+  const alone = hooked.filter((x) => !x.cronActive);
+  if (alone.length > 0 && alone.length < hooked.length) {
+    console.log(
+      row(
+        'webhook, no scheduled run active at the POST: push → patched',
+        alone.map((x) => x.patched),
+      ),
+    );
+  }
+  console.log(`\nWebhook pushes that met an active scheduled run: ${hooked.length - alone.length}`);
 
   /** From `t0` (the push's return): the Deployment pinned to `digest`, then every pod Ready on it. */
   async function timePush(
