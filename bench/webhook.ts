@@ -14,6 +14,7 @@
  * a node, and includes everything else: the webhook, the WatchedImage marked due, the Job created
  * from the CronJob, a whole poller process (start, list, registry HEAD, ImageUpdate) and the
  * controller's patch. WatchedImages have `interval: 24h`, so no check happens but the requested one.
+ * bench/webhook-real-node.ts measures the whole path with Kubewatcher's pods on the real node.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
