@@ -321,6 +321,150 @@ describe('Applying: what someone else changed is left alone', () => {
   });
 });
 
+describe('one update of a WatchedImage patches at a time', () => {
+  // web-b moves the tag to B (created first), web-c to C (created after it): the poller has recorded C.
+  const recordedC = watched({}, { digest: C });
+  const older = (status?: ImageUpdate['status']) => update('web-b', B, status);
+  const newer = (status?: ImageUpdate['status']) =>
+    update('web-c', C, status, { fromDigest: B }, '2026-11-25T11:05:00Z');
+  /** `front` on `image`, annotated as the patch of ImageUpdate `by` leaves it. */
+  const patchedBy = (image: string, by: string): Workload => {
+    const d = deployment('front', image);
+    return { ...d, metadata: { ...d.metadata, annotations: { 'kubewatcher.io/image-update': by } } };
+  };
+  const olderApplying = () => planUpdate(input(older())).status;
+
+  it.each([
+    ['Pending', undefined],
+    ['AwaitingApproval', { phase: 'AwaitingApproval' }],
+    ['Scheduled', { phase: 'Scheduled' }],
+    ['Applying', { phase: 'Applying' }],
+    ['RollingOut', { phase: 'RollingOut' }],
+    ['Succeeded', { phase: 'Succeeded' }],
+    ['Failed', { phase: 'Failed' }],
+    ['Observed', { phase: 'Observed' }],
+  ] as const)(
+    'an older update still Applying is Superseded by a newer one in %s, patching nothing',
+    (_, status) => {
+      const plan = planUpdate(
+        input(older(olderApplying()), {
+          watchedImage: recordedC,
+          siblings: [newer(status as ImageUpdate['status'])],
+        }),
+      );
+      expect(plan.status).toMatchObject({ phase: 'Superseded', supersededBy: 'web-c' });
+      expect(plan.patches).toEqual([]);
+    },
+  );
+
+  it.each([
+    ['Applying', 'Pending', 'WaitingForOlderUpdate'],
+    ['RollingBack', 'Pending', 'WaitingForOlderUpdate'],
+    ['RollingOut', 'Applying', 'Applying'],
+    ['Succeeded', 'Applying', 'Applying'],
+    ['Superseded', 'Applying', 'Applying'],
+  ] as const)('a newer update beside an older one %s → %s %s', (olderPhase, phase, reason) => {
+    const plan = planUpdate(
+      input(newer(), {
+        watchedImage: recordedC,
+        siblings: [older({ ...olderApplying(), phase: olderPhase })],
+      }),
+    );
+    expect(plan.status.phase).toBe(phase);
+    expect(plan.patches).toEqual([]);
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(reason);
+    if (phase === 'Pending') expect(plan.requeueAfterMs).toBeGreaterThan(0);
+  });
+
+  const D = `sha256:${'d'.repeat(64)}`;
+  it.each([
+    ["the older update's pin, annotated by it", 'Patched', 1, patchedBy(`nginx:1.27@${B}`, 'web-b')],
+    ['the older digest, annotated by another update', 'Skipped', 0, patchedBy(`nginx:1.27@${B}`, 'web-a')],
+    [
+      'a person pinned another digest after the older update',
+      'Skipped',
+      0,
+      patchedBy(`nginx:1.27@${D}`, 'web-b'),
+    ],
+    ['the older digest, not annotated', 'Skipped', 0, deployment('front', `nginx:1.27@${B}`)],
+  ] as const)(
+    'Applying, a workload the plan saw on A has changed: %s → %s',
+    (_, state, patches, workload) => {
+      const siblings = [older({ ...olderApplying(), phase: 'RollingOut' })];
+      const applying = planUpdate(
+        input(newer(), {
+          watchedImage: recordedC,
+          siblings,
+          workloads: [deployment('front', `nginx:1.27@${A}`)],
+        }),
+      ).status;
+      const plan = planUpdate(
+        input(newer(applying), { watchedImage: recordedC, siblings, workloads: [workload] }),
+      );
+      expect(plan.status.workloads?.[0]?.state).toBe(state);
+      expect(plan.patches).toHaveLength(patches);
+      if (patches > 0) {
+        expect(plan.patches[0]?.containers).toEqual([{ name: 'app', image: `nginx:1.27@${C}` }]);
+        // What the workload really ran before this update, for a rollback.
+        expect(plan.status.workloads?.[0]?.previousImage).toBe(`nginx:1.27@${B}`);
+      }
+    },
+  );
+
+  it('around an API server restart: the newer update is the one the workload ends on', () => {
+    // The interleaving of a failed run: each reconcile plans from its own (possibly stale) cache view.
+    let front = deployment('front', `nginx:1.27@${A}`);
+    const patch = (plan: { patches: { containers: { image: string }[] }[] }, by: string) => {
+      for (const p of plan.patches) front = patchedBy(p.containers[0]!.image, by);
+    };
+    // web-b starts before web-c exists.
+    const bApplying = planUpdate(input(older(), { workloads: [front] })).status;
+    expect(bApplying.phase).toBe('Applying');
+    // web-c is created and recorded; its first plan sees web-b Applying and waits instead of
+    // recording A as what the workload runs.
+    const cWaiting = planUpdate(
+      input(newer(), { watchedImage: recordedC, siblings: [older(bApplying)], workloads: [front] }),
+    );
+    expect(cWaiting.status.phase).toBe('Pending');
+    // web-b's next plan came from a view that did not hold web-c yet: it patches to B.
+    const bRolling = planUpdate(input(older(bApplying), { workloads: [front] }));
+    patch(bRolling, 'web-b');
+    expect(front.spec?.template?.spec?.containers[0]?.image).toBe(`nginx:1.27@${B}`);
+    // web-c starts once web-b rolls out, from a workload cache that has not seen web-b's patch.
+    const stale = deployment('front', `nginx:1.27@${A}`);
+    const cApplying = planUpdate(
+      input(newer(cWaiting.status), {
+        watchedImage: recordedC,
+        siblings: [older(bRolling.status)],
+        workloads: [stale],
+      }),
+    ).status;
+    expect(cApplying.phase).toBe('Applying');
+    // The cache catches up with web-b's patch: web-c patches over it rather than calling it someone
+    // else's change (which completed it as Succeeded without a patch).
+    const cRolling = planUpdate(
+      input(newer(cApplying), {
+        watchedImage: recordedC,
+        siblings: [older(bRolling.status)],
+        workloads: [front],
+      }),
+    );
+    patch(cRolling, 'web-c');
+    expect(cRolling.status.phase).toBe('RollingOut');
+    // web-b, rolling out, steps aside for web-c and patches nothing more.
+    const bLast = planUpdate(
+      input(older(bRolling.status), {
+        watchedImage: recordedC,
+        siblings: [newer(cRolling.status)],
+        workloads: [front],
+      }),
+    );
+    expect(bLast.status.phase).toBe('Superseded');
+    expect(bLast.patches).toEqual([]);
+    expect(front.spec?.template?.spec?.containers[0]?.image).toBe(`nginx:1.27@${C}`);
+  });
+});
+
 describe('planPatchAnswers: the planner decides what a patch answer means', () => {
   const long = `denied by policy: ${'x'.repeat(10_000)}\nsecond line`;
   /** Two workloads of one update, both patched by the plan. */

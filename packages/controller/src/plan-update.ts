@@ -40,7 +40,8 @@ import { windowProblems } from './update-window.ts';
  *            └─ Auto ───────────────────────────────────────────────┴┬─ outside a window, too young ─► Scheduled ─┐
  *                                                                    └──────────────────────────────────────────┴► Applying ─► RollingOut ─► Succeeded | Failed
  *   RollingOut ── a rollout failed, spec.rollback OnFailure ──► RollingBack ─► RolledBack
- *   any phase before Applying, or once a newer update started ── a newer update of the same WatchedImage ──► Superseded
+ *   any phase up to Applying, or once a newer update started ── a newer update of the same WatchedImage ──► Superseded
+ *   Pending ── an older update of the same WatchedImage is Applying or RollingBack ──► waits (Pending)
  *   Pending, AwaitingApproval, Scheduled, Applying ── not its WatchedImage's (see `ownership`) ──► Failed
  *
  * The patches of a plan are made by the reconciler, which hands their answers back to
@@ -53,6 +54,8 @@ export type WorkloadResult = NonNullable<ImageUpdateStatus['workloads']>[number]
 type Phase = NonNullable<ImageUpdateStatus['phase']>;
 
 const NOT_STARTED: readonly Phase[] = ['Pending', 'AwaitingApproval', 'Scheduled'];
+/** The phases whose plans patch workloads. */
+const PATCHING: readonly Phase[] = ['Applying', 'RollingBack'];
 /** The longest single wait for a scheduled start: re-planned then, so no timer outlives its reason. */
 const MAX_SCHEDULED_WAIT_MS = 6 * 3_600_000;
 
@@ -139,9 +142,13 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
   const owned = ownership(update, wi, phase);
   if (owned.verdict === 'fail') return complete(plan, 'Failed', owned.reason, owned.message, now);
 
-  // Only the newest update of a WatchedImage is worth applying: older ones step aside.
+  // Only the newest update of a WatchedImage is worth applying: older ones step aside. One still
+  // Applying steps aside whatever the newer one's phase: its patches, made now, could land after the
+  // newer update's and leave the workloads on the older digest (the newer one patches over whatever
+  // of it a crash left unrecorded). One rolling out (or back) was applied, and steps aside once the
+  // newer one starts.
   const newest = [update, ...input.siblings].reduce((a, b) => (newerThan(b, a) ? b : a));
-  if (newest !== update && (NOT_STARTED.includes(phase) || startedPhase(newest))) {
+  if (newest !== update && (NOT_STARTED.includes(phase) || phase === 'Applying' || startedPhase(newest))) {
     plan.status.supersededBy = newest.metadata.name;
     return complete(
       plan,
@@ -214,6 +221,19 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
     }
     const scheduled = planSchedule(plan, update, wi, now);
     if (scheduled) return scheduled;
+    // One update of a WatchedImage patches at a time: an older one still patching steps aside when it
+    // sees this one, or finishes first; starting beside it would race its patches.
+    const patching = input.siblings.find((s) => PATCHING.includes(phaseOf(s)));
+    if (patching) {
+      return progress(
+        plan,
+        'Pending',
+        REASON.WaitingForOlderUpdate,
+        `waiting for the older ImageUpdate ${patching.metadata.name} to finish patching`,
+        now,
+        OLDER_UPDATE_RECHECK_MS,
+      );
+    }
     const results = planResults(update, wi, input.workloads);
     plan.status.workloads = results;
     plan.status.appliedTime = now.toISOString();
@@ -289,6 +309,8 @@ function oldestFirst(updates: readonly ImageUpdate[]): ImageUpdate[] {
 
 /** How soon an update waiting for its baseline looks again (the WatchedImage's own event comes first). */
 const BASELINE_RECHECK_MS = 30_000;
+/** How soon an update waiting for an older one to patch looks again (the older one's event comes first). */
+const OLDER_UPDATE_RECHECK_MS = 5_000;
 
 type Ownership = { verdict: 'ok' } | { verdict: 'wait' | 'fail'; reason: string; message: string };
 
@@ -302,8 +324,8 @@ type Ownership = { verdict: 'ok' } | { verdict: 'wait' | 'fail'; reason: string;
  *   WatchedImage. The poller creates the
  *   update before it records the digest, so an update whose fromDigest is still the recorded one (or
  *   whose WatchedImage has no digest yet) waits instead of failing. An update that had reached
- *   Applying keeps the digest it started with: a newer digest seen since then supersedes it only
- *   once the newer update starts.
+ *   Applying keeps the digest it started with: a newer digest seen since then comes with a newer
+ *   update, which supersedes it.
  */
 function ownership(update: ImageUpdate, wi: WatchedImage, phase: Phase): Ownership {
   // Checked before anything is patched; a rollout (or a rollback) in flight is followed to its end.
@@ -457,9 +479,16 @@ function planApply(
       return { ...r, state: 'Skipped', message: `${r.kind} ${r.name} was deleted before it was patched` };
     const image = currentImage(w, r.container);
     if (image === r.newImage) return { ...r, state: 'Patched', message: 'on the new digest' };
+    // An older update of the same WatchedImage patched it after this plan read the cache: not someone
+    // else's change, and what the workload really ran before this update.
+    const olderPin = image ? olderSiblingPin(w, image, update, input.siblings) : undefined;
     // Same tag is not enough: a person who pinned the tag to another digest (an emergency rollback)
     // changed it too, and wins.
-    if (!image || !sameImage(image, wi.spec.image) || digestOf(image) !== digestOf(r.previousImage ?? '')) {
+    if (
+      !image ||
+      !sameImage(image, wi.spec.image) ||
+      (digestOf(image) !== digestOf(r.previousImage ?? '') && !olderPin)
+    ) {
       return {
         ...r,
         state: 'Skipped',
@@ -473,10 +502,27 @@ function planApply(
       reason: 'ImagePinned',
       message: `container ${r.container} set to ${r.newImage} by ImageUpdate ${update.metadata.name}`,
     });
-    return { ...r, state: 'Patched', message: 'patched' };
+    return { ...r, ...(olderPin ? { previousImage: image } : {}), state: 'Patched', message: 'patched' };
   });
   plan.patches = [...patches.values()];
   return afterPatching(plan, update, wi, now);
+}
+
+/**
+ * The older sibling whose patch put `image` on `w`: the workload's annotation names it (a person's
+ * pin leaves the annotation as it was) and `image` is pinned to its toDigest.
+ */
+function olderSiblingPin(
+  w: Workload,
+  image: string,
+  update: ImageUpdate,
+  siblings: readonly ImageUpdate[],
+): ImageUpdate | undefined {
+  const by = w.metadata.annotations?.[ANNOTATION.imageUpdate];
+  if (!by) return undefined;
+  return siblings.find(
+    (s) => s.metadata.name === by && s.spec.toDigest === digestOf(image) && newerThan(update, s),
+  );
 }
 
 /**

@@ -126,6 +126,11 @@ export const UPDATE_READY_REASON = {
   DigestMismatch: 'DigestMismatch',
   /** Unknown: the poller created the update and has not recorded its digest on the WatchedImage yet. */
   WaitingForBaseline: 'WaitingForBaseline',
+  /**
+   * Unknown: an older ImageUpdate of the same WatchedImage is still patching workloads (Applying,
+   * RollingBack); this one starts once that one has finished or stepped aside.
+   */
+  WaitingForOlderUpdate: 'WaitingForOlderUpdate',
   /** False: a newer ImageUpdate of the same WatchedImage replaced this one before it finished. */
   Superseded: 'Superseded',
   /** True: policy Observe; recorded, never applied. */
