@@ -34,7 +34,9 @@ class FakeServer implements ListWatchSource {
   readonly objects = new Map<string, V1ConfigMap>();
   readonly listCalls: string[] = [];
   readonly watches: FakeWatch[] = [];
-  listFault: 'none' | 'fail' | 'hang' = 'none';
+  /** `hold`: lists wait for `releaseLists()`. */
+  listFault: 'none' | 'fail' | 'hang' | 'hold' = 'none';
+  #held: (() => void)[] = [];
   #rv = 1;
   /** Watches from a resourceVersion below this get `410 Gone`, as after an etcd compaction. */
   #compactedBelow = 0;
@@ -87,6 +89,13 @@ class FakeServer implements ListWatchSource {
     for (const w of this.openWatches()) this.#end(w, null);
   }
 
+  /** Lets the held lists answer, with what the server holds by then. */
+  releaseLists(): void {
+    const held = this.#held;
+    this.#held = [];
+    for (const resolve of held) resolve();
+  }
+
   openWatches(): FakeWatch[] {
     return this.watches.filter((w) => !w.ended);
   }
@@ -95,6 +104,7 @@ class FakeServer implements ListWatchSource {
     this.listCalls.push(path);
     if (this.listFault === 'fail') throw Object.assign(new Error('list failed'), { statusCode: 503 });
     if (this.listFault === 'hang') return new Promise(() => undefined);
+    if (this.listFault === 'hold') await new Promise<void>((resolve) => this.#held.push(resolve));
     const ns = namespaceOf(path);
     // Like the API server: list items carry neither apiVersion nor kind.
     const items = [...this.objects.values()]
@@ -252,6 +262,43 @@ describe('Informer', () => {
     expect(events.sort()).toEqual(['add a/new', 'delete a/gone', 'update a/keep 1->2']);
     expect(informer.keys().sort()).toEqual(['a/keep', 'a/new']);
     expect(server.openWatches()).toHaveLength(1);
+    informer.stop();
+  });
+
+  it('serves its whole cache, synced, through a restart, until the relist replaces it at once', async () => {
+    const { clock, server, informer, events } = setup();
+    server.put('a', 'keep', { v: '1' });
+    server.put('a', 'gone', { v: '1' });
+    informer.start();
+    await flush();
+    events.length = 0;
+    // A reader in a handler (as the reconcilers' key functions are) sees the cache mid-relist.
+    const keptDuringEvents: boolean[] = [];
+    informer.addEventHandler({
+      add: () => keptDuringEvents.push(informer.get('a/keep') !== undefined),
+      delete: () => keptDuringEvents.push(informer.get('a/keep') !== undefined),
+    });
+    keptDuringEvents.length = 0; // the replayed adds
+
+    server.breakWatches();
+    server.remove('a', 'gone', true);
+    server.putQuietly('a', 'new', { v: '1' });
+    server.listFault = 'hold';
+    const cached = () => ({ synced: informer.hasSynced(), keys: informer.keys().sort() });
+    // Waiting out the restart backoff, then with the relist in flight: the old content, still synced.
+    expect(cached()).toEqual({ synced: true, keys: ['a/gone', 'a/keep'] });
+    clock.advance(1000);
+    await flush();
+    expect(server.listCalls).toHaveLength(2);
+    expect(cached()).toEqual({ synced: true, keys: ['a/gone', 'a/keep'] });
+    expect(events).toEqual([]);
+
+    server.listFault = 'none';
+    server.releaseLists();
+    await flush();
+    expect(cached()).toEqual({ synced: true, keys: ['a/keep', 'a/new'] });
+    expect(events.sort()).toEqual(['add a/new', 'delete a/gone']);
+    expect(keptDuringEvents).toEqual([true, true]);
     informer.stop();
   });
 
