@@ -1,4 +1,4 @@
-import type { ImageUpdate } from '@kubewatcher/shared';
+import { type ImageUpdate, podSpecOf } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import { A, B, C, deployment, NOW, update, watched } from '../test/plan-fixtures.ts';
 import { workloadPatchBody } from './cluster.ts';
@@ -429,7 +429,7 @@ describe('one update of a WatchedImage patches at a time', () => {
     // web-b's next plan came from a view that did not hold web-c yet: it patches to B.
     const bRolling = planUpdate(input(older(bApplying), { workloads: [front] }));
     patch(bRolling, 'web-b');
-    expect(front.spec?.template?.spec?.containers[0]?.image).toBe(`nginx:1.27@${B}`);
+    expect(podSpecOf(front)?.containers?.[0]?.image).toBe(`nginx:1.27@${B}`);
     // web-c starts once web-b rolls out, from a workload cache that has not seen web-b's patch.
     const stale = deployment('front', `nginx:1.27@${A}`);
     const cApplying = planUpdate(
@@ -461,7 +461,7 @@ describe('one update of a WatchedImage patches at a time', () => {
     );
     expect(bLast.status.phase).toBe('Superseded');
     expect(bLast.patches).toEqual([]);
-    expect(front.spec?.template?.spec?.containers[0]?.image).toBe(`nginx:1.27@${C}`);
+    expect(podSpecOf(front)?.containers?.[0]?.image).toBe(`nginx:1.27@${C}`);
   });
 });
 
