@@ -249,6 +249,27 @@ describe("ownership: only its WatchedImage's update is applied", () => {
     ],
     ['toDigest is not the recorded digest', {}, watched({}, { digest: C }), 'Failed', 'DigestMismatch'],
     [
+      'toDigest is not the digest recorded a minute ago, whose update is not in the cache',
+      {},
+      watched({}, { digest: C, lastChangedTime: '2026-11-25T11:59:00Z' }),
+      'Failed',
+      'DigestMismatch',
+    ],
+    [
+      'a newer digest recorded just now, whose update the cache has not seen yet',
+      {},
+      watched({}, { digest: C, lastChangedTime: '2026-11-25T11:59:30Z' }),
+      'Pending',
+      'WaitingForNewerUpdate',
+    ],
+    [
+      'the same, recorded by a poller that writes only lastCheckedTime',
+      {},
+      watched({}, { digest: C, lastCheckedTime: '2026-11-25T11:59:30Z' }),
+      'Pending',
+      'WaitingForNewerUpdate',
+    ],
+    [
       'recorded digest still fromDigest: the poller writes it next',
       {},
       watched({}, { digest: A }),
@@ -263,6 +284,18 @@ describe("ownership: only its WatchedImage's update is applied", () => {
     expect(plan.status.phase).toBe(phase);
     expect(plan.patches).toEqual([]);
     expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe(reason);
+  });
+
+  it('a digest recorded just now whose update the cache holds (the tag moved back): Failed at once', () => {
+    const earlier = update('web-c', C, { phase: 'Succeeded' }, {}, '2026-11-25T10:00:00Z');
+    const plan = planUpdate(
+      input(update('web-b', B), {
+        watchedImage: watched({}, { digest: C, lastChangedTime: '2026-11-25T11:59:30Z' }),
+        siblings: [earlier],
+      }),
+    );
+    expect(plan.status.phase).toBe('Failed');
+    expect(plan.status.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('DigestMismatch');
   });
 
   it('approved while Manual after its WatchedImage was re-created: Failed, nothing patched', () => {

@@ -169,10 +169,12 @@ export function planUpdate(input: UpdateInput): UpdatePlan {
         now,
       );
     }
-    const digest = digestVerdict(update, wi, phase);
+    const digest = digestVerdict(update, wi, phase, input.siblings, now);
     if (digest.verdict === 'fail') return complete(plan, 'Failed', digest.reason, digest.message, now);
     if (digest.verdict === 'wait') {
-      return progress(plan, 'Pending', digest.reason, digest.message, now, BASELINE_RECHECK_MS);
+      const recheck =
+        digest.reason === REASON.WaitingForNewerUpdate ? OLDER_UPDATE_RECHECK_MS : BASELINE_RECHECK_MS;
+      return progress(plan, 'Pending', digest.reason, digest.message, now, recheck);
     }
     const policy = updatePolicyOf(wi.spec);
     const annotations = update.metadata.annotations ?? {};
@@ -309,8 +311,13 @@ function oldestFirst(updates: readonly ImageUpdate[]): ImageUpdate[] {
 
 /** How soon an update waiting for its baseline looks again (the WatchedImage's own event comes first). */
 const BASELINE_RECHECK_MS = 30_000;
-/** How soon an update waiting for an older one to patch looks again (the older one's event comes first). */
+/** How soon an update waiting for a sibling looks again (the sibling's own event comes first). */
 const OLDER_UPDATE_RECHECK_MS = 5_000;
+/**
+ * How long after the poller recorded a digest the ImageUpdate cache may still lack its update: an
+ * informer's restart backoff (up to 30 s) and a relist. Past it, a digest mismatch is one.
+ */
+const UPDATE_CACHE_LAG_MS = 60_000;
 
 type Ownership = { verdict: 'ok' } | { verdict: 'wait' | 'fail'; reason: string; message: string };
 
@@ -353,7 +360,13 @@ function ownership(update: ImageUpdate, wi: WatchedImage, phase: Phase): Ownersh
 }
 
 /** The digest part of `ownership`, checked after superseding: a newer sibling explains another digest. */
-function digestVerdict(update: ImageUpdate, wi: WatchedImage, phase: Phase): Ownership {
+function digestVerdict(
+  update: ImageUpdate,
+  wi: WatchedImage,
+  phase: Phase,
+  siblings: readonly ImageUpdate[],
+  now: Date,
+): Ownership {
   if (phase === 'Applying' || phase === 'RollingOut') return { verdict: 'ok' };
   const recorded = wi.status?.digest;
   if (recorded === update.spec.toDigest) return { verdict: 'ok' };
@@ -362,6 +375,20 @@ function digestVerdict(update: ImageUpdate, wi: WatchedImage, phase: Phase): Own
       verdict: 'wait',
       reason: REASON.WaitingForBaseline,
       message: `waiting for the poller to record ${shortDigest(update.spec.toDigest)} on WatchedImage ${wi.metadata.name}`,
+    };
+  }
+  // The poller creates the update of a digest before it records the digest. A recorded digest with no
+  // update in the cache means the ImageUpdate cache is behind the WatchedImage cache (informers
+  // relist apart, e.g. after an API server restart): the newer update, once seen, supersedes this one.
+  const recordedAt = Date.parse(wi.status?.lastChangedTime ?? wi.status?.lastCheckedTime ?? '');
+  if (
+    !siblings.some((s) => s.spec.toDigest === recorded) &&
+    now.getTime() - recordedAt < UPDATE_CACHE_LAG_MS
+  ) {
+    return {
+      verdict: 'wait',
+      reason: REASON.WaitingForNewerUpdate,
+      message: `the poller recorded ${shortDigest(recorded)} on WatchedImage ${wi.metadata.name}: waiting to see its ImageUpdate`,
     };
   }
   return {

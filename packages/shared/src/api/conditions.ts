@@ -131,6 +131,11 @@ export const UPDATE_READY_REASON = {
    * RollingBack); this one starts once that one has finished or stepped aside.
    */
   WaitingForOlderUpdate: 'WaitingForOlderUpdate',
+  /**
+   * Unknown: the poller recorded a newer digest whose ImageUpdate the controller has not seen yet
+   * (its cache is catching up); that update supersedes this one once seen.
+   */
+  WaitingForNewerUpdate: 'WaitingForNewerUpdate',
   /** False: a newer ImageUpdate of the same WatchedImage replaced this one before it finished. */
   Superseded: 'Superseded',
   /** True: policy Observe; recorded, never applied. */
