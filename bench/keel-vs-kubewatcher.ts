@@ -11,12 +11,15 @@
  * requests, with the API server's own CPU and request rate over the system's lifetime; then K = M/2 tags
  * re-pushed, timed from push to the Deployment's generation bump (a watch) and to rollout complete; the
  * generation bumps of every Deployment counted to check that each re-pushed tag rolled its Deployments
- * exactly once and nothing else moved. CPU seconds and peak RSS come from /proc (bench/process-usage.ts).
+ * exactly once and nothing else moved. CPU seconds and peak RSS come from /proc (bench/process-usage.ts),
+ * for each poller run from GNU time (the kernel's rusage of the exited child).
  * A system that has not baselined every repository within 5 minutes is reported with how far it got, and
  * the run goes on.
  *
  * Kubewatcher: the controller as a process, the poller run every interval, both under their service
- * accounts; below 1 m with --ignore-interval (the API's minimum interval is 1m), at 1 m as the CronJob
+ * accounts, both exactly what the image ships: the bundles of `pnpm -r run build` (built first) with the
+ * manifests' node flags (scripts/lib/programs.ts), in a working directory that holds the image's
+ * /app/package.json; below 1 m with --ignore-interval (the API's minimum interval is 1m), at 1 m as the CronJob
  * runs it. Keel: the binary named by KEEL_BIN (never built here), `keel --no-incluster` with POLL=true,
  * annotations force + match-tag + poll + @every <interval>, started with only PATH, HOME and its own
  * variables, AUTH_MODE=external-proxy so that its HTTP server binds 127.0.0.1:9300 (checked free
@@ -27,13 +30,13 @@
  * as JSON.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { constants, openSync, readFileSync } from 'node:fs';
+import { constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { AppsV1Api, KubeConfig, type V1Deployment, Watch } from '@kubernetes/client-node';
 import { pushTestImage } from '../scripts/lib/images.ts';
@@ -44,14 +47,22 @@ import {
   startLocalCluster,
 } from '../scripts/lib/local-cluster.ts';
 import {
+  imageWorkingDir,
   installForLocalProcesses,
-  nodeArgs,
   serviceAccountKubeconfig,
-  startNodeProcess,
+  startShippedProgram,
 } from '../scripts/lib/local-processes.ts';
+import { buildShippedPrograms, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
 import { apiserverRequests, metricValue } from '../test/support/controller-fixtures.ts';
-import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
+import {
+  componentPid,
+  GNU_TIME,
+  type ProcessUsage,
+  readProcessUsage,
+  readTimedUsage,
+  timedArgs,
+} from './process-usage.ts';
 import {
   type CountingProxy,
   REQUEST_KINDS,
@@ -203,6 +214,15 @@ function kubectlFor(info: LocalClusterInfo) {
   };
 }
 type Kubectl = ReturnType<typeof kubectlFor>;
+
+/** The children of process `pid` (Linux's /proc/PID/task/PID/children). */
+function readChildPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
 
 function isAlive(pid: number): boolean {
   try {
@@ -371,13 +391,15 @@ class PollerLoop {
   readonly #args: string[];
   readonly #usageFile: string;
   readonly #logFile: string;
+  readonly #cwd: string;
   readonly #intervalMs: number;
 
-  constructor(args: string[], usageFile: string, logFile: string, intervalMs: number) {
+  constructor(args: string[], files: { usage: string; log: string; cwd: string }, intervalMs: number) {
     this.#intervalMs = intervalMs;
     this.#args = args;
-    this.#usageFile = usageFile;
-    this.#logFile = logFile;
+    this.#usageFile = files.usage;
+    this.#logFile = files.log;
+    this.#cwd = files.cwd;
   }
 
   start(): void {
@@ -398,8 +420,20 @@ class PollerLoop {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    if (this.#child) await stopChild(this.#child, 'SIGTERM');
+    // The signal goes to the poller, not to GNU time above it, so that its figures are still written.
+    const time = this.#child?.pid;
+    const poller = time ? readChildPids(time)[0] : undefined;
+    const signal = (name: NodeJS.Signals) => {
+      try {
+        if (poller) process.kill(poller, name);
+      } catch {
+        // already exited
+      }
+    };
+    signal('SIGTERM');
+    const timer = setTimeout(() => signal('SIGKILL'), 15_000);
     await this.#current;
+    clearTimeout(timer);
   }
 
   #tick(k: number): void {
@@ -413,15 +447,12 @@ class PollerLoop {
     const entry: PollerRun = { startedAt: Date.now() };
     this.runs.push(entry);
     const fd = openSync(this.#logFile, 'a');
-    const hook = pathToFileURL(join(repoRoot, 'bench/process-usage.ts')).href;
+    // The CronJob's program (bundle and node flags) in a working directory like the image's /app, its
+    // CPU and peak RSS taken by GNU time from the kernel's account of the child (wait4), from outside.
     const child = spawn(
-      process.execPath,
-      ['--import', hook, ...nodeArgs(repoRoot, 'packages/poller/src/main.ts', this.#args)],
-      {
-        cwd: repoRoot,
-        stdio: ['ignore', fd, fd],
-        env: { ...process.env, [USAGE_FILE_ENV]: this.#usageFile },
-      },
+      GNU_TIME,
+      timedArgs(this.#usageFile, process.execPath, [...shippedNodeArgs('poller', repoRoot), ...this.#args]),
+      { cwd: this.#cwd, stdio: ['ignore', fd, fd] },
     );
     this.#child = child;
     entry.code = await new Promise<number | null>((done) => {
@@ -448,11 +479,11 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
   const pollerKubeconfig = await serviceAccountKubeconfig(kubectl, info, dir, 'kubewatcher-poller');
   const controllerLog = join(dir, 'logs', 'kubewatcher-controller.log');
   const startedAt = Date.now();
-  const controller = startNodeProcess(
-    repoRoot,
-    'packages/controller/src/main.ts',
+  const cwd = imageWorkingDir(dir);
+  const controller = startShippedProgram(
+    'controller',
     ['--kubeconfig', controllerKubeconfig, '--metrics-addr', '127.0.0.1:0', '--log-format', 'json'],
-    controllerLog,
+    { cwd, logFile: controllerLog },
   );
   const pid = controller.pid ?? 0;
   await waitFor(
@@ -460,7 +491,7 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
     120_000,
     () => `the controller did not start:\n${logTail(controllerLog)}`,
   );
-  const usageFile = join(dir, 'poller-usage.jsonl');
+  const usageFile = join(dir, 'poller-usage.txt');
   const loop = new PollerLoop(
     [
       '--kubeconfig',
@@ -472,8 +503,7 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
       '--log-format',
       'json',
     ],
-    usageFile,
-    join(dir, 'logs', 'kubewatcher-poller.log'),
+    { usage: usageFile, log: join(dir, 'logs', 'kubewatcher-poller.log'), cwd },
     ctx.intervalMs,
   );
   loop.start();
@@ -503,10 +533,7 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
       const controllerUsage = readProcessUsage(pid) ?? { cpuSeconds: Number.NaN, peakRssBytes: Number.NaN };
       await loop.stop();
       await stopChild(controller, 'SIGTERM');
-      const pollers = (await readFile(usageFile, 'utf8').catch(() => ''))
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as ProcessUsage);
+      const pollers = readTimedUsage(await readFile(usageFile, 'utf8').catch(() => ''));
       const pollerCpu = pollers.reduce((s, u) => s + u.cpuSeconds, 0);
       const pollerPeak = Math.max(0, ...pollers.map((u) => u.peakRssBytes));
       return {
@@ -1008,6 +1035,16 @@ function report(results: RunResult[], active: SystemName[], keelProblem: string 
 // Main
 
 const binDir = await resolveBinDir();
+if (systems.includes('kubewatcher')) {
+  if (!existsSync(GNU_TIME)) {
+    console.error(
+      `bench/keel-vs-kubewatcher.ts: needs GNU time at ${GNU_TIME} (Debian: apt-get install time)`,
+    );
+    process.exit(2);
+  }
+  say('building the bundles the image ships (pnpm -r run build)');
+  await buildShippedPrograms(repoRoot);
+}
 // Keel is not built here: its module is not served by the Go module proxy these machines can reach.
 const keelPath = process.env.KEEL_BIN || undefined;
 let keelProblem: string | undefined;

@@ -31,6 +31,27 @@ export function readProcessUsage(pid: number | 'self'): ProcessUsage | undefined
   }
 }
 
+/** GNU time (Debian: apt-get install time): a child's figures from its wait4 rusage, from outside it. */
+export const GNU_TIME = '/usr/bin/time';
+
+/**
+ * GNU time's arguments that run `command` and append its CPU seconds (user, system) and peak RSS to
+ * `file`, one line per run (readTimedUsage reads them). GNU time truncates each CPU figure to 10 ms.
+ */
+export function timedArgs(file: string, command: string, args: readonly string[]): string[] {
+  return ['--format=%U %S %M', '--append', `--output=${file}`, command, ...args];
+}
+
+/** The runs recorded by timedArgs in `text` (GNU time's status lines, for failed runs, skipped). */
+export function readTimedUsage(text: string): ProcessUsage[] {
+  const runs: ProcessUsage[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\d+\.\d+) (\d+\.\d+) (\d+)$/.exec(line.trim());
+    if (m) runs.push({ cpuSeconds: Number(m[1]) + Number(m[2]), peakRssBytes: Number(m[3]) * 1024 });
+  }
+  return runs;
+}
+
 /** PID of a component (`kube-apiserver`, `etcd`, …) of the local environment in `info.dir`. */
 export async function componentPid(info: { dir: string }, name: string): Promise<number | undefined> {
   // Imported here, not at the top: this file is also `--import`ed into every measured poller process,

@@ -14,6 +14,7 @@ import { loadKubeConfig } from '../../packages/shared/src/kube.ts';
 import type { LocalClusterInfo } from './cluster-info.ts';
 import { buildImage } from './image-build.ts';
 import { writeLocalKustomization } from './local-overlay.ts';
+import { buildShippedPrograms } from './programs.ts';
 import { waitFor } from './wait-for.ts';
 
 const run = promisify(execFile);
@@ -65,12 +66,7 @@ export async function pushKubewatcherImage(
   requireRealNode(info);
   const log = options.log ?? (() => {});
   log('building the bundles (pnpm -r run build)');
-  try {
-    await run('pnpm', ['-r', '--reporter=silent', 'run', 'build'], { cwd: repoRoot, maxBuffer: 16 << 20 });
-  } catch (err) {
-    const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`pnpm -r run build failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
-  }
+  await buildShippedPrograms(repoRoot);
   log("staging the image's files: Debian packages, Node.js, the bundles");
   const built = await buildImage({
     outDir: options.outDir,

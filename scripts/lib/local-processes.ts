@@ -6,10 +6,12 @@
  * (scripts/lib/in-cluster.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LocalClusterInfo } from './cluster-info.ts';
+import { appPackageJson } from './image-build.ts';
 import { SYSTEM_NAMESPACE } from './in-cluster.ts';
+import { type ProgramName, shippedNodeArgs } from './programs.ts';
 
 /**
  * Applies `manifests/install.yaml` and waits for the CRDs, then scales the in-cluster controller to 0
@@ -68,21 +70,30 @@ export async function serviceAccountKubeconfig(
   return file;
 }
 
-/** node's arguments that run a package's TypeScript entry point from source. */
-export function nodeArgs(repoRoot: string, script: string, args: string[]): string[] {
-  return ['--conditions=@kubewatcher/source', join(repoRoot, script), ...args];
+/**
+ * A working directory laid out as the image's `/app`: the image's package.json in `dir/app` (yargs
+ * looks for one from the working directory up at every start; without it, each start pays for a thrown
+ * and formatted error: see appPackageJson). Returns its path.
+ */
+export function imageWorkingDir(dir: string): string {
+  const cwd = join(dir, 'app');
+  mkdirSync(cwd, { recursive: true });
+  writeFileSync(join(cwd, 'package.json'), appPackageJson('0.0.0-bench'));
+  return cwd;
 }
 
-/** Starts `script` detached, its output appended to `logFile`. */
-export function startNodeProcess(
-  repoRoot: string,
-  script: string,
+/**
+ * Starts the shipped program `name` (its bundle with the manifests' node flags, scripts/lib/programs.ts)
+ * detached in `cwd` (imageWorkingDir), its output appended to `logFile`.
+ */
+export function startShippedProgram(
+  name: ProgramName,
   args: string[],
-  logFile: string,
+  options: { cwd: string; logFile: string },
 ): ChildProcess {
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, nodeArgs(repoRoot, script, args), {
-    cwd: repoRoot,
+  const fd = openSync(options.logFile, 'a');
+  const child = spawn(process.execPath, [...shippedNodeArgs(name), ...args], {
+    cwd: options.cwd,
     detached: true,
     stdio: ['ignore', fd, fd],
   });

@@ -3,11 +3,14 @@
  * the Dockerfile), the manifests' `command` (checked by scripts/manifests.test.ts), bench/startup.ts and
  * `bench/poller.ts --dist` all take it from here, so what is measured is what ships.
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const run = promisify(execFile);
 
 export type ProgramName = 'controller' | 'poller';
 
@@ -50,6 +53,26 @@ export function imageCommand(name: ProgramName): string[] {
 export function shippedNodeArgs(name: ProgramName, root: string = repoRoot): string[] {
   const { nodeFlags, bundleDir } = PROGRAMS[name];
   return [...nodeFlags, join(root, bundleDir, ENTRY_FILE)];
+}
+
+/**
+ * Builds the bundles the image ships (`pnpm -r run build`), so that what runs is this checkout's code,
+ * and fails with the build's output when it fails or a bundle is missing after it.
+ */
+export async function buildShippedPrograms(root: string = repoRoot): Promise<void> {
+  try {
+    await run('pnpm', ['-r', '--reporter=silent', 'run', 'build'], {
+      cwd: root,
+      maxBuffer: 16 << 20,
+    });
+  } catch (err) {
+    const e = err as Error & { stdout?: string; stderr?: string };
+    throw new Error(`pnpm -r run build failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
+  }
+  for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
+    const main = shippedNodeArgs(name, root).at(-1) as string;
+    if (!existsSync(main)) throw new Error(`${main} is missing after pnpm -r run build`);
+  }
 }
 
 /**
