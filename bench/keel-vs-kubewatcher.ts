@@ -39,6 +39,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { AppsV1Api, KubeConfig, type V1Deployment, Watch } from '@kubernetes/client-node';
+import { imageWorkingDir } from '../scripts/lib/image-build.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import {
   type LocalClusterInfo,
@@ -47,7 +48,6 @@ import {
   startLocalCluster,
 } from '../scripts/lib/local-cluster.ts';
 import {
-  imageWorkingDir,
   installForLocalProcesses,
   serviceAccountKubeconfig,
   startShippedProgram,

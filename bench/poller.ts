@@ -53,7 +53,13 @@ import {
   type Sample,
 } from '../test/support/controller-fixtures.ts';
 import { installCrds } from '../test/support/crds.ts';
-import { componentPid, type ProcessUsage, readProcessUsage, USAGE_FILE_ENV } from './process-usage.ts';
+import {
+  componentPid,
+  GNU_TIME,
+  type ProcessUsage,
+  readProcessUsage,
+  USAGE_FILE_ENV,
+} from './process-usage.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const USER_AGENT = 'kubewatcher-poller';
@@ -242,8 +248,6 @@ interface RunMeasure {
   apiserverCpu: number;
   etcdCpu: number;
 }
-
-const GNU_TIME = '/usr/bin/time';
 
 /** pid of a component of the local environment, from its `pids` record. */
 async function fileSize(file: string): Promise<number> {

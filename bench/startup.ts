@@ -30,12 +30,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { treeshake } from '../rolldown.config.ts';
-import { appPackageJson } from '../scripts/lib/image-build.ts';
+import { imageWorkingDir } from '../scripts/lib/image-build.ts';
 import { PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
-import { readProcessUsage } from './process-usage.ts';
+import { GNU_TIME, readProcessUsage } from './process-usage.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const GNU_TIME = '/usr/bin/time';
 
 const { values: flags } = parseArgs({
   options: {
@@ -71,9 +70,7 @@ for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
 const work = mkdtempSync(join(tmpdir(), 'kubewatcher-startup-'));
 // Every start runs where the image runs it: in a working directory that holds the image's
 // /app/package.json (yargs reads it at start; see appPackageJson).
-const cwd = join(work, 'app');
-mkdirSync(cwd);
-writeFileSync(join(cwd, 'package.json'), appPackageJson('0.0.0-bench'));
+const cwd = imageWorkingDir(work);
 // Port 1 on loopback: nothing listens there, so every request is refused at once.
 const kubeconfig = join(work, 'kubeconfig');
 writeFileSync(

@@ -18,7 +18,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import {
   chmod,
   chown,
@@ -272,6 +272,17 @@ export function appPackageJson(version: string): string {
     null,
     2,
   )}\n`;
+}
+
+/**
+ * A working directory for the bundles laid out as the image's `/app`, for the benchmarks: `dir/app`
+ * holding the image's package.json (see appPackageJson for why a start needs one). Returns its path.
+ */
+export function imageWorkingDir(dir: string): string {
+  const cwd = join(dir, 'app');
+  mkdirSync(cwd, { recursive: true });
+  writeFileSync(join(cwd, 'package.json'), appPackageJson('0.0.0-bench'));
+  return cwd;
 }
 
 /** Lays out the image's file tree in `options.dir`, one folder per layer. Bundles must be built. */

@@ -6,10 +6,9 @@
  * (scripts/lib/in-cluster.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LocalClusterInfo } from './cluster-info.ts';
-import { appPackageJson } from './image-build.ts';
 import { SYSTEM_NAMESPACE } from './in-cluster.ts';
 import { type ProgramName, shippedNodeArgs } from './programs.ts';
 
@@ -68,18 +67,6 @@ export async function serviceAccountKubeconfig(
   };
   writeFileSync(file, JSON.stringify(kubeconfig, null, 2), { mode: 0o600 });
   return file;
-}
-
-/**
- * A working directory laid out as the image's `/app`: the image's package.json in `dir/app` (yargs
- * looks for one from the working directory up at every start; without it, each start pays for a thrown
- * and formatted error: see appPackageJson). Returns its path.
- */
-export function imageWorkingDir(dir: string): string {
-  const cwd = join(dir, 'app');
-  mkdirSync(cwd, { recursive: true });
-  writeFileSync(join(cwd, 'package.json'), appPackageJson('0.0.0-bench'));
-  return cwd;
 }
 
 /**

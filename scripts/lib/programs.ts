@@ -1,7 +1,8 @@
 /**
  * How the image runs each program, in one place: the image's file tree (scripts/lib/image-build.ts and
- * the Dockerfile), the manifests' `command` (checked by scripts/manifests.test.ts), bench/startup.ts and
- * `bench/poller.ts --dist` all take it from here, so what is measured is what ships.
+ * the Dockerfile), the manifests' `command` (checked by scripts/manifests.test.ts), bench/startup.ts,
+ * bench/keel-vs-kubewatcher.ts and `bench/poller.ts --dist` all take it from here, so what is measured
+ * is what ships.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
