@@ -22,7 +22,6 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   AppsV1Api,
@@ -45,10 +44,11 @@ import {
   podImages,
   pushKubewatcherImage,
   SYSTEM_NAMESPACE,
+  startRealNodeCluster,
   waitForLeader,
   waitForPodsOnDigest,
 } from '../scripts/lib/in-cluster.ts';
-import { type LocalCluster, type LocalClusterInfo, startLocalCluster } from '../scripts/lib/local-cluster.ts';
+import type { LocalCluster, LocalClusterInfo } from '../scripts/lib/local-cluster.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
 
 const run = promisify(execFile);
@@ -65,20 +65,6 @@ interface ImageUpdateObject {
     workloads?: { kind: string; name: string; state: string; message?: string; newImage?: string }[];
     conditions?: { type: string; status: string; reason?: string; message?: string }[];
   };
-}
-
-/** One real node per machine: when another test run holds it, wait (bounded) for it to go. */
-async function startRealNodeCluster(dir: string): Promise<LocalCluster> {
-  const deadline = Date.now() + 5 * 60_000;
-  for (;;) {
-    try {
-      return await startLocalCluster({ dir, binDir, realNode: true });
-    } catch (err) {
-      if (!/another kubelet runs on this machine/.test(String(err)) || Date.now() > deadline) throw err;
-      console.log(`waiting for the other real node to stop: ${(err as Error).message}`);
-      await delay(15_000);
-    }
-  }
 }
 
 /** Settles like `p` but never counts as an unhandled rejection before a test awaits it. */
@@ -108,7 +94,7 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kubewatcher-e2e-real-node-'));
-    cluster = await startRealNodeCluster(join(dir, 'env'));
+    cluster = await startRealNodeCluster(join(dir, 'env'), binDir);
     info = cluster.info;
     kubectl = kubectlFor(info);
     const kc = loadKubeConfig(info.kubeconfig);

@@ -6,13 +6,17 @@
  * pod of a workload runs and what it prints. The demo and the end-to-end tests share it.
  */
 import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CoordinationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../packages/shared/src/kube.ts';
 import type { LocalClusterInfo } from './cluster-info.ts';
 import { buildImage } from './image-build.ts';
+import { type LocalCluster, startLocalCluster } from './local-cluster.ts';
+import { BASIC_REGISTRY_CA_KEY, LOCAL_HELM_CA_CONFIGMAP, writeLocalHelmValues } from './local-helm.ts';
 import { writeLocalKustomization } from './local-overlay.ts';
 import { buildShippedPrograms } from './programs.ts';
 import { waitFor } from './wait-for.ts';
@@ -44,6 +48,23 @@ export function kubectlFor(info: Pick<LocalClusterInfo, 'binDir' | 'kubeconfig'>
       throw new Error(`kubectl ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
     }
   };
+}
+
+/**
+ * A local environment with the real node in `dir`. One real node per machine: when another test run
+ * holds it, waits (bounded, five minutes) for it to go.
+ */
+export async function startRealNodeCluster(dir: string, binDir: string): Promise<LocalCluster> {
+  const deadline = Date.now() + 5 * 60_000;
+  for (;;) {
+    try {
+      return await startLocalCluster({ dir, binDir, realNode: true });
+    } catch (err) {
+      if (!/another kubelet runs on this machine/.test(String(err)) || Date.now() > deadline) throw err;
+      console.log(`waiting for the other real node to stop: ${(err as Error).message}`);
+      await delay(15_000);
+    }
+  }
 }
 
 function requireRealNode(info: LocalClusterInfo): NonNullable<LocalClusterInfo['realNode']> {
@@ -122,6 +143,97 @@ export async function installKubewatcher(
   return overlay;
 }
 
+export type Helm = (args: string[]) => Promise<string>;
+
+/** The chart, as shipped. */
+export const HELM_CHART = join(repoRoot, 'manifests/helm/kubewatcher');
+/**
+ * The release name: with "kubewatcher" the chart names every object (and the leader Lease) as the
+ * kustomize base does, so LEADER_LEASE and the selectors above hold for both installs.
+ */
+export const HELM_RELEASE = 'kubewatcher';
+
+/**
+ * helm (scripts/build-helm.sh builds it) with the environment's admin kubeconfig and its own config,
+ * cache and data folders under `dir` (nothing of the user's ~/.config/helm is read or written); a
+ * failure's message carries helm's stderr.
+ */
+export async function helmFor(info: Pick<LocalClusterInfo, 'kubeconfig'>, dir: string): Promise<Helm> {
+  const { stdout } = await run('bash', [join(repoRoot, 'scripts/build-helm.sh'), '--print-path']);
+  const helm = stdout.trim();
+  const env = {
+    ...process.env,
+    HELM_CONFIG_HOME: join(dir, 'helm/config'),
+    HELM_CACHE_HOME: join(dir, 'helm/cache'),
+    HELM_DATA_HOME: join(dir, 'helm/data'),
+  };
+  return async (args) => {
+    try {
+      const out = await run(helm, ['--kubeconfig', info.kubeconfig, ...args], { env, maxBuffer: 16 << 20 });
+      return out.stdout.trimEnd();
+    } catch (err) {
+      const e = err as Error & { stderr?: string; code?: string };
+      if (e.code === 'ENOENT') throw new Error(`${helm} is missing: build it with scripts/build-helm.sh`);
+      throw new Error(`helm ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+    }
+  };
+}
+
+/**
+ * `helm install` of the chart into `namespace` of the environment, by values only (scripts/lib/local-helm.ts),
+ * and waits until a controller pod runs `image`'s digest, is Ready, and a controller holds the leader
+ * Lease. First, what Helm cannot make: the namespace, labelled to enforce the "privileged" Pod Security
+ * level (hostNetwork needs it) and audit "restricted", and the ConfigMap with the basic-auth registry's CA.
+ */
+export async function installWithHelm(
+  info: LocalClusterInfo,
+  options: { image: string; dir: string; namespace: string; timeoutMs?: number },
+): Promise<{ helm: Helm; release: string; namespace: string }> {
+  requireRealNode(info);
+  const { namespace } = options;
+  const kubectl = kubectlFor(info);
+  const dir = join(options.dir, 'kubewatcher-helm');
+  await mkdir(dir, { recursive: true });
+  const namespaceFile = join(dir, 'namespace.yaml');
+  await writeFile(
+    namespaceFile,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: namespace,
+        labels: {
+          'pod-security.kubernetes.io/enforce': 'privileged',
+          'pod-security.kubernetes.io/audit': 'restricted',
+          'pod-security.kubernetes.io/audit-version': 'latest',
+        },
+      },
+    }),
+  );
+  await kubectl(['apply', '--server-side', '-f', namespaceFile]);
+  if (info.registries.basic.caFile) {
+    await kubectl([
+      '-n',
+      namespace,
+      'create',
+      'configmap',
+      LOCAL_HELM_CA_CONFIGMAP,
+      `--from-file=${BASIC_REGISTRY_CA_KEY}=${info.registries.basic.caFile}`,
+    ]);
+  }
+  const values = await writeLocalHelmValues(dir, info, options.image);
+  const helm = await helmFor(info, dir);
+  // No --wait: Helm would wait for both replicas, and on one node the second stays Pending (the first
+  // holds the node's port 8080); a Ready leader is what counts.
+  await helm(['install', HELM_RELEASE, HELM_CHART, '--namespace', namespace, '--values', values]);
+  await waitForLeader(info, {
+    namespace,
+    timeoutMs: options.timeoutMs ?? 120_000,
+    digest: options.image.split('@')[1] ?? '',
+  });
+  return { helm, release: HELM_RELEASE, namespace };
+}
+
 export interface Leader {
   /** The Lease's holder: the leading controller process's identity. */
   identity: string;
@@ -130,19 +242,21 @@ export interface Leader {
 }
 
 /**
- * Waits for a leader: a Lease holder other than `previous`, and a Ready controller pod (running
- * `digest`, when given). A Lease whose holder released it (holderIdentity empty) has no leader.
+ * Waits for a leader in `namespace` (default SYSTEM_NAMESPACE): a Lease holder other than `previous`,
+ * and a Ready controller pod (running `digest`, when given). A Lease whose holder released it
+ * (holderIdentity empty) has no leader.
  */
 export async function waitForLeader(
   info: LocalClusterInfo,
-  options: { timeoutMs: number; previous?: string; digest?: string },
+  options: { timeoutMs: number; previous?: string; digest?: string; namespace?: string },
 ): Promise<Leader> {
+  const namespace = options.namespace ?? SYSTEM_NAMESPACE;
   let leader: Leader = { identity: '', readyPods: [] };
   await waitFor(
     async () => {
-      const pods = await podImages(info, SYSTEM_NAMESPACE, CONTROLLER_SELECTOR);
+      const pods = await podImages(info, namespace, CONTROLLER_SELECTOR);
       leader = {
-        identity: await leaseHolder(info),
+        identity: await leaseHolder(info, namespace),
         readyPods: pods
           .filter((p) => p.ready && !p.terminating && (!options.digest || p.digest === options.digest))
           .map((p) => p.name),
@@ -151,16 +265,16 @@ export async function waitForLeader(
     },
     options.timeoutMs,
     () =>
-      `no controller${options.digest ? ` on ${options.digest}` : ''} became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${SYSTEM_NAMESPACE} describe pods -l ${CONTROLLER_SELECTOR}`,
+      `no controller${options.digest ? ` on ${options.digest}` : ''} became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${namespace} describe pods -l ${CONTROLLER_SELECTOR}`,
   );
   return leader;
 }
 
 /** The leader Lease's holder, '' when there is none (or no Lease yet). */
-async function leaseHolder(info: LocalClusterInfo): Promise<string> {
+async function leaseHolder(info: LocalClusterInfo, namespace: string = SYSTEM_NAMESPACE): Promise<string> {
   const lease = await loadKubeConfig(info.kubeconfig)
     .makeApiClient(CoordinationV1Api)
-    .readNamespacedLease({ name: LEADER_LEASE, namespace: SYSTEM_NAMESPACE })
+    .readNamespacedLease({ name: LEADER_LEASE, namespace })
     .catch(() => undefined);
   return lease?.spec?.holderIdentity ?? '';
 }
