@@ -176,9 +176,7 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
     expect(pod?.imageID).toMatch(new RegExp(`@${second.digest}$`));
     expect(second.digest).not.toBe(first.digest);
 
-    // The user's workload goes first (with it the poller's secrets RoleBinding the controller made
-    // there), then the release.
-    await kubectl(['delete', 'namespace', APP_NAMESPACE, '--wait=true', '--timeout=90s']);
+    // The release goes while the app and its WatchedImage stay, as on a user's cluster.
     const made = parseAllDocuments(await helm(['get', 'manifest', 'kubewatcher', '-n', RELEASE_NAMESPACE]))
       .map((d) => d.toJS() as ManifestObject | null)
       .filter((o): o is ManifestObject => o !== null);
@@ -217,9 +215,10 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       () => `pods or Jobs left in ${RELEASE_NAMESPACE}`,
       500,
     );
-    // Nothing labelled as Kubewatcher's anywhere; in the namespace only what neither Helm nor the chart
-    // made: the controller's leader Lease, the CA ConfigMap created before install, and what Kubernetes
-    // puts in every namespace.
+    // Nothing labelled as the chart's anywhere. Left are what the controller made at run time, which
+    // Helm does not know: its leader Lease in the release namespace and the poller's secrets
+    // RoleBinding in the app's namespace (bound to a ClusterRole and a service account now gone); and
+    // in the namespace, the CA ConfigMap made before install and what Kubernetes puts in every one.
     const labelled = await kubectl([
       'get',
       'all,configmaps,secrets,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,networkpolicies,poddisruptionbudgets,validatingadmissionpolicies,validatingadmissionpolicybindings',
@@ -230,6 +229,16 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       'name',
     ]);
     expect(labelled).toBe('');
+    const controllerMade = await kubectl([
+      'get',
+      'rolebindings',
+      '-A',
+      '-l',
+      'app.kubernetes.io/managed-by=kubewatcher',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\\n"}{end}',
+    ]);
+    expect(controllerMade).toBe(`${APP_NAMESPACE}/kubewatcher-poller-secrets`);
     const inNamespace = await kubectl([
       '-n',
       RELEASE_NAMESPACE,
@@ -246,5 +255,7 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
         'serviceaccount/default',
       ].sort(),
     );
+    // The user's WatchedImage stays with the kept CRD, and the Deployment keeps its pinned digest.
+    expect(await watchedDigest()).toBe(second.digest);
   });
 });
