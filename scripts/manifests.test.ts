@@ -13,6 +13,7 @@ import type {
   V1Container,
   V1CronJob,
   V1Deployment,
+  V1EnvVar,
   V1PodDisruptionBudget,
   V1PodSpec,
   V1PolicyRule,
@@ -21,6 +22,7 @@ import type {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { writeLocalHelmValues } from './lib/local-helm.ts';
 import { writeLocalKustomization } from './lib/local-overlay.ts';
 import { imageCommand } from './lib/programs.ts';
 import {
@@ -916,6 +918,49 @@ describe('the local overlay (the real node of scripts/local-cluster)', () => {
     };
     expect(cas.metadata.namespace).toBe(SYSTEM_NS);
     expect(cas.data['basic-registry-ca.crt']).toBe(readFileSync(caFile, 'utf8'));
+  });
+
+  it("the chart with writeLocalHelmValues renders the local overlay's controller and poller exactly", async (ctx) => {
+    needHelm(ctx);
+    const info = {
+      apiServer: 'https://127.0.0.1:40123',
+      registries: {
+        open: { host: '127.0.0.1:40001', url: 'http://127.0.0.1:40001' },
+        basic: { host: '127.0.0.1:40002', url: 'https://127.0.0.1:40002', username: 'u', password: 'p' },
+        token: {
+          host: '127.0.0.1:40003',
+          url: 'http://127.0.0.1:40003',
+          tokenRealm: 'http://127.0.0.1:40004/token',
+          tokenService: 'registry',
+        },
+      },
+    };
+    const image = `127.0.0.1:40001/kubewatcher/kubewatcher:dev@${digest}`;
+    const overlay = parseObjects(
+      execFileSync(kubectl, ['kustomize', await writeLocalKustomization(join(work, 'same'), info, image)], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      }),
+    );
+    const chart = helmTemplate('--values', await writeLocalHelmValues(work, info, image));
+    // The same variables and registries, whichever order each tool writes them in.
+    const normalized = (objects: K8sObject[]) =>
+      sortedById(
+        (
+          JSON.parse(JSON.stringify(objects), (key, value) => {
+            if (key === 'env')
+              return [...value].sort((a: V1EnvVar, b: V1EnvVar) => a.name.localeCompare(b.name));
+            if (key === 'registries.yaml') return parseYaml(value);
+            return value;
+          }) as K8sObject[]
+        ).filter((o) => ['Deployment', 'CronJob', 'ConfigMap'].includes(o.kind)),
+      );
+    for (const { where, spec } of podSpecs(chart))
+      expectHardened(where, spec, {
+        hostNetwork: true,
+        image: `127.0.0.1:40001/kubewatcher/kubewatcher@${digest}`,
+      });
+    expect(normalized(chart)).toEqual(normalized(overlay));
   });
 
   it('refuses an image reference or API server it cannot use, naming it', async () => {

@@ -11,8 +11,11 @@ import { stringify } from 'yaml';
 import type { LocalClusterInfo } from './cluster-info.ts';
 import { apiServerPort, localRegistriesConfig, splitImageReference } from './local-overlay.ts';
 
-/** The ConfigMap (in the release namespace) the poller's CA bundles come from; the installer creates it. */
-export const LOCAL_HELM_CA_CONFIGMAP = 'kubewatcher-local-registry-cas';
+/**
+ * The ConfigMap (in the release namespace) the poller's CA bundles come from: the chart's default for
+ * the release `kubewatcher` (`<release>-registry-cas`), as in the local overlay. The installer creates it.
+ */
+export const LOCAL_HELM_CA_CONFIGMAP = 'kubewatcher-registry-cas';
 /** Its key for the basic-auth registry's CA: the file name `caFile` in the registries config names. */
 export const BASIC_REGISTRY_CA_KEY = 'basic-registry-ca.crt';
 
@@ -23,7 +26,7 @@ export const BASIC_REGISTRY_CA_KEY = 'basic-registry-ca.crt';
  *   - the controller's probe and metrics server on the node's address only, and the Recreate strategy
  *     (one node's port 8080 holds one controller at a time);
  *   - no restricted-namespace check: hostNetwork needs a namespace that enforces "privileged";
- *   - the poller's registries config, and its CA bundles from LOCAL_HELM_CA_CONFIGMAP.
+ *   - the poller's registries config (its CA bundles come from LOCAL_HELM_CA_CONFIGMAP, the default).
  */
 export function localHelmValues(
   info: Pick<LocalClusterInfo, 'apiServer' | 'registries'>,
@@ -39,11 +42,7 @@ export function localHelmValues(
     hostNetwork: true,
     podSecurity: { requireRestrictedNamespace: false },
     controller: { extraEnv: env, listenOnHostIP: true, strategy: { type: 'Recreate' } },
-    poller: {
-      extraEnv: env,
-      registries: localRegistriesConfig(info),
-      caBundles: { configMap: LOCAL_HELM_CA_CONFIGMAP },
-    },
+    poller: { extraEnv: env, registries: localRegistriesConfig(info) },
   };
 }
 
