@@ -252,9 +252,10 @@ export async function waitForLeader(
 ): Promise<Leader> {
   const namespace = options.namespace ?? SYSTEM_NAMESPACE;
   let leader: Leader = { identity: '', readyPods: [] };
+  let pods: PodImage[] = [];
   await waitFor(
     async () => {
-      const pods = await podImages(info, namespace, CONTROLLER_SELECTOR);
+      pods = await podImages(info, namespace, CONTROLLER_SELECTOR);
       leader = {
         identity: await leaseHolder(info, namespace),
         readyPods: pods
@@ -265,7 +266,7 @@ export async function waitForLeader(
     },
     options.timeoutMs,
     () =>
-      `no controller${options.digest ? ` on ${options.digest}` : ''} became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}); kubectl -n ${namespace} describe pods -l ${CONTROLLER_SELECTOR}`,
+      `no controller${options.digest ? ` on ${options.digest}` : ''} became leader within ${options.timeoutMs / 1000}s (Lease holder "${leader.identity}", Ready pods: ${leader.readyPods.join(', ') || 'none'}; pods: ${pods.map((p) => `${p.name} ${p.digest.slice(7, 19) || 'not started'} ${p.restarts} restarts`).join(', ') || 'none'}); kubectl -n ${namespace} describe pods -l ${CONTROLLER_SELECTOR}`,
   );
   return leader;
 }
