@@ -148,6 +148,7 @@ const OTHER_TOOLS_FLAGS = new Set([
   '--set',
   '--strict',
   '--version',
+  '--wait',
   // docker / buildx
   '--build-arg',
   '--password-stdin',
