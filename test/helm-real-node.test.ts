@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '../packages/shared/src/index.ts';
@@ -154,12 +154,21 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       () => `the poller did not record ${first.digest} for ${APP_NAMESPACE}/app`,
       500,
     );
-    const jobs = await batch.listNamespacedJob({
-      namespace: RELEASE_NAMESPACE,
-      labelSelector: POLLER_SELECTOR,
-    });
-    const succeeded = jobs.items.filter((j) => (j.status?.succeeded ?? 0) > 0);
-    expect(succeeded.length).toBeGreaterThan(0);
+    // The Job turns Complete a moment after its pod ends (the run's patch can come first).
+    let succeeded: V1Job[] = [];
+    await waitFor(
+      async () => {
+        const jobs = await batch.listNamespacedJob({
+          namespace: RELEASE_NAMESPACE,
+          labelSelector: POLLER_SELECTOR,
+        });
+        succeeded = jobs.items.filter((j) => (j.status?.succeeded ?? 0) > 0);
+        return succeeded.length > 0;
+      },
+      60_000,
+      () => `no Job of the poller CronJob succeeded in ${RELEASE_NAMESPACE}`,
+      500,
+    );
     expect(succeeded[0]?.metadata?.ownerReferences?.[0]).toMatchObject({
       kind: 'CronJob',
       name: 'kubewatcher-poller',
