@@ -216,7 +216,7 @@ export async function startLocalCluster(options: StartLocalClusterOptions): Prom
   const binDir = resolve(options.binDir ?? (await resolveBinDir()));
   const realNode = options.realNode ?? false;
   checkBinaries(binDir, [...CONTROL_PLANE_BINARIES, realNode ? 'kubelet' : 'kwok']);
-  if (realNode) await checkRealNodeHost({ binDir, log }, options.installPackages ?? true);
+  if (realNode) await checkRealNodeHost({ binDir, log }, options.installPackages ?? true, dir);
   await resetStateFolder(dir);
 
   const [ports, pki] = await Promise.all([

@@ -1,12 +1,17 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { tarArchive } from '../images.ts';
 import {
+  claimRealNode,
   cniConflist,
   containerdConfigToml,
   kubeletConfigYaml,
   realNodePaths,
   registryHostsFiles,
+  releaseRealNode,
   shimSocketPath,
 } from './real-node.ts';
 import {
@@ -222,5 +227,41 @@ describe('tarArchive', () => {
       'busybox',
     ]);
     expect(tar.length).toBe(512 * 4 + 1024);
+  });
+});
+
+describe('the machine-wide real-node claim', () => {
+  const scratch = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kw-claim-'));
+    return { claim: join(dir, 'claim'), envA: join(dir, 'a'), envB: join(dir, 'b'), root: dir };
+  };
+
+  it('is taken atomically: a second environment is refused while the first one is starting', async () => {
+    const t = scratch();
+    writeFileSync(`${t.envA}`, ''); // the folder of A exists (a file stands in: only its existence is read)
+    await claimRealNode(t.envA, t.claim);
+    await expect(claimRealNode(t.envB, t.claim)).rejects.toThrow(/another kubelet runs on this machine/);
+    await claimRealNode(t.envA, t.claim); // its own claim again: fine
+    expect(JSON.parse(readFileSync(t.claim, 'utf8')).dir).toBe(t.envA);
+  });
+
+  it('is taken over when its environment is gone or its owner died, and released only by its holder', async () => {
+    const t = scratch();
+    writeFileSync(
+      t.claim,
+      JSON.stringify({ dir: join(t.root, 'gone'), pid: process.pid, claimedAt: Date.now() }),
+    );
+    await claimRealNode(t.envB, t.claim);
+    expect(JSON.parse(readFileSync(t.claim, 'utf8')).dir).toBe(t.envB);
+
+    writeFileSync(t.envA, '');
+    writeFileSync(t.claim, JSON.stringify({ dir: t.envA, pid: 2 ** 22 + 1, claimedAt: Date.now() }));
+    await claimRealNode(t.envB, t.claim); // A's owner pid is not alive and A recorded no kubelet
+    expect(JSON.parse(readFileSync(t.claim, 'utf8')).dir).toBe(t.envB);
+
+    await releaseRealNode(t.envA, t.claim); // not A's: stays
+    expect(JSON.parse(readFileSync(t.claim, 'utf8')).dir).toBe(t.envB);
+    await releaseRealNode(t.envB, t.claim);
+    expect(() => readFileSync(t.claim)).toThrow(/ENOENT/);
   });
 });

@@ -98,16 +98,97 @@ function environmentId(dir: string): string {
 }
 
 /**
- * Checks the machine (installing missing Debian packages when allowed) before anything starts. One real
- * node per machine: every kubelet serves its device-plugin socket at the same fixed path.
+ * Checks the machine (installing missing Debian packages when allowed) before anything starts, then
+ * claims the machine's one real node for `dir`. One real node per machine: every kubelet serves its
+ * device-plugin socket at the same fixed path, and each node's pods on the host network share its ports.
  */
-export async function checkRealNodeHost(ctx: Pick<EnvironmentContext, 'binDir' | 'log'>, install: boolean) {
+export async function checkRealNodeHost(
+  ctx: Pick<EnvironmentContext, 'binDir' | 'log'>,
+  install: boolean,
+  dir: string,
+) {
   await ensureRealNodePrerequisites({ kubelet: inBin(ctx, 'kubelet'), install, log: ctx.log });
   const kubeletSocket = '/var/lib/kubelet/device-plugins/kubelet.sock';
   if (await socketAnswers(kubeletSocket)) {
     throw new Error(
       `another kubelet runs on this machine (${kubeletSocket} answers): one real node per machine; stop it first (scripts/local-cluster down)`,
     );
+  }
+  await claimRealNode(dir);
+}
+
+/**
+ * Where the machine's real node is claimed. Checking the kubelet's socket alone let two environments
+ * that started at the same moment both pass (neither kubelet was up yet); creating this file is atomic.
+ */
+export const REAL_NODE_CLAIM = '/run/kubewatcher-real-node.claim';
+/** A claim younger than this holds while its environment is still starting (no kubelet recorded yet). */
+const CLAIM_STARTING_MS = 5 * 60_000;
+
+interface RealNodeClaim {
+  dir: string;
+  pid: number;
+  claimedAt: number;
+}
+
+/** Takes the claim for `dir`, replacing a stale one; refuses while another environment holds it. */
+export async function claimRealNode(dir: string, claimFile: string = REAL_NODE_CLAIM): Promise<void> {
+  const claim: RealNodeClaim = { dir, pid: process.pid, claimedAt: Date.now() };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(claimFile, `${JSON.stringify(claim)}\n`, { flag: 'wx', mode: 0o644 });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const held = readClaim(claimFile);
+    if (held?.dir === dir) return; // this environment's own claim, from an earlier start
+    if (held && (await claimHolds(held))) {
+      throw new Error(
+        `another kubelet runs on this machine (the real node of ${held.dir}): one real node per machine; stop it first (scripts/local-cluster down)`,
+      );
+    }
+    await rm(claimFile, { force: true }); // stale: its environment is gone
+  }
+  throw new Error(`cannot claim the real node: ${claimFile} keeps coming back`);
+}
+
+/** Gives the claim up if `dir` holds it (teardown). */
+export async function releaseRealNode(dir: string, claimFile: string = REAL_NODE_CLAIM): Promise<void> {
+  if (readClaim(claimFile)?.dir === dir) await rm(claimFile, { force: true });
+}
+
+function readClaim(claimFile: string): RealNodeClaim | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(claimFile, 'utf8')) as Partial<RealNodeClaim>;
+    if (
+      typeof parsed.dir !== 'string' ||
+      typeof parsed.pid !== 'number' ||
+      typeof parsed.claimedAt !== 'number'
+    ) {
+      return undefined;
+    }
+    return parsed as RealNodeClaim;
+  } catch {
+    return undefined; // unreadable or half written: treated as stale
+  }
+}
+
+async function claimHolds(claim: RealNodeClaim): Promise<boolean> {
+  if (!existsSync(claim.dir)) return false;
+  const records = await readProcessRecords(claim.dir).catch(() => []);
+  const node = records.filter((r) => r.name === 'kubelet' || r.name === 'containerd');
+  if (node.length > 0) return node.some(isRecordedProcessAlive);
+  // Nothing recorded yet: the environment is still starting if its owner lives and the claim is recent.
+  return Date.now() - claim.claimedAt < CLAIM_STARTING_MS && processAlive(claim.pid);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -588,6 +669,7 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
   const state = await readHostState(paths.hostState);
   if (!state) {
     if (existsSync(paths.node)) await unmountUnder(dir);
+    await releaseRealNode(dir);
     return [];
   }
   const done: string[] = [];
@@ -625,5 +707,6 @@ export async function tearDownRealNode(dir: string): Promise<string[]> {
     containerIds: [...shims.map((s) => s.id), ...sandboxIds],
   });
   await rm(paths.hostState, { force: true });
+  await releaseRealNode(dir);
   return done;
 }
