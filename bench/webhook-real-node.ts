@@ -16,7 +16,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
@@ -26,10 +25,11 @@ import {
   installKubewatcher,
   pushKubewatcherImage,
   SYSTEM_NAMESPACE,
+  startRealNodeCluster,
   waitForPodsOnDigest,
 } from '../scripts/lib/in-cluster.ts';
 import { freePorts } from '../scripts/lib/local-cluster/processes.ts';
-import { type LocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
+import type { LocalCluster } from '../scripts/lib/local-cluster.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
@@ -63,7 +63,8 @@ const loads: number[] = [];
 const sampleLoad = setInterval(() => loads.push(loadavg()[0] ?? 0), 10_000);
 
 try {
-  cluster = await startRealNodeCluster(join(dir, 'env'));
+  // One real node per machine: while another run holds it, wait (up to 15 min) for it to go.
+  cluster = await startRealNodeCluster(join(dir, 'env'), undefined, { waitMs: 15 * 60_000, log });
   const info = cluster.info;
   const kc = loadKubeConfig(info.kubeconfig);
   const apps = kc.makeApiClient(AppsV1Api);
@@ -345,20 +346,6 @@ function webDeployment(image: string) {
 
 function podsOf(digest: string) {
   return { namespace: NS, selector: 'app=web', digest, replicas: 1 };
-}
-
-/** One real node per machine: when another run holds it, wait (bounded) for it to go. */
-async function startRealNodeCluster(envDir: string): Promise<LocalCluster> {
-  const deadline = Date.now() + 15 * 60_000;
-  for (;;) {
-    try {
-      return await startLocalCluster({ dir: envDir, realNode: true, log });
-    } catch (err) {
-      if (!/another kubelet runs on this machine/.test(String(err)) || Date.now() > deadline) throw err;
-      log(`waiting for the other real node to stop: ${(err as Error).message.split('\n')[0]}`);
-      await delay(15_000);
-    }
-  }
 }
 
 function percentile(values: readonly number[], p: number): number {

@@ -52,16 +52,27 @@ export function kubectlFor(info: Pick<LocalClusterInfo, 'binDir' | 'kubeconfig'>
 
 /**
  * A local environment with the real node in `dir`. One real node per machine: when another test run
- * holds it, waits (bounded, five minutes) for it to go.
+ * holds it, waits (bounded: five minutes unless `waitMs` says otherwise) for it to go. `binDir`
+ * defaults to what scripts/build-binaries.sh prints; `log` also receives the environment's progress.
  */
-export async function startRealNodeCluster(dir: string, binDir: string): Promise<LocalCluster> {
-  const deadline = Date.now() + 5 * 60_000;
+export async function startRealNodeCluster(
+  dir: string,
+  binDir?: string,
+  options: { waitMs?: number; log?: (line: string) => void } = {},
+): Promise<LocalCluster> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const deadline = Date.now() + (options.waitMs ?? 5 * 60_000);
   for (;;) {
     try {
-      return await startLocalCluster({ dir, binDir, realNode: true });
+      return await startLocalCluster({
+        dir,
+        realNode: true,
+        ...(binDir ? { binDir } : {}),
+        ...(options.log ? { log } : {}),
+      });
     } catch (err) {
       if (!/another kubelet runs on this machine/.test(String(err)) || Date.now() > deadline) throw err;
-      console.log(`waiting for the other real node to stop: ${(err as Error).message}`);
+      log(`waiting for the other real node to stop: ${(err as Error).message.split('\n')[0]}`);
       await delay(15_000);
     }
   }
