@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'n
 import { mkdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { canInstallDebianPackages, installDebianPackages } from '../debian-packages.ts';
 
 const run = promisify(execFile);
 
@@ -165,20 +166,8 @@ export async function ensureRealNodePrerequisites(options: {
   let missing = missingPrerequisites(options.kubelet);
   const packages = packagesToInstall(missing);
   // Root is needed by apt-get as much as by the node; without it, report everything at once.
-  const canInstall = process.getuid?.() === 0 && existsSync('/usr/bin/apt-get');
-  if (packages.length > 0 && options.install && canInstall) {
-    options.log(`installing ${packages.join(' ')} with apt-get (the real node needs them)`);
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    try {
-      await run('apt-get', ['update'], { env, maxBuffer: 64 << 20 });
-      await run('apt-get', ['install', '-y', '--no-install-recommends', ...packages], {
-        env,
-        maxBuffer: 64 << 20,
-      });
-    } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new Error(`apt-get could not install ${packages.join(' ')}: ${e.stderr?.trim() || e.message}`);
-    }
+  if (packages.length > 0 && options.install && canInstallDebianPackages()) {
+    await installDebianPackages(packages, 'the real node needs them', options.log);
     missing = missingPrerequisites(options.kubelet);
   }
   if (missing.length > 0) {
