@@ -19,6 +19,7 @@ import { createServer, connect as netConnect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { isProcessAlive } from '../../scripts/lib/local-cluster/processes.ts';
 
 const run = promisify(execFile);
 const AGENT = join(import.meta.dirname, 'netns-agent.ts');
@@ -35,15 +36,6 @@ async function ip(args: string[]): Promise<string> {
   } catch (err) {
     const e = err as Error & { stderr?: string };
     throw new Error(`ip ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -68,7 +60,7 @@ async function removeStaleLabs(): Promise<void> {
   const names = (await ip(['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '');
   for (const name of names) {
     const owner = new RegExp(`^${PREFIX}(\\d+)-`).exec(name)?.[1];
-    if (owner && Number(owner) !== process.pid && !alive(Number(owner))) await deleteNetns(name);
+    if (owner && Number(owner) !== process.pid && !isProcessAlive(Number(owner))) await deleteNetns(name);
   }
 }
 

@@ -113,6 +113,16 @@ export function procStat(pid: number): { state: string; startTime: string } | un
   }
 }
 
+/** Whether a process of this pid exists (one of another user's counts: EPERM). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Whether the recorded process still runs (a zombie counts as gone; so does a reused pid). */
 export function isRecordedProcessAlive(record: ProcessRecord): boolean {
   const stat = procStat(record.pid);

@@ -31,7 +31,13 @@ import { issueCertificate } from '../pki.ts';
 import { type EnvironmentContext, inBin, type PortPool } from './context.ts';
 import type { ControlPlane } from './control-plane.ts';
 import { readyCondition } from './node-status.ts';
-import { isRecordedProcessAlive, readProcessRecords, STOP_GRACE_MS, stopProcessGroups } from './processes.ts';
+import {
+  isProcessAlive,
+  isRecordedProcessAlive,
+  readProcessRecords,
+  STOP_GRACE_MS,
+  stopProcessGroups,
+} from './processes.ts';
 import {
   CNI_BIN_DIR,
   cleanFixedPaths,
@@ -180,16 +186,7 @@ async function claimHolds(claim: RealNodeClaim): Promise<boolean> {
   const node = records.filter((r) => r.name === 'kubelet' || r.name === 'containerd');
   if (node.length > 0) return node.some(isRecordedProcessAlive);
   // Nothing recorded yet: the environment is still starting if its owner lives and the claim is recent.
-  return Date.now() - claim.claimedAt < CLAIM_STARTING_MS && processAlive(claim.pid);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return Date.now() - claim.claimedAt < CLAIM_STARTING_MS && isProcessAlive(claim.pid);
 }
 
 /** containerd's configuration (version 2 format of containerd 1.6). */
