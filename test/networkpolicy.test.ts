@@ -28,7 +28,14 @@ import type {
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { canInstallDebianPackages, installDebianPackages } from '../scripts/lib/debian-packages.ts';
-import { type Clients, clientsFor, kubectl, mergePatch, until } from './support/controller-fixtures.ts';
+import {
+  type Clients,
+  clientsFor,
+  createNamespace,
+  kubectl,
+  mergePatch,
+  until,
+} from './support/controller-fixtures.ts';
 import { createLab, type Lab, NODE_IP, type Proto } from './support/netns-lab.ts';
 
 const run = promisify(execFile);
@@ -111,12 +118,6 @@ const CONNECTIONS: Connection[] = [
   { from: 'scraper', to: 'poller', proto: 'tcp', port: POLLER_PORT, enforced: 'refused' },
   { from: 'stranger', to: 'poller', proto: 'tcp', port: POLLER_PORT, enforced: 'refused' },
 ];
-/** Connections that show the enforcer has applied (or dropped) both policies: one of each pod. */
-const SENTINELS = CONNECTIONS.filter(
-  (c) =>
-    (c.from === 'stranger' && c.to === 'controller') ||
-    (c.from === 'poller' && c.to === 'metadata' && c.port === 443),
-);
 /** A refused TCP connection is rejected at once; a refused UDP datagram is dropped without an answer. */
 const PROBE_TIMEOUT_MS = 3000;
 const ENFORCER_LOG = 'kube-router.log';
@@ -252,21 +253,21 @@ function labPod(role: PodRole, namespace: string, template?: V1PodTemplateSpec):
   };
 }
 
-async function createNamespace(prefix: string, labels: Record<string, string> = {}): Promise<string> {
-  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
-  await admin.core.createNamespace({ body: { metadata: { name, labels } } });
+/** A namespace of the file, deleted at its end. */
+async function labNamespace(prefix: string, labels: Record<string, string> = {}): Promise<string> {
+  const name = await createNamespace(admin, prefix, labels);
   namespaces.push(name);
   return name;
 }
 
 /** The pods of one installation's objects, with their lab addresses as status.podIP. */
 async function createPods(shipped: Shipped): Promise<Record<PodRole, string>> {
-  const system = await createNamespace('netpol-system');
+  const system = await labNamespace('netpol-system');
   const where: Record<PodRole, string> = {
     controller: system,
     poller: system,
-    scraper: await createNamespace('netpol-monitoring', { 'kubewatcher.io/metrics-access': 'allowed' }),
-    stranger: await createNamespace('netpol-other'),
+    scraper: await labNamespace('netpol-monitoring', { 'kubewatcher.io/metrics-access': 'allowed' }),
+    stranger: await labNamespace('netpol-other'),
   };
   for (const role of PODS) {
     const template = role === 'controller' || role === 'poller' ? shipped[role] : undefined;
@@ -307,10 +308,32 @@ async function deletePods(where: Record<PodRole, string>): Promise<void> {
   }
 }
 
-/** Waits (bounded) for `check`; on time-out the error carries the end of the enforcer's log. */
-async function untilEnforcer(check: () => Promise<boolean>, what: string): Promise<void> {
+/**
+ * What the enforcer has applied, from its rules in the node's filter table (reading takes no lock): the
+ * pods it filters ("…traffic destined to POD name:NAME namespace: NS…") and the policies it applies to
+ * them ("run through nw policy NAME"). What the policies allow is left to the connections to show.
+ */
+async function enforcerState(): Promise<string[]> {
+  const { stdout } = await run('ip', ['netns', 'exec', lab!.node.netns, 'iptables-save', '-t', 'filter']);
+  const pods = [...stdout.matchAll(/destined to POD name:(\S+) namespace: (\S+) to chain/g)].map(
+    (m) => `pod ${m[2]}/${m[1]}`,
+  );
+  const policies = [...stdout.matchAll(/run through nw policy (\S+?)"/g)].map((m) => `policy ${m[1]}`);
+  return [...new Set([...pods, ...policies])].sort();
+}
+
+/** Waits (bounded) until the enforcer filters the pods of `where` with exactly `policies`. */
+async function untilEnforced(where: Record<PodRole, string>, policies: string[]): Promise<void> {
+  const want = [
+    ...PODS.map((role) => `pod ${where[role]}/${role}`),
+    ...policies.map((p) => `policy ${p}`),
+  ].sort();
   try {
-    await until(check, (done) => done, { what, timeoutMs: 60_000, intervalMs: 500 });
+    await until(enforcerState, (seen) => JSON.stringify(seen) === JSON.stringify(want), {
+      what: `the enforcer's rules to be [${want.join(', ')}]`,
+      timeoutMs: 60_000,
+      intervalMs: 250,
+    });
   } catch (err) {
     const log = join(workDir, ENFORCER_LOG);
     const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-40).join('\n') : '(no log)';
@@ -396,13 +419,11 @@ describe.each(VARIANTS)('the NetworkPolicies of %s', (source) => {
     const where = await createPods(shipped);
     const expected = (verdict: (c: Connection) => Verdict) =>
       new Map(CONNECTIONS.map((c) => [label(c, shipped), verdict(c)] as const));
-    const sentinelsAre = (verdict: Verdict) => async () => {
-      const seen = await observe(SENTINELS, shipped);
-      return [...seen.values()].every((v) => v === verdict);
-    };
 
     const created: string[] = [];
     try {
+      // Every pod known to the enforcer (with its address) before any policy selects one.
+      await untilEnforced(where, []);
       // Through kubectl, as an admin installs them: @kubernetes/client-node would serialise a plain
       // object's `from` as nothing (its model names the field `_from`), i.e. "from everywhere".
       const policies = shipped.policies.map((p) => ({
@@ -411,12 +432,12 @@ describe.each(VARIANTS)('the NetworkPolicies of %s', (source) => {
       }));
       await kubectlCreate(policies);
       created.push(...policies.map((p) => p.metadata.name!));
-      await untilEnforcer(sentinelsAre('refused'), 'the enforcer to apply the policies');
+      await untilEnforced(where, created);
       console.log('with the policies:');
       expect(await observe(CONNECTIONS, shipped)).toEqual(expected((c) => c.enforced));
 
       await kubectl(info, '-n', where.controller, 'delete', 'networkpolicy', ...created.splice(0));
-      await untilEnforcer(sentinelsAre('allowed'), 'the enforcer to drop the deleted policies');
+      await untilEnforced(where, []);
       console.log('without them:');
       expect(await observe(CONNECTIONS, shipped)).toEqual(expected(() => 'allowed'));
     } finally {

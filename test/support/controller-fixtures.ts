@@ -124,11 +124,15 @@ export async function createSuspendedPollerCronJob(
   return clients.kc.makeApiClient(BatchV1Api).createNamespacedCronJob({ namespace, body: cronJob });
 }
 
-/** Creates a namespace with a random suffix and returns its name. */
-export async function createNamespace(clients: Clients, prefix: string): Promise<string> {
+/** Creates a namespace with a random suffix (and `labels`) and returns its name. */
+export async function createNamespace(
+  clients: Pick<Clients, 'core'>,
+  prefix: string,
+  labels: Record<string, string> = {},
+): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
   await clients.core.createNamespace({
-    body: { metadata: { name, labels: { 'kubewatcher.io/test': prefix } } },
+    body: { metadata: { name, labels: { 'kubewatcher.io/test': prefix, ...labels } } },
   });
   return name;
 }
