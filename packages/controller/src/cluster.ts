@@ -7,6 +7,7 @@ import {
   createObject,
   deleteObject,
   FIELD_MANAGER,
+  getObject,
   IMAGE_UPDATE,
   type ImageUpdate,
   type ImageUpdateStatus,
@@ -23,6 +24,12 @@ import {
 import type { GeneratedWatchedImage } from './plan-auto-watch.ts';
 import type { PlannedEvent, WorkloadPatch } from './plan-update.ts';
 import type { ControllerStatus } from './plan-watched-image.ts';
+import {
+  POLLER_SECRETS_ACCESS,
+  type PollerAccessGrant,
+  pollerAccessBinding,
+  type RoleBindingSeen,
+} from './poller-access.ts';
 
 /**
  * The strategic merge patch that pins containers: only the named containers (merged by name) under
@@ -36,15 +43,6 @@ export function workloadPatchBody(patch: WorkloadPatch, updateName: string): Rec
     metadata: { annotations: { [ANNOTATION.imageUpdate]: updateName } },
     ...underPodTemplate(patch.kind, { spec: podSpec }),
   };
-}
-
-/** The value of LABEL.access on the poller's secret-access RoleBindings. */
-export const POLLER_SECRETS_ACCESS = 'poller-secrets';
-
-/** Which ClusterRole the controller binds to which service account (the poller's) per watched namespace. */
-export interface PollerAccessGrant {
-  role: string;
-  serviceAccount: { namespace: string; name: string };
 }
 
 /**
@@ -153,39 +151,45 @@ export class ControllerWriter {
     });
   }
 
-  /**
-   * The RoleBinding that lets the poller read secrets in `namespace`: `grant.role` (a ClusterRole that
-   * grants `get secrets`) bound to the poller's service account. Server-side apply, so it is made once
-   * and left as it is after.
-   */
-  async applyPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
-    const body = {
-      apiVersion: RESOURCE.roleBinding.apiVersion,
-      kind: RESOURCE.roleBinding.kind,
-      metadata: {
-        name: grant.role,
-        namespace,
-        labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, 'app.kubernetes.io/managed-by': 'kubewatcher' },
-      },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
-      subjects: [
-        {
-          kind: 'ServiceAccount',
-          name: grant.serviceAccount.name,
-          namespace: grant.serviceAccount.namespace,
-        },
-      ],
-    };
-    await patchObject(this.#kc, RESOURCE.roleBinding, namespace, grant.role, body, {
-      strategy: PatchStrategy.ServerSideApply,
+  /** The RoleBinding named like the poller's grant in `namespace`, whoever made it; undefined when none. */
+  async readPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<RoleBindingSeen | undefined> {
+    return await getObject<RoleBindingSeen>(this.#kc, RESOURCE.roleBinding, namespace, grant.role);
+  }
+
+  /** Makes the poller's secret access in `namespace`; a 409 when a binding of that name appeared meanwhile. */
+  async createPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
+    await createObject(this.#kc, RESOURCE.roleBinding, namespace, pollerAccessBinding(namespace, grant), {
       fieldManager: FIELD_MANAGER.controller,
-      force: true,
     });
   }
 
-  /** Removes the poller's secret access from `namespace`; already gone is fine. */
-  async deletePollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
-    await deleteObject(this.#kc, RESOURCE.roleBinding, namespace, grant.role);
+  /**
+   * Brings the controller's binding in `namespace` to the grant (server-side apply), at the version
+   * judged the controller's: a binding replaced since gets a 409, never taken over.
+   */
+  async updatePollerAccess(
+    namespace: string,
+    grant: PollerAccessGrant,
+    resourceVersion: string,
+  ): Promise<void> {
+    const binding = pollerAccessBinding(namespace, grant);
+    await patchObject(
+      this.#kc,
+      RESOURCE.roleBinding,
+      namespace,
+      grant.role,
+      { ...binding, metadata: { ...binding.metadata, resourceVersion } },
+      { strategy: PatchStrategy.ServerSideApply, fieldManager: FIELD_MANAGER.controller, force: true },
+    );
+  }
+
+  /** Removes the poller's secret access from `namespace` if it is still the version judged the controller's; already gone is fine. */
+  async deletePollerAccess(
+    namespace: string,
+    grant: PollerAccessGrant,
+    preconditions: { uid: string; resourceVersion: string },
+  ): Promise<void> {
+    await deleteObject(this.#kc, RESOURCE.roleBinding, namespace, grant.role, { preconditions });
   }
 
   /** Namespaces that hold a poller-access RoleBinding the controller made. */

@@ -18,7 +18,7 @@ import {
 } from '@kubewatcher/shared';
 import type { Registry } from 'prom-client';
 import { cachedWorkload } from './cached-workload.ts';
-import { ControllerWriter, type PollerAccessGrant } from './cluster.ts';
+import { ControllerWriter } from './cluster.ts';
 import {
   type ControllerMetrics,
   cachesSyncedOrStandby,
@@ -40,7 +40,7 @@ import {
 import { Notifier } from './notifications/notifier.ts';
 import type { AutoWatchScope, NamespaceLike } from './plan-auto-watch.ts';
 import type { Workload } from './plan-update.ts';
-import { PollerAccess } from './poller-access.ts';
+import { PollerAccess, type PollerAccessGrant } from './poller-access.ts';
 import { AutoWatchReconciler, namespaceLabelsOnly } from './reconcile-auto-watch.ts';
 import {
   BY_WATCHED_IMAGE,
@@ -292,12 +292,20 @@ export class Controller {
       ? new PollerAccess(this.#opts.pollerAccess, this.#writer, logger)
       : undefined;
     // Bindings left from before (the last WatchedImage of a namespace deleted while no replica led): a
-    // key of no WatchedImage in such a namespace makes its reconcile remove the binding.
+    // key of no WatchedImage in such a namespace makes its reconcile remove the binding. Only in the
+    // namespaces this controller watches: elsewhere an empty cache says nothing.
+    const watchedNamespaces = this.#opts.namespaces?.length ? new Set(this.#opts.namespaces) : undefined;
     const leftBindings = pollerAccess
       ? (await pollerAccess.bound())
+          .filter((namespace) => watchedNamespaces?.has(namespace) ?? true)
           .filter((namespace) => caches.watchedImages.listByNamespace(namespace).length === 0)
           .map((namespace) => `${namespace}/${pollerAccess.role}`)
       : [];
+    if (leftBindings.length > 0) {
+      logger.info('checking poller access bindings left in namespaces without WatchedImages', {
+        namespaces: leftBindings.map((key) => key.slice(0, key.indexOf('/'))),
+      });
+    }
     const deps = {
       caches,
       writer: this.#writer,

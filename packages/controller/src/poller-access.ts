@@ -1,20 +1,127 @@
-import { errorFields, type Logger } from '@kubewatcher/shared';
-import type { ControllerWriter, PollerAccessGrant } from './cluster.ts';
+import {
+  errorFields,
+  LABEL,
+  type Logger,
+  MANAGED_BY_KUBEWATCHER,
+  MANAGED_BY_LABEL,
+  RESOURCE,
+} from '@kubewatcher/shared';
+import type { ControllerWriter } from './cluster.ts';
 
 /** Namespaces whose secrets the poller never reads, whatever WatchedImages they hold. */
 export const NEVER_GRANTED_NAMESPACES: readonly string[] = ['kube-system'];
+
+/** The value of LABEL.access on the poller's secret-access RoleBindings. */
+export const POLLER_SECRETS_ACCESS = 'poller-secrets';
+
+/** Which ClusterRole the controller binds to which service account (the poller's) per watched namespace. */
+export interface PollerAccessGrant {
+  role: string;
+  serviceAccount: { namespace: string; name: string };
+}
+
+/** What the controller reads of a RoleBinding named like its grant. */
+export interface RoleBindingSeen {
+  metadata?: { uid?: string; resourceVersion?: string; labels?: Record<string, string> };
+  roleRef?: { apiGroup?: string; kind?: string; name?: string };
+  subjects?: { kind?: string; name?: string; namespace?: string }[];
+}
+
+/**
+ * The RoleBinding that lets the poller read secrets in `namespace`: `grant.role` (a ClusterRole that
+ * grants `get secrets`) bound to the poller's service account, named after the role and labelled as
+ * the controller's so it is told apart from a binding of that name someone else made.
+ */
+export function pollerAccessBinding(namespace: string, grant: PollerAccessGrant) {
+  return {
+    apiVersion: RESOURCE.roleBinding.apiVersion,
+    kind: RESOURCE.roleBinding.kind,
+    metadata: {
+      name: grant.role,
+      namespace,
+      labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, [MANAGED_BY_LABEL]: MANAGED_BY_KUBEWATCHER },
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
+    subjects: [
+      { kind: 'ServiceAccount', name: grant.serviceAccount.name, namespace: grant.serviceAccount.namespace },
+    ],
+  };
+}
+
+/**
+ * Why a RoleBinding of the grant's name is not the controller's to change or delete, or undefined when
+ * it is: it carries both of the controller's labels and binds the grant's ClusterRole.
+ */
+export function foreignBindingReason(binding: RoleBindingSeen, grant: PollerAccessGrant): string | undefined {
+  const labels = binding.metadata?.labels ?? {};
+  if (labels[LABEL.access] !== POLLER_SECRETS_ACCESS || labels[MANAGED_BY_LABEL] !== MANAGED_BY_KUBEWATCHER) {
+    return `it lacks the labels ${LABEL.access}=${POLLER_SECRETS_ACCESS} and ${MANAGED_BY_LABEL}=${MANAGED_BY_KUBEWATCHER}`;
+  }
+  const ref = binding.roleRef;
+  if (
+    ref?.kind !== 'ClusterRole' ||
+    ref.name !== grant.role ||
+    ref.apiGroup !== 'rbac.authorization.k8s.io'
+  ) {
+    return `it binds ${ref?.kind ?? '?'} ${ref?.name ?? '?'}, not ClusterRole ${grant.role}`;
+  }
+  return undefined;
+}
+
+export type GrantPlan =
+  | { action: 'create' }
+  | { action: 'keep' }
+  /** The controller's binding names another subject (e.g. the poller's service account moved). */
+  | { action: 'update'; resourceVersion: string }
+  | { action: 'leave-foreign'; reason: string };
+
+/** What granting takes, given the RoleBinding of the grant's name as it is (undefined: none). */
+export function planGrant(existing: RoleBindingSeen | undefined, grant: PollerAccessGrant): GrantPlan {
+  if (!existing) return { action: 'create' };
+  const reason = foreignBindingReason(existing, grant);
+  if (reason) return { action: 'leave-foreign', reason };
+  const subjects = existing.subjects ?? [];
+  const { name, namespace } = grant.serviceAccount;
+  const upToDate =
+    subjects.length === 1 &&
+    subjects[0]!.kind === 'ServiceAccount' &&
+    subjects[0]!.name === name &&
+    subjects[0]!.namespace === namespace;
+  return upToDate
+    ? { action: 'keep' }
+    : { action: 'update', resourceVersion: existing.metadata?.resourceVersion ?? '' };
+}
+
+export type RevokePlan =
+  | { action: 'none' }
+  /** Preconditions: the delete fails rather than take a binding replaced since it was read. */
+  | { action: 'delete'; uid: string; resourceVersion: string }
+  | { action: 'leave-foreign'; reason: string };
+
+/** What revoking takes, given the RoleBinding of the grant's name as it is (undefined: none). */
+export function planRevoke(existing: RoleBindingSeen | undefined, grant: PollerAccessGrant): RevokePlan {
+  if (!existing) return { action: 'none' };
+  const reason = foreignBindingReason(existing, grant);
+  if (reason) return { action: 'leave-foreign', reason };
+  return {
+    action: 'delete',
+    uid: existing.metadata?.uid ?? '',
+    resourceVersion: existing.metadata?.resourceVersion ?? '',
+  };
+}
 
 /**
  * The poller reads pull secrets only in namespaces that hold WatchedImages: the controller binds one
  * ClusterRole (`get secrets`) to the poller's service account in each such namespace, and removes the
  * binding when the last WatchedImage there is gone. The controller may bind that role and no other
  * (RBAC `bind` with resourceNames), and an admission policy holds its RoleBindings to exactly this one.
+ * A RoleBinding of the same name that the controller did not make is never changed nor deleted.
  */
 export class PollerAccess {
   readonly #grant: PollerAccessGrant;
   readonly #writer: ControllerWriter;
   readonly #logger: Logger;
-  /** Namespaces granted by this process: one apply per namespace per process, not per reconcile. */
+  /** Namespaces granted by this process: one check per namespace per process, not per reconcile. */
   readonly #granted = new Set<string>();
   readonly #refusedLogged = new Set<string>();
 
@@ -28,19 +135,41 @@ export class PollerAccess {
   async watched(namespace: string): Promise<void> {
     if (this.#granted.has(namespace)) return;
     if (NEVER_GRANTED_NAMESPACES.includes(namespace)) {
-      if (!this.#refusedLogged.has(namespace)) {
-        this.#refusedLogged.add(namespace);
-        this.#logger.warn('not granting the poller access to secrets in this namespace', { namespace });
-      }
+      this.#refuseOnce(`grant:${namespace}`, 'not granting the poller access to secrets in this namespace', {
+        namespace,
+      });
       return;
     }
     try {
-      await this.#writer.applyPollerAccess(namespace, this.#grant);
+      const plan = planGrant(await this.#writer.readPollerAccess(namespace, this.#grant), this.#grant);
+      if (plan.action === 'leave-foreign') {
+        // Checked again on later reconciles: once its owner removes it, the controller's own is made.
+        this.#refuseOnce(
+          `grant:${namespace}`,
+          'not granting: a RoleBinding of this name that Kubewatcher did not make is left as it is',
+          {
+            namespace,
+            roleBinding: this.#grant.role,
+            reason: plan.reason,
+          },
+        );
+        return;
+      }
+      if (plan.action === 'keep') {
+        this.#logger.debug('the poller access is in place', { namespace, role: this.#grant.role });
+      }
+      if (plan.action === 'create') await this.#writer.createPollerAccess(namespace, this.#grant);
+      if (plan.action === 'update') {
+        await this.#writer.updatePollerAccess(namespace, this.#grant, plan.resourceVersion);
+      }
       this.#granted.add(namespace);
-      this.#logger.info('poller may read pull secrets in the namespace', {
-        namespace,
-        role: this.#grant.role,
-      });
+      this.#refusedLogged.delete(`grant:${namespace}`);
+      if (plan.action !== 'keep') {
+        this.#logger.info('poller may read pull secrets in the namespace', {
+          namespace,
+          role: this.#grant.role,
+        });
+      }
     } catch (err) {
       this.#logger.warn('could not grant the poller access to pull secrets', {
         namespace,
@@ -49,11 +178,28 @@ export class PollerAccess {
     }
   }
 
-  /** The namespace holds no WatchedImage any more: the binding goes. */
+  /** The namespace holds no WatchedImage any more: the controller's binding goes. */
   async unwatched(namespace: string): Promise<void> {
     this.#granted.delete(namespace);
     try {
-      await this.#writer.deletePollerAccess(namespace, this.#grant);
+      const plan = planRevoke(await this.#writer.readPollerAccess(namespace, this.#grant), this.#grant);
+      if (plan.action === 'leave-foreign') {
+        this.#refuseOnce(
+          `revoke:${namespace}`,
+          'not removing: a RoleBinding of this name that Kubewatcher did not make is left as it is',
+          {
+            namespace,
+            roleBinding: this.#grant.role,
+            reason: plan.reason,
+          },
+        );
+        return;
+      }
+      if (plan.action === 'none') return;
+      await this.#writer.deletePollerAccess(namespace, this.#grant, {
+        uid: plan.uid,
+        resourceVersion: plan.resourceVersion,
+      });
       this.#logger.info('no WatchedImage left: the poller may no longer read pull secrets in the namespace', {
         namespace,
       });
@@ -65,7 +211,7 @@ export class PollerAccess {
     }
   }
 
-  /** Namespaces that hold a binding made earlier (e.g. before a restart), to be checked once. */
+  /** Namespaces that hold a binding labelled as the controller's (e.g. made before a restart), to be checked once. */
   async bound(): Promise<string[]> {
     try {
       return await this.#writer.listPollerAccessNamespaces();
@@ -77,5 +223,12 @@ export class PollerAccess {
 
   get role(): string {
     return this.#grant.role;
+  }
+
+  /** Logs a refusal once per `key` (what was refused where) and process, not on every reconcile. */
+  #refuseOnce(key: string, message: string, fields: Record<string, unknown>): void {
+    if (this.#refusedLogged.has(key)) return;
+    this.#refusedLogged.add(key);
+    this.#logger.warn(message, fields);
   }
 }

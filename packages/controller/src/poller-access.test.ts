@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type PollerAccessGrant,
+  planGrant,
+  planRevoke,
+  pollerAccessBinding,
+  type RoleBindingSeen,
+} from './poller-access.ts';
+
+const GRANT: PollerAccessGrant = {
+  role: 'kubewatcher-poller-secrets',
+  serviceAccount: { namespace: 'kubewatcher-system', name: 'kubewatcher-poller' },
+};
+const OURS: RoleBindingSeen = {
+  ...pollerAccessBinding('shop', GRANT),
+  metadata: { ...pollerAccessBinding('shop', GRANT).metadata, uid: 'u-1', resourceVersion: '41' },
+};
+const relabel = (labels: Record<string, string>): RoleBindingSeen => ({
+  ...OURS,
+  metadata: { ...OURS.metadata, labels },
+});
+const rebind = (roleRef: RoleBindingSeen['roleRef']): RoleBindingSeen => ({ ...OURS, roleRef });
+const FOREIGN: [string, RoleBindingSeen][] = [
+  ['no labels', relabel({})],
+  ['the access label only', relabel({ 'kubewatcher.io/access': 'poller-secrets' })],
+  ['the managed-by label only', relabel({ 'app.kubernetes.io/managed-by': 'kubewatcher' })],
+  [
+    'another access value',
+    relabel({ 'kubewatcher.io/access': 'other', 'app.kubernetes.io/managed-by': 'kubewatcher' }),
+  ],
+  [
+    'our labels, another ClusterRole',
+    rebind({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' }),
+  ],
+  [
+    'our labels, a Role of the same name',
+    rebind({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: GRANT.role }),
+  ],
+  ['our labels, no roleRef', rebind(undefined)],
+];
+
+describe('planGrant', () => {
+  it('creates a missing binding', () => {
+    expect(planGrant(undefined, GRANT)).toEqual({ action: 'create' });
+  });
+
+  it('keeps the controller’s binding as it is', () => {
+    expect(planGrant(OURS, GRANT)).toEqual({ action: 'keep' });
+  });
+
+  it.each([
+    [
+      'another service account',
+      [{ kind: 'ServiceAccount', name: 'someone', namespace: 'kubewatcher-system' }],
+    ],
+    ['an extra subject', [...(OURS.subjects ?? []), { kind: 'User', name: 'mallory' }]],
+    ['no subject', []],
+  ])('brings the controller’s binding back to the grant when it names %s', (_what, subjects) => {
+    expect(planGrant({ ...OURS, subjects }, GRANT)).toEqual({ action: 'update', resourceVersion: '41' });
+  });
+
+  it.each(FOREIGN)('never changes a binding of the name with %s', (_what, binding) => {
+    expect(planGrant(binding, GRANT)).toMatchObject({ action: 'leave-foreign', reason: expect.any(String) });
+  });
+});
+
+describe('planRevoke', () => {
+  it('has nothing to do without a binding', () => {
+    expect(planRevoke(undefined, GRANT)).toEqual({ action: 'none' });
+  });
+
+  it('deletes the controller’s binding at the version read', () => {
+    expect(planRevoke(OURS, GRANT)).toEqual({ action: 'delete', uid: 'u-1', resourceVersion: '41' });
+  });
+
+  it.each(FOREIGN)('never deletes a binding of the name with %s', (_what, binding) => {
+    expect(planRevoke(binding, GRANT)).toMatchObject({ action: 'leave-foreign', reason: expect.any(String) });
+  });
+
+  it('names what makes a binding foreign', () => {
+    expect(planRevoke(relabel({}), GRANT)).toMatchObject({
+      reason: expect.stringContaining('kubewatcher.io/access=poller-secrets'),
+    });
+    expect(planRevoke(FOREIGN[4]![1], GRANT)).toMatchObject({
+      reason: 'it binds ClusterRole admin, not ClusterRole kubewatcher-poller-secrets',
+    });
+  });
+});
