@@ -75,7 +75,7 @@ const CONTROLLER_RULES = {
   ...NAMESPACED_CONTROLLER_RULES,
   'rbac.authorization.k8s.io/rolebindings': ['create', 'list'],
   'rbac.authorization.k8s.io/rolebindings#kubewatcher-poller-secrets': ['delete', 'get', 'patch'],
-  'rbac.authorization.k8s.io/clusterroles#kubewatcher-poller-secrets': ['bind'],
+  'rbac.authorization.k8s.io/clusterroles#kubewatcher-poller-secrets': ['bind', 'get'],
 };
 /** Create cannot be limited to a name; reads and renewals can. */
 const LEADER_ELECTION_RULES = {

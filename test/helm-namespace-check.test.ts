@@ -95,7 +95,7 @@ const EMPTY_NAMESPACE = ['configmap/kube-root-ca.crt', 'serviceaccount/default']
 
 describe('the chart in a namespace without the restricted Pod Security label', () => {
   it('refuses to install, naming the label and the value that skips the check', async () => {
-    for (const labels of [{}, { [LABEL]: 'baseline' }]) {
+    for (const labels of [{}, { [LABEL]: 'baseline' }] as Record<string, string>[]) {
       const ns = await namespace('helm-psa-none', labels);
       const message = await failure(['install', 'kubewatcher-psa', HELM_CHART, '-n', ns, ...NO_CRDS]);
       expect(message).toContain(`namespace ${ns} must exist with the label ${LABEL}=restricted`);
@@ -188,11 +188,21 @@ describe('the chart in a namespace that enforces restricted', () => {
     });
     try {
       await createWatchedImage(clients, app, 'shop', { image: 'ghcr.io/acme/shop:2.0' });
-      await until(
+      const list = await until(
         () => rbac.listNamespacedRoleBinding({ namespace: app }),
-        (list) => list.items.some((b) => b.metadata?.name === `${release}-poller-secrets`),
+        (l) => l.items.some((b) => b.metadata?.name === `${release}-poller-secrets`),
         { what: `the poller's RoleBinding in ${app}` },
       );
+      const role = await rbac.readClusterRole({ name: `${release}-poller-secrets` });
+      const binding = list.items.find((b) => b.metadata?.name === `${release}-poller-secrets`);
+      expect(binding?.metadata?.ownerReferences).toEqual([
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRole',
+          name: role.metadata?.name,
+          uid: role.metadata?.uid,
+        },
+      ]);
     } finally {
       await controller.stop();
     }
@@ -209,8 +219,8 @@ describe('the chart in a namespace that enforces restricted', () => {
       (names) => !names.some((n) => n.startsWith('pod/') || n.startsWith('job.batch/')),
       { what: `the release's pods in ${ns} to go` },
     );
-    // Exactly what docs/install.md lists: the Lease, the user's CA ConfigMap, and the RoleBinding in
-    // the app's namespace.
+    // Exactly what docs/install.md lists: the Lease and the user's CA ConfigMap. The poller's RoleBinding
+    // in the app's namespace is owned by the release's ClusterRole, so the garbage collector takes it.
     expect(await namesIn(ns)).toEqual(
       [
         ...EMPTY_NAMESPACE,
@@ -218,18 +228,20 @@ describe('the chart in a namespace that enforces restricted', () => {
         `lease.coordination.k8s.io/${release}-controller`,
       ].sort(),
     );
-    const left = (
-      await kubectl(
-        info,
-        'get',
-        'rolebindings',
-        '-A',
-        '-l',
-        'app.kubernetes.io/managed-by=kubewatcher',
-        '-o',
-        'name',
-      )
-    ).trim();
-    expect(left).toBe('rolebinding.rbac.authorization.k8s.io/kubewatcher-psa-poller-secrets');
+    await until(
+      () =>
+        kubectl(
+          info,
+          'get',
+          'rolebindings',
+          '-A',
+          '-l',
+          'app.kubernetes.io/managed-by=kubewatcher',
+          '-o',
+          'name',
+        ),
+      (names) => !names.includes(`/${release}-poller-secrets`),
+      { what: `the poller's RoleBinding in ${app} to go with its ClusterRole` },
+    );
   });
 });

@@ -228,9 +228,9 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       500,
     );
     // Nothing labelled as the chart's anywhere. Left are what the controller made at run time, which
-    // Helm does not know: its leader Lease in the release namespace and the poller's secrets
-    // RoleBinding in the app's namespace (bound to a ClusterRole and a service account now gone); and
-    // in the namespace, the CA ConfigMap made before install and what Kubernetes puts in every one.
+    // Helm does not know: its leader Lease in the release namespace (the poller's secrets RoleBinding in
+    // the app's namespace goes with its owner, the release's ClusterRole); and in the namespace, the CA
+    // ConfigMap made before install and what Kubernetes puts in every one.
     const labelled = await kubectl([
       'get',
       'all,configmaps,secrets,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,networkpolicies,poddisruptionbudgets,validatingadmissionpolicies,validatingadmissionpolicybindings',
@@ -241,16 +241,21 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       'name',
     ]);
     expect(labelled).toBe('');
-    const controllerMade = await kubectl([
-      'get',
-      'rolebindings',
-      '-A',
-      '-l',
-      'app.kubernetes.io/managed-by=kubewatcher',
-      '-o',
-      'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\\n"}{end}',
-    ]);
-    expect(controllerMade).toBe(`${APP_NAMESPACE}/kubewatcher-poller-secrets`);
+    await waitFor(
+      async () =>
+        (await kubectl([
+          'get',
+          'rolebindings',
+          '-A',
+          '-l',
+          'app.kubernetes.io/managed-by=kubewatcher',
+          '-o',
+          'name',
+        ])) === '',
+      60_000,
+      () => `the poller's secrets RoleBinding in ${APP_NAMESPACE} to go with its ClusterRole`,
+      500,
+    );
     const inNamespace = await kubectl([
       '-n',
       RELEASE_NAMESPACE,

@@ -156,9 +156,15 @@ export class ControllerWriter {
     return await getObject<RoleBindingSeen>(this.#kc, RESOURCE.roleBinding, namespace, grant.role);
   }
 
+  /** The ClusterRole the poller's bindings bind (and are owned by); undefined when it does not exist. */
+  async readPollerRole(grant: PollerAccessGrant): Promise<{ metadata?: { uid?: string } } | undefined> {
+    return await getObject(this.#kc, RESOURCE.clusterRole, '', grant.role);
+  }
+
   /** Makes the poller's secret access in `namespace`; a 409 when a binding of that name appeared meanwhile. */
-  async createPollerAccess(namespace: string, grant: PollerAccessGrant): Promise<void> {
-    await createObject(this.#kc, RESOURCE.roleBinding, namespace, pollerAccessBinding(namespace, grant), {
+  async createPollerAccess(namespace: string, grant: PollerAccessGrant, roleUid?: string): Promise<void> {
+    const binding = pollerAccessBinding(namespace, grant, roleUid);
+    await createObject(this.#kc, RESOURCE.roleBinding, namespace, binding, {
       fieldManager: FIELD_MANAGER.controller,
     });
   }
@@ -171,8 +177,9 @@ export class ControllerWriter {
     namespace: string,
     grant: PollerAccessGrant,
     resourceVersion: string,
+    roleUid?: string,
   ): Promise<void> {
-    const binding = pollerAccessBinding(namespace, grant);
+    const binding = pollerAccessBinding(namespace, grant, roleUid);
     await patchObject(
       this.#kc,
       RESOURCE.roleBinding,

@@ -59,6 +59,24 @@ describe('planGrant', () => {
     expect(planGrant({ ...OURS, subjects }, GRANT)).toEqual({ action: 'update', resourceVersion: '41' });
   });
 
+  it('gives the controller’s binding its ClusterRole as owner when the role exists', () => {
+    expect(planGrant(OURS, GRANT, 'role-uid')).toEqual({ action: 'update', resourceVersion: '41' });
+    const owned = pollerAccessBinding('shop', GRANT, 'role-uid');
+    expect(owned.metadata.ownerReferences).toEqual([
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', name: GRANT.role, uid: 'role-uid' },
+    ]);
+    expect(
+      planGrant({ ...owned, metadata: { ...owned.metadata, resourceVersion: '42' } }, GRANT, 'role-uid'),
+    ).toEqual({
+      action: 'keep',
+    });
+    // Owned by an earlier ClusterRole of the name (deleted and made again): the new one becomes the owner.
+    expect(planGrant(pollerAccessBinding('shop', GRANT, 'old-uid'), GRANT, 'role-uid')).toMatchObject({
+      action: 'update',
+    });
+    expect(pollerAccessBinding('shop', GRANT).metadata).not.toHaveProperty('ownerReferences');
+  });
+
   it.each(FOREIGN)('never changes a binding of the name with %s', (_what, binding) => {
     expect(planGrant(binding, GRANT)).toMatchObject({ action: 'leave-foreign', reason: expect.any(String) });
   });

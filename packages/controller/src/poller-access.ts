@@ -11,6 +11,9 @@ import type { ControllerWriter } from './cluster.ts';
 /** Namespaces whose secrets the poller never reads, whatever WatchedImages they hold. */
 export const NEVER_GRANTED_NAMESPACES: readonly string[] = ['kube-system'];
 
+/** How long a namespace found granted is trusted before the binding is checked again. */
+export const GRANT_RECHECK_MS = 10 * 60_000;
+
 /** The value of LABEL.access on the poller's secret-access RoleBindings. */
 export const POLLER_SECRETS_ACCESS = 'poller-secrets';
 
@@ -22,7 +25,12 @@ export interface PollerAccessGrant {
 
 /** What the controller reads of a RoleBinding named like its grant. */
 export interface RoleBindingSeen {
-  metadata?: { uid?: string; resourceVersion?: string; labels?: Record<string, string> };
+  metadata?: {
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    ownerReferences?: { kind?: string; name?: string; uid?: string }[];
+  };
   roleRef?: { apiGroup?: string; kind?: string; name?: string };
   subjects?: { kind?: string; name?: string; namespace?: string }[];
 }
@@ -30,9 +38,11 @@ export interface RoleBindingSeen {
 /**
  * The RoleBinding that lets the poller read secrets in `namespace`: `grant.role` (a ClusterRole that
  * grants `get secrets`) bound to the poller's service account, named after the role and labelled as
- * the controller's so it is told apart from a binding of that name someone else made.
+ * the controller's so it is told apart from a binding of that name someone else made. Owned by the
+ * ClusterRole (`roleUid`, when it exists): deleting the role, as an uninstall does, has the garbage
+ * collector delete every binding of it, wherever the controller made them.
  */
-export function pollerAccessBinding(namespace: string, grant: PollerAccessGrant) {
+export function pollerAccessBinding(namespace: string, grant: PollerAccessGrant, roleUid?: string) {
   return {
     apiVersion: RESOURCE.roleBinding.apiVersion,
     kind: RESOURCE.roleBinding.kind,
@@ -40,6 +50,18 @@ export function pollerAccessBinding(namespace: string, grant: PollerAccessGrant)
       name: grant.role,
       namespace,
       labels: { [LABEL.access]: POLLER_SECRETS_ACCESS, [MANAGED_BY_LABEL]: MANAGED_BY_KUBEWATCHER },
+      ...(roleUid
+        ? {
+            ownerReferences: [
+              {
+                apiVersion: RESOURCE.clusterRole.apiVersion,
+                kind: RESOURCE.clusterRole.kind,
+                name: grant.role,
+                uid: roleUid,
+              },
+            ],
+          }
+        : {}),
     },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: grant.role },
     subjects: [
@@ -71,12 +93,19 @@ export function foreignBindingReason(binding: RoleBindingSeen, grant: PollerAcce
 export type GrantPlan =
   | { action: 'create' }
   | { action: 'keep' }
-  /** The controller's binding names another subject (e.g. the poller's service account moved). */
+  /** The controller's binding names another subject (e.g. the poller's service account moved) or lacks its owner. */
   | { action: 'update'; resourceVersion: string }
   | { action: 'leave-foreign'; reason: string };
 
-/** What granting takes, given the RoleBinding of the grant's name as it is (undefined: none). */
-export function planGrant(existing: RoleBindingSeen | undefined, grant: PollerAccessGrant): GrantPlan {
+/**
+ * What granting takes, given the RoleBinding of the grant's name as it is (undefined: none) and the
+ * uid of the ClusterRole (undefined: it does not exist, so the binding cannot be owned by it).
+ */
+export function planGrant(
+  existing: RoleBindingSeen | undefined,
+  grant: PollerAccessGrant,
+  roleUid?: string,
+): GrantPlan {
   if (!existing) return { action: 'create' };
   const reason = foreignBindingReason(existing, grant);
   if (reason) return { action: 'leave-foreign', reason };
@@ -86,7 +115,8 @@ export function planGrant(existing: RoleBindingSeen | undefined, grant: PollerAc
     subjects.length === 1 &&
     subjects[0]!.kind === 'ServiceAccount' &&
     subjects[0]!.name === name &&
-    subjects[0]!.namespace === namespace;
+    subjects[0]!.namespace === namespace &&
+    (roleUid === undefined || (existing.metadata?.ownerReferences ?? []).some((o) => o.uid === roleUid));
   return upToDate
     ? { action: 'keep' }
     : { action: 'update', resourceVersion: existing.metadata?.resourceVersion ?? '' };
@@ -121,8 +151,11 @@ export class PollerAccess {
   readonly #grant: PollerAccessGrant;
   readonly #writer: ControllerWriter;
   readonly #logger: Logger;
-  /** Namespaces granted by this process: one check per namespace per process, not per reconcile. */
-  readonly #granted = new Set<string>();
+  /**
+   * When this process last found each namespace granted: checked again after GRANT_RECHECK_MS, not on
+   * every reconcile, so a binding deleted meanwhile (by hand, or with its ClusterRole) comes back.
+   */
+  readonly #granted = new Map<string, number>();
   readonly #refusedLogged = new Set<string>();
 
   constructor(grant: PollerAccessGrant, writer: ControllerWriter, logger: Logger) {
@@ -133,7 +166,8 @@ export class PollerAccess {
 
   /** The namespace holds a WatchedImage: the poller may read its secrets. Failures are logged, retried on the next reconcile. */
   async watched(namespace: string): Promise<void> {
-    if (this.#granted.has(namespace)) return;
+    const checked = this.#granted.get(namespace);
+    if (checked !== undefined && Date.now() - checked < GRANT_RECHECK_MS) return;
     if (NEVER_GRANTED_NAMESPACES.includes(namespace)) {
       this.#refuseOnce(`grant:${namespace}`, 'not granting the poller access to secrets in this namespace', {
         namespace,
@@ -141,7 +175,9 @@ export class PollerAccess {
       return;
     }
     try {
-      const plan = planGrant(await this.#writer.readPollerAccess(namespace, this.#grant), this.#grant);
+      const existing = await this.#writer.readPollerAccess(namespace, this.#grant);
+      const roleUid = await this.#roleUid();
+      const plan = planGrant(existing, this.#grant, roleUid);
       if (plan.action === 'leave-foreign') {
         // Checked again on later reconciles: once its owner removes it, the controller's own is made.
         this.#refuseOnce(
@@ -158,11 +194,11 @@ export class PollerAccess {
       if (plan.action === 'keep') {
         this.#logger.debug('the poller access is in place', { namespace, role: this.#grant.role });
       }
-      if (plan.action === 'create') await this.#writer.createPollerAccess(namespace, this.#grant);
+      if (plan.action === 'create') await this.#writer.createPollerAccess(namespace, this.#grant, roleUid);
       if (plan.action === 'update') {
-        await this.#writer.updatePollerAccess(namespace, this.#grant, plan.resourceVersion);
+        await this.#writer.updatePollerAccess(namespace, this.#grant, plan.resourceVersion, roleUid);
       }
-      this.#granted.add(namespace);
+      this.#granted.set(namespace, Date.now());
       this.#refusedLogged.delete(`grant:${namespace}`);
       if (plan.action !== 'keep') {
         this.#logger.info('poller may read pull secrets in the namespace', {
@@ -223,6 +259,26 @@ export class PollerAccess {
 
   get role(): string {
     return this.#grant.role;
+  }
+
+  /**
+   * The ClusterRole's uid, to own the bindings by; undefined when it does not exist or cannot be read
+   * (an install whose RBAC predates `get` on it): the binding is then made without an owner.
+   */
+  async #roleUid(): Promise<string | undefined> {
+    try {
+      return (await this.#writer.readPollerRole(this.#grant))?.metadata?.uid;
+    } catch (err) {
+      this.#refuseOnce(
+        'role',
+        'cannot read the poller secrets ClusterRole: its bindings are made without an owner',
+        {
+          role: this.#grant.role,
+          ...errorFields(err),
+        },
+      );
+      return undefined;
+    }
   }
 
   /** Logs a refusal once per `key` (what was refused where) and process, not on every reconcile. */

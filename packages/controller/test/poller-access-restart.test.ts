@@ -7,21 +7,35 @@
 import { PassThrough } from 'node:stream';
 import { RbacAuthorizationV1Api, type V1RoleBinding } from '@kubernetes/client-node';
 import { createLogger } from '@kubewatcher/shared';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createWatchedImage, until, WI } from '../../../test/support/controller-fixtures.ts';
 import { useControllerTestBed } from './controller-test-bed.ts';
 
 const { clients, newNamespace, startController } = useControllerTestBed(inject('localCluster'));
 const rbac = clients.kc.makeApiClient(RbacAuthorizationV1Api);
 const IMAGE = 'ghcr.io/acme/shop:2.0';
-// A role name of this file's own, so no other file's controller sweeps these bindings. The binding is
-// what the test watches: the role itself need not exist (the admin identity may bind any name).
+// A role name of this file's own, so no other file's controller sweeps these bindings. The role exists,
+// as in an install, so the controller's bindings are owned by it.
 const POLLER_ROLE = 'kubewatcher-restart-poller-secrets';
 const GRANT = { role: POLLER_ROLE, serviceAccount: { namespace: 'default', name: 'test-poller' } };
 const OUR_LABELS = {
   'kubewatcher.io/access': 'poller-secrets',
   'app.kubernetes.io/managed-by': 'kubewatcher',
 };
+
+let roleUid: string | undefined;
+beforeAll(async () => {
+  const role = await rbac.createClusterRole({
+    body: {
+      metadata: { name: POLLER_ROLE },
+      rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }],
+    },
+  });
+  roleUid = role.metadata?.uid;
+});
+afterAll(async () => {
+  await rbac.deleteClusterRole({ name: POLLER_ROLE }).catch(() => undefined);
+});
 
 /** The controller's log lines as objects (JSON, debug included), for the decisions it logs. */
 function capturedLogger() {
@@ -117,6 +131,9 @@ describe('the poller access across a controller restart', () => {
     expect(recreated?.metadata?.labels).toMatchObject(OUR_LABELS);
     expect(recreated?.subjects).toEqual([
       { kind: 'ServiceAccount', name: 'test-poller', namespace: 'default' },
+    ]);
+    expect(recreated?.metadata?.ownerReferences).toEqual([
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', name: POLLER_ROLE, uid: roleUid },
     ]);
     // Each decision is logged; once it is, the binding is as it was before the restart.
     await logged('the poller access is in place', kept);

@@ -42,6 +42,7 @@ export const RESOURCE = {
   event: { apiVersion: 'v1', kind: 'Event', plural: 'events' },
   lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases' },
   roleBinding: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', plural: 'rolebindings' },
+  clusterRole: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', plural: 'clusterroles' },
   /** The poller's CronJob, which the webhook starts a Job from. */
   cronJob: workloadResource('CronJob'),
   job: { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' },

@@ -156,5 +156,5 @@ namespace that holds WatchedImages (the admission policy refuses any other bindi
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [clusterroles]
   resourceNames: [{{ include "kubewatcher.fullname" . }}-poller-secrets]
-  verbs: [bind]
+  verbs: [bind, get]
 {{- end -}}
