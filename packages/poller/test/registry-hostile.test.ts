@@ -265,6 +265,54 @@ describe('one deadline per resolution', () => {
   });
 });
 
+describe('one deadline per resolution, bodies included', () => {
+  /** Sends the headers at once, then one byte every 50 ms until the client hangs up (bounded: 60 s). */
+  const drip = async (res: import('node:http').ServerResponse, first = ' ') => {
+    res.write(first);
+    for (let i = 0; i < 1200 && !res.destroyed; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (!res.destroyed) res.write(' ');
+    }
+    if (!res.destroyed) res.end();
+  };
+
+  it.each([
+    ['a manifest GET', 'get'],
+    ['a token answer', 'token'],
+    ['an error body', 'error'],
+  ] as const)(
+    'ends %s that drips forever, chunked without Content-Length, at the deadline',
+    async (_what, kind) => {
+      const registry = await hostile(async (req, res) => {
+        if (kind === 'token' && req.path.startsWith('/token')) {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          return drip(res, '{');
+        }
+        if (kind === 'token') {
+          res.writeHead(401, {
+            'WWW-Authenticate': `Bearer realm="http://${req.headers.host}/token",service="reg"`,
+          });
+          return void res.end();
+        }
+        if (req.method === 'HEAD') {
+          res.writeHead(405);
+          return void res.end();
+        }
+        res.writeHead(kind === 'get' ? 200 : 404, { 'Content-Type': 'application/json' });
+        await drip(res);
+      });
+      const result = await resolve(client([registry.host], { timeoutMs: 800 }), registry.host);
+      expect(result).toMatchObject({ ok: false, reason: 'RegistryUnreachable' });
+      expect(!result.ok && result.message).toContain('timed out after 800 ms');
+      const dripped = registry.requests.find((r) =>
+        kind === 'token' ? r.path.startsWith('/token') : r.method === 'GET',
+      );
+      // The answer (chunked: written without a Content-Length) was abandoned, not read to its end.
+      await expect.poll(() => dripped?.abandoned).toBe(true);
+    },
+  );
+});
+
 describe('what a registry says reaches the API bounded and clean', () => {
   it('bounds error codes and challenge schemes, and drops what is not a code', async () => {
     const registry = await hostile((req, res) => {
