@@ -28,6 +28,7 @@ import {
   deleteNamespace,
   deployment,
   getImageUpdate,
+  getWatchedImage,
   IU,
   installCrds,
   testDigest,
@@ -133,7 +134,12 @@ function imageUpdateYaml(name: string, ownerUid: string, toDigest: string, appro
         },
       ],
     },
-    spec: { watchedImage: 'web', image: 'ghcr.io/acme/web:1.0', toDigest, ...(approved ? { approved } : {}) },
+    spec: {
+      watchedImage: 'web',
+      image: 'ghcr.io/acme/web:1.0',
+      toDigest,
+      ...(approved !== undefined ? { approved } : {}),
+    },
   });
 }
 
@@ -207,6 +213,19 @@ describe('ImageUpdates', () => {
     expect(r.out).toContain(TENANT());
   });
 
+  it.each([
+    ['explicitly unapproved', false],
+    ['with approved left out', undefined],
+  ])('a tenant creating one %s is refused too', async (_what, approved) => {
+    const wi = await getWatchedImage(admin, ns, 'probe');
+    const r = await kubectl(
+      ['create', '-f', '-', `--as=${TENANT()}`],
+      imageUpdateYaml(`probe-unapproved-${String(approved)}`, wi.metadata.uid!, testDigest(5), approved),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain("ImageUpdates are created only by Kubewatcher's poller, not by");
+  });
+
   it('the poller creates one, never approved; the tenant approves it and may change nothing else', async () => {
     const wi = await createWatchedImage(admin, ns, 'web', {
       image: 'ghcr.io/acme/web:1.0',
@@ -234,6 +253,30 @@ describe('ImageUpdates', () => {
     ]);
     expect(approve).toMatchObject({ code: 0 });
     expect(((await getImageUpdate(admin, ns, 'web-ok')) as ImageUpdate).spec.approved).toBe(true);
+
+    // Approving while moving the update to another digest or image: refused whole, nothing changes.
+    for (const spec of [
+      { approved: true, toDigest: testDigest(6) },
+      { approved: true, image: 'ghcr.io/evil/web:1.0' },
+      { watchedImage: 'probe' },
+    ]) {
+      const forged = await kubectl([
+        '-n',
+        ns,
+        'patch',
+        'imageupdate',
+        'web-ok',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec }),
+        `--as=${TENANT()}`,
+      ]);
+      expect(forged.code, JSON.stringify(spec)).not.toBe(0);
+    }
+    expect(((await getImageUpdate(admin, ns, 'web-ok')) as ImageUpdate).spec).toMatchObject({
+      watchedImage: 'web',
+      image: 'ghcr.io/acme/web:1.0',
+    });
 
     const status = await tenantPatchesStatus('imageupdate', 'web-ok', { phase: 'Succeeded' });
     expect(status.code).not.toBe(0);
