@@ -380,6 +380,16 @@ describe('WatchedImage CRD', () => {
       path: 'spec.pullSecrets[0].name',
     },
     {
+      case: 'pull secret naming another namespace',
+      spec: { image: 'nginx', pullSecrets: [{ name: 'kube-system/regcred' }] },
+      path: 'spec.pullSecrets[0].name',
+    },
+    {
+      case: 'pull secret name that climbs a path',
+      spec: { image: 'nginx', pullSecrets: [{ name: '../kube-system/secrets/regcred' }] },
+      path: 'spec.pullSecrets[0].name',
+    },
+    {
       case: 'duplicate pull secrets',
       spec: { image: 'nginx', pullSecrets: [{ name: 'regcred' }, { name: 'regcred' }] },
       path: 'spec.pullSecrets[1]',
@@ -403,6 +413,23 @@ describe('WatchedImage CRD', () => {
     const named = errors.filter((error) => error.startsWith(path));
     expect(named, `client-side errors ${JSON.stringify(errors)} do not name ${path}`).not.toHaveLength(0);
     if (says) expect(named.join('\n')).toContain(says);
+  });
+
+  it('keeps no namespace on a pull secret: a Secret of another namespace cannot be named', async () => {
+    const name = `ns-${randomBytes(4).toString('hex')}`;
+    const body = watchedImage(name, {
+      image: 'nginx',
+      pullSecrets: [{ name: 'regcred', namespace: 'kube-system' } as { name: string }],
+    });
+    const strict = await rejection(
+      customObjects.createNamespacedCustomObject({ ...wi, namespace, body, fieldValidation: 'Strict' }),
+    );
+    expect(strict.message).toContain('unknown field "spec.pullSecrets[0].namespace"');
+    // Without strict validation (kubectl's --validate=false) the field is pruned, never stored.
+    const stored = (await customObjects.createNamespacedCustomObject({ ...wi, namespace, body })) as {
+      spec: { pullSecrets: object[] };
+    };
+    expect(stored.spec.pullSecrets).toEqual([{ name: 'regcred' }]);
   });
 
   it('rejects a WatchedImage without a spec', async () => {
