@@ -32,6 +32,7 @@ import {
   type ImageUpdate,
   imageUpdateName,
   LABEL,
+  nameLabelValue,
   shortDigest,
   VERSION,
   WATCHED_IMAGE,
@@ -329,7 +330,7 @@ export async function createImageUpdate(
       metadata: {
         name,
         namespace,
-        labels: { [LABEL.watchedImage]: wi.metadata.name },
+        labels: { [LABEL.watchedImage]: nameLabelValue(wi.metadata.name!) },
         ownerReferences: [
           {
             apiVersion: API_VERSION,

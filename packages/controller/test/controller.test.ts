@@ -155,6 +155,33 @@ describe('Auto policy', () => {
     expect(after.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
   });
 
+  it('applies the update of a WatchedImage with the longest name, and records its Events', async () => {
+    // 253 characters, the longest object name: the ImageUpdate's name is cut to fit, and the Events'
+    // generated names (the involved object's name and a dot) are longer than a name may be.
+    const name = `web-${'x'.repeat(59)}.${'y'.repeat(63)}.${'z'.repeat(63)}.${'w'.repeat(61)}`;
+    const container = 'c'.repeat(63);
+    const { ns, start } = await setup('longest');
+    await clients.apps.createNamespacedDeployment({
+      namespace: ns,
+      body: deployment('web', { containers: { [container]: WEB }, replicas: 1 }),
+    });
+    const wi = await createWatchedImage(clients, ns, name, { image: WEB });
+    await writeResolved(clients, wi, testDigest(1));
+    await start();
+    const toDigest = testDigest(2);
+    const iu = await createImageUpdate(clients, wi, toDigest);
+    expect(iu.metadata.name.length).toBeLessThanOrEqual(253);
+    const done = await waitForPhase(clients, ns, iu.metadata.name, ['Succeeded', 'Failed']);
+    expect(done.status?.phase).toBe('Succeeded');
+    expect(imagesOf(await readDeployment(ns, 'web'))).toEqual({ [container]: `${WEB}@${toDigest}` });
+    const events = await until(
+      () => eventsIn(clients, ns, { kind: 'ImageUpdate', name: iu.metadata.name }),
+      (e) => e.some((x) => x.reason === 'Succeeded'),
+      { what: 'the Succeeded Event on the ImageUpdate' },
+    );
+    expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Applying', 'Succeeded']));
+  });
+
   it('rolls a StatefulSet and a DaemonSet out to Succeeded', async () => {
     const { ns, start } = await setup('kinds');
     await clients.apps.createNamespacedStatefulSet({

@@ -845,25 +845,36 @@ describe('every outcome is recorded', () => {
     expect((await getWatchedImage(clients, ns, 'web')).status).toMatchObject({ digest: second });
   });
 
-  it('a WatchedImage name longer than a label value: the ImageUpdate is created with a label that fits', async () => {
-    const ns = await namespace('long-name');
-    const repository = repo('long-name');
-    const name = `web-${'x'.repeat(90)}`;
-    await pushImage({ info, repository, tag: 'v1' });
-    await createWatchedImage(clients, ns, name, { image: `${open.host}/${repository}:v1` });
-    const t0 = Date.now();
-    await poll(ns, { at: t0 });
-    await pushImage({ info, repository, tag: 'v1' });
-    expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary).toMatchObject({
-      changed: 1,
-      imageUpdatesCreated: 1,
-    });
-    const [update] = await listImageUpdates(clients, ns);
-    const label = update!.metadata!.labels![LABEL.watchedImage]!;
-    expect(label.length).toBeLessThanOrEqual(63);
-    expect(label.startsWith('web-xxx')).toBe(true);
-    expect(update!.spec).toMatchObject({ watchedImage: name });
-  });
+  it.each([
+    ['94 characters', `web-${'x'.repeat(90)}`],
+    ['64 characters, one over a label value', `web-${'x'.repeat(60)}`],
+    // The longest object name: the ImageUpdate's name (<name>-<10 hex>) must be cut to fit too.
+    [
+      '253 characters, the longest name',
+      `web-${'x'.repeat(59)}.${'y'.repeat(63)}.${'z'.repeat(63)}.${'w'.repeat(61)}`,
+    ],
+  ])(
+    'a WatchedImage name of %s: the ImageUpdate is created, with a name and a label that fit',
+    async (_what, name) => {
+      const ns = await namespace('long-name');
+      const repository = repo('long-name');
+      await pushImage({ info, repository, tag: 'v1' });
+      await createWatchedImage(clients, ns, name, { image: `${open.host}/${repository}:v1` });
+      const t0 = Date.now();
+      await poll(ns, { at: t0 });
+      await pushImage({ info, repository, tag: 'v1' });
+      expect((await poll(ns, { at: t0 + 6 * MINUTE })).summary).toMatchObject({
+        changed: 1,
+        imageUpdatesCreated: 1,
+      });
+      const [update] = await listImageUpdates(clients, ns);
+      const label = update!.metadata!.labels![LABEL.watchedImage]!;
+      expect(label.length).toBeLessThanOrEqual(63);
+      expect(label.startsWith('web-xxx')).toBe(true);
+      expect(update!.metadata!.name!.length).toBeLessThanOrEqual(253);
+      expect(update!.spec).toMatchObject({ watchedImage: name });
+    },
+  );
 
   it('a workload pinned to a digest other than sha256: reported on the condition, no ImageUpdate', async () => {
     const ns = await namespace('sha512-pin');
