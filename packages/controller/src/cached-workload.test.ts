@@ -70,6 +70,28 @@ describe('cachedWorkload', () => {
     });
   });
 
+  it('keeps only the annotations Kubewatcher reads, however a tenant names the others', () => {
+    const blob = 'x'.repeat(200_000);
+    const full = bigDeployment('nginx:1.27');
+    Object.assign(full.metadata.annotations, {
+      'kubewatcher.io/watch': 'true',
+      'kubewatcher.io/update-policy': 'Manual',
+      'kubewatcher.io/interval': '10m',
+      'kubewatcher.io/padding': blob,
+      ...Object.fromEntries(
+        Array.from({ length: 1000 }, (_, i) => [`kubewatcher.io/p${i}`, 'y'.repeat(200)]),
+      ),
+    });
+    const cached = cachedWorkload(full, 'Deployment');
+    expect(cached.metadata.annotations).toEqual({
+      'kubewatcher.io/image-update': 'front-abc',
+      'kubewatcher.io/watch': 'true',
+      'kubewatcher.io/update-policy': 'Manual',
+      'kubewatcher.io/interval': '10m',
+    });
+    expect(JSON.stringify(cached).length).toBeLessThan(2_000);
+  });
+
   it.each(['nginx:1.27', 'redis:7'])(
     'matching and rollout state are the same on the cached copy (%s)',
     (image) => {

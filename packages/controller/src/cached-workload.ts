@@ -1,4 +1,4 @@
-import { boundMessage, GROUP, type WorkloadKind, workloadLikeOf } from '@kubewatcher/shared';
+import { boundMessage, readAnnotations, type WorkloadKind, workloadLikeOf } from '@kubewatcher/shared';
 import type { Workload } from './plan-update.ts';
 
 /**
@@ -6,7 +6,7 @@ import type { Workload } from './plan-update.ts';
  * rollouts, its own conflict checks), and nothing else: what the informer caches keep. A workload's
  * owner can make it large (env, volumes, annotations, a 1 MiB last-applied-configuration); keeping
  * whole objects let one tenant's big workloads push the controller past its memory limit.
- * Annotations: only Kubewatcher's own (`kubewatcher.io/…`). Condition messages are bounded.
+ * Annotations: only the ones Kubewatcher reads (READ_ANNOTATIONS). Condition messages are bounded.
  */
 /** `kind`: the informer's (objects of a list carry none). */
 export function cachedWorkload(obj: unknown, kind: WorkloadKind): Workload {
@@ -16,9 +16,6 @@ export function cachedWorkload(obj: unknown, kind: WorkloadKind): Workload {
   };
   const m = w.metadata ?? {};
   const matched = workloadLikeOf(w, kind);
-  const annotations = Object.fromEntries(
-    Object.entries(m.annotations ?? {}).filter(([k]) => k.startsWith(`${GROUP}/`)),
-  );
   const strategy = w.spec?.updateStrategy;
   const status = w.status;
   return pick({
@@ -29,7 +26,7 @@ export function cachedWorkload(obj: unknown, kind: WorkloadKind): Workload {
       uid: m.uid,
       resourceVersion: m.resourceVersion,
       generation: m.generation,
-      annotations: Object.keys(annotations).length > 0 ? annotations : undefined,
+      annotations: readAnnotations(m.annotations),
     }),
     // The pod template where the kind keeps it (a CronJob's under spec.jobTemplate), from workloadLikeOf.
     spec: w.spec

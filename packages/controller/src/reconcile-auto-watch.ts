@@ -2,11 +2,11 @@ import {
   API_VERSION,
   AUTO_WATCH_ANNOTATION,
   apiStatusCode,
-  GROUP,
   type ImageUpdate,
   isGenerated,
   MANAGED_BY_LABEL,
   phaseOf,
+  readAnnotations,
   settleWithLimit,
   TERMINAL_PHASES,
   WATCHED_IMAGE,
@@ -36,16 +36,14 @@ import {
 
 /**
  * The Namespace informer's source, keeping only what auto-watch reads: name, uid, version, deletion,
- * labels, and Kubewatcher's own annotations (a namespace's `kubectl.kubernetes.io/last-applied-configuration`
+ * labels, and the annotations Kubewatcher reads (a namespace's `kubectl.kubernetes.io/last-applied-configuration`
  * alone can be kilobytes).
  */
 export function namespaceLabelsOnly(source: ListWatchSource): ListWatchSource {
   const keep = <T>(obj: T): T => {
     const meta = (obj as { metadata?: Record<string, unknown> } | undefined)?.metadata;
     if (!meta) return obj;
-    const annotations = Object.entries((meta.annotations as Record<string, string> | undefined) ?? {}).filter(
-      ([k]) => k.startsWith(`${GROUP}/`),
-    );
+    const annotations = readAnnotations(meta.annotations as Record<string, string> | undefined);
     return {
       apiVersion: 'v1',
       kind: 'Namespace',
@@ -55,7 +53,7 @@ export function namespaceLabelsOnly(source: ListWatchSource): ListWatchSource {
         resourceVersion: meta.resourceVersion,
         ...(meta.deletionTimestamp ? { deletionTimestamp: meta.deletionTimestamp } : {}),
         ...(meta.labels ? { labels: meta.labels } : {}),
-        ...(annotations.length > 0 ? { annotations: Object.fromEntries(annotations) } : {}),
+        ...(annotations ? { annotations } : {}),
       },
     } as T;
   };

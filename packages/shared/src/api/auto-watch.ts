@@ -3,7 +3,7 @@
  * the ones Kubewatcher puts on the WatchedImages it generates, and the modes of `--auto-watch`.
  * docs/api.md ("Zero-configuration watching") describes each.
  */
-import { GROUP } from '../constants.ts';
+import { ANNOTATION, GROUP } from '../constants.ts';
 
 /** `kubewatcher.io/watch`: "true" or "false", a label or annotation on a workload, a label on a Namespace. */
 export const WATCH_LABEL = `${GROUP}/watch`;
@@ -20,6 +20,25 @@ export const AUTO_WATCH_ANNOTATION = {
    */
   generatedSpec: `${GROUP}/generated-spec`,
 } as const;
+
+/**
+ * The annotations Kubewatcher reads on a workload or a Namespace, and so the only ones its caches keep:
+ * any other key, `kubewatcher.io/` prefix or not, is a tenant's to make as large as they like.
+ */
+export const READ_ANNOTATIONS: readonly string[] = [
+  WATCH_LABEL,
+  AUTO_WATCH_ANNOTATION.updatePolicy,
+  AUTO_WATCH_ANNOTATION.interval,
+  ANNOTATION.imageUpdate,
+];
+
+/** Only the READ_ANNOTATIONS of `annotations`; undefined when none is there. */
+export function readAnnotations(
+  annotations: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  const kept = Object.entries(annotations ?? {}).filter(([k]) => READ_ANNOTATIONS.includes(k));
+  return kept.length > 0 ? Object.fromEntries(kept) : undefined;
+}
 
 /** The label that marks a WatchedImage as generated; remove it to take the WatchedImage over. */
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
