@@ -92,6 +92,43 @@ describe('credentials stay with the origins they belong to', () => {
     expectNoSecrets(elsewhere);
   });
 
+  it.each(['Basic', 'Bearer'])(
+    'an authorised request (%s) redirected to the same host on another port arrives there without credentials',
+    async (scheme) => {
+      // Another port is another origin: same address, another server.
+      const elsewhere = await hostile((_req, res) => {
+        res.writeHead(200, { 'Docker-Content-Digest': DIGEST });
+        res.end();
+      });
+      const registry = await hostile((req, res) => {
+        if (req.path.startsWith('/token')) {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          return void res.end(JSON.stringify({ token: 'SECRET-TOKEN' }));
+        }
+        if (!req.headers.authorization) {
+          const challenge =
+            scheme === 'Basic'
+              ? 'Basic realm="reg"'
+              : `Bearer realm="http://${req.headers.host}/token",service="reg"`;
+          res.writeHead(401, { 'WWW-Authenticate': challenge });
+          return void res.end();
+        }
+        res.writeHead(307, { Location: `${elsewhere.url}${req.path}` });
+        res.end();
+      });
+      expect(elsewhere.host.split(':')[0]).toBe(registry.host.split(':')[0]);
+      const result = await resolve(client([registry.host, elsewhere.host]), registry.host, credential);
+      expect(result).toMatchObject({ ok: true, digest: DIGEST });
+      expect(registry.requests.some((r) => r.headers.authorization)).toBe(true);
+      expect(elsewhere.requests.length).toBeGreaterThan(0);
+      expect(elsewhere.requests.map((r) => r.headers.authorization)).toEqual(
+        elsewhere.requests.map(() => undefined),
+      );
+      expectNoSecrets(elsewhere);
+      expect(received(elsewhere)).not.toContain('SECRET-TOKEN');
+    },
+  );
+
   it('token requests (GET with Basic, POST with a refresh token) never follow a redirect to another origin', async () => {
     const elsewhere = await hostile((_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' });

@@ -236,6 +236,35 @@ describe('RegistryClient (scripted fetch)', () => {
   });
 
   it.each([
+    ['to http on the same host and port', 'http://reg.example:443/v2/acme/web/manifests/1'],
+    ['to http on the same host', 'http://reg.example/v2/acme/web/manifests/1'],
+    ['to the same host on another port', 'https://reg.example:8443/v2/acme/web/manifests/1'],
+    ['to a subdomain of the host', 'https://cdn.reg.example/v2/acme/web/manifests/1'],
+  ])(
+    'drops Authorization on a redirect of an authorised request %s (another origin)',
+    async (_what, location) => {
+      const { calls, fetch } = scripted((call) => {
+        if (call.url === 'https://reg.example/v2/acme/web/manifests/1') {
+          return call.headers.Authorization
+            ? { status: 307, headers: { Location: location } }
+            : { status: 401, headers: { 'WWW-Authenticate': 'Basic realm="r"' } };
+        }
+        return { status: 200, headers: { 'Docker-Content-Digest': DIGEST } };
+      });
+      const result = await client(fetch).resolveDigest(normalizeReference('reg.example/acme/web:1'), {
+        username: 'u',
+        password: 'p',
+      });
+      expect(result).toMatchObject({ ok: true });
+      expect(calls.map((c) => [c.url, Boolean(c.headers.Authorization)])).toEqual([
+        ['https://reg.example/v2/acme/web/manifests/1', false],
+        ['https://reg.example/v2/acme/web/manifests/1', true],
+        [location, false],
+      ]);
+    },
+  );
+
+  it.each([
     ['a redirect', { status: 307, headers: { Location: 'http://169.254.169.254/latest/meta-data/' } }],
     ['a token realm', { status: 401, headers: { 'WWW-Authenticate': bearer('https://[fe80::1]/token') } }],
   ])('never sends a request to a link-local address named by %s', async (_name, reply) => {

@@ -49,6 +49,30 @@ describe('TokenCache', () => {
     },
   );
 
+  it.each([-1, -1e12, 0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])(
+    'keeps a token the shortest lifetime when expires_in is %d',
+    (expiresIn) => {
+      const c = clock();
+      const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+      expect(cache.set('k', 'tok', expiresIn)).toBe(c.now() + 50_000);
+      c.advance(49_999);
+      expect(cache.get('k')).toBe('tok');
+      c.advance(1);
+      expect(cache.get('k')).toBeUndefined();
+    },
+  );
+
+  it.each(['1970-01-01T00:00:00Z', 'not a time', '+275760-09-13T00:00:00.000Z'])(
+    'never keeps a token past its lifetime from now, whatever issued_at says (%s)',
+    (issuedAt) => {
+      const c = clock();
+      const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
+      expect(cache.set('k', 'tok', 300, issuedAt)).toBeLessThanOrEqual(c.now() + 290_000);
+      c.advance(290_000);
+      expect(cache.get('k')).toBeUndefined();
+    },
+  );
+
   it('counts from issued_at when the token server says when it issued the token', () => {
     const c = clock();
     const cache = new TokenCache({ now: c.now, marginMs: 10_000 });
