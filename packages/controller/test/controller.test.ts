@@ -4,8 +4,14 @@
  * process with its own metrics registry. Each test has its own namespace and its own controller,
  * watching that namespace only. ImageUpdates are created the way the poller creates them.
  */
-import type { V1Deployment } from '@kubernetes/client-node';
-import { ANNOTATION, type ImageUpdate, type ImageUpdateStatus, podSpecOf } from '@kubewatcher/shared';
+import { AdmissionregistrationV1Api, type V1Deployment } from '@kubernetes/client-node';
+import {
+  ANNOTATION,
+  type ImageUpdate,
+  type ImageUpdateStatus,
+  MAX_MESSAGE_BYTES,
+  podSpecOf,
+} from '@kubewatcher/shared';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import {
   approve,
@@ -180,6 +186,87 @@ describe('Auto policy', () => {
       { what: 'the Succeeded Event on the ImageUpdate' },
     );
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Applying', 'Succeeded']));
+  });
+
+  it('a patch refused with a long, hostile message: Failed with a bounded, clean message and a Warning Event', async () => {
+    // An admission policy refuses the patch, its message taken from the workload (a tenant's text):
+    // four times the bound, multi-byte, with a bidirectional override and a NUL. (The API server drops
+    // a policy message over 5 KiB for its own fallback; longer texts are the unit tests' to cover.)
+    const { ns, start } = await setup('refused');
+    const hostile = `${'é'.repeat(1_200)}\u202e\u0000${'z'.repeat(2_000)}`;
+    const policy = `kubewatcher-test-refuse-${ns}`;
+    const admission = clients.kc.makeApiClient(AdmissionregistrationV1Api);
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        metadata: { name: policy },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: ['apps'],
+                apiVersions: ['v1'],
+                operations: ['UPDATE'],
+                resources: ['deployments'],
+              },
+            ],
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          },
+          validations: [
+            { expression: 'false', messageExpression: "string(object.metadata.annotations['hostile'])" },
+          ],
+        },
+      },
+    });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: { metadata: { name: policy }, spec: { policyName: policy, validationActions: ['Deny'] } },
+    });
+    try {
+      const body = deployment('web', { containers: { app: WEB }, replicas: 1 });
+      body.metadata = { ...body.metadata, annotations: { hostile } };
+      await clients.apps.createNamespacedDeployment({ namespace: ns, body });
+      // The policy takes effect a moment after it is made: until a change is refused.
+      await until(
+        () =>
+          clients.apps
+            .patchNamespacedDeployment(
+              { namespace: ns, name: 'web', body: { metadata: { labels: { probe: 'x' } } }, dryRun: 'All' },
+              mergePatch,
+            )
+            .then(
+              () => 'admitted',
+              () => 'refused',
+            ),
+        (r) => r === 'refused',
+        { what: 'the refusing policy to take effect', timeoutMs: 30_000 },
+      );
+      const wi = await createWatchedImage(clients, ns, 'web', { image: WEB });
+      await writeResolved(clients, wi, testDigest(1));
+      await start();
+      const iu = await createImageUpdate(clients, wi, testDigest(2));
+      const done = await waitForPhase(clients, ns, iu.metadata.name, ['Succeeded', 'Failed']);
+      expect(done.status?.phase).toBe('Failed');
+      const messages = [
+        ...(done.status?.workloads ?? []).map((r) => r.message ?? ''),
+        ...(done.status?.conditions ?? []).map((c) => c.message ?? ''),
+      ];
+      expect(done.status?.workloads?.[0]).toMatchObject({ state: 'Refused' });
+      expect(done.status?.workloads?.[0]?.message).toMatch(/^patch refused: .*éé/);
+      const events = await until(
+        () => eventsIn(clients, ns, { kind: 'Deployment', name: 'web' }),
+        (e) => e.some((x) => x.reason === 'PatchFailed'),
+        { what: 'the PatchFailed Event' },
+      );
+      for (const m of [...messages, ...events.map((e) => e.message)]) {
+        expect(Buffer.byteLength(m)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for them is the point
+        expect(m).not.toMatch(/[\u0000-\u001f\u202a-\u202e]/);
+      }
+      expect(imagesOf(await readDeployment(ns, 'web'))).toEqual({ app: WEB });
+    } finally {
+      await admission.deleteValidatingAdmissionPolicyBinding({ name: policy }).catch(() => undefined);
+      await admission.deleteValidatingAdmissionPolicy({ name: policy }).catch(() => undefined);
+    }
   });
 
   it('rolls a StatefulSet and a DaemonSet out to Succeeded', async () => {
