@@ -3,7 +3,7 @@
  * with SIGKILL in the middle of applying an update and started again, and two replicas with leader
  * election sharing one Lease.
  */
-import { Watch } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, Watch } from '@kubernetes/client-node';
 import { ANNOTATION, type ImageUpdate } from '@kubewatcher/shared';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
@@ -220,5 +220,103 @@ describe('two replicas with leader election', () => {
     }
     const first: ImageUpdate = await getImageUpdate(clients, ns, firstUpdate.metadata.name);
     expect(first.status?.phase).toBe('Succeeded');
+  });
+});
+
+describe('a leader shutting down', () => {
+  /** A policy refusing every release of a Lease in `ns` (an update that clears the holder). */
+  async function refuseReleases(ns: string): Promise<() => Promise<void>> {
+    const admission = clients.kc.makeApiClient(AdmissionregistrationV1Api);
+    const name = `kubewatcher-test-no-release-${ns}`;
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        metadata: { name },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: ['coordination.k8s.io'],
+                apiVersions: ['v1'],
+                operations: ['UPDATE'],
+                resources: ['leases'],
+              },
+            ],
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          },
+          validations: [
+            {
+              expression: "object.spec.?holderIdentity.orValue('') != ''",
+              message: 'releases refused by the test',
+            },
+          ],
+        },
+      },
+    });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: { metadata: { name }, spec: { policyName: name, validationActions: ['Deny'] } },
+    });
+    // A policy takes effect a moment after it is made: until a probe Lease's release is refused.
+    const probe = { metadata: { name: 'probe', namespace: ns }, spec: { holderIdentity: 'probe' } };
+    await clients.coordination.createNamespacedLease({ namespace: ns, body: probe });
+    await until(
+      () =>
+        clients.coordination
+          .replaceNamespacedLease({
+            namespace: ns,
+            name: 'probe',
+            dryRun: 'All',
+            body: { ...probe, spec: { holderIdentity: '' } },
+          })
+          .then(
+            () => 'admitted',
+            () => 'refused',
+          ),
+      (r) => r === 'refused',
+      { what: 'the release-refusing policy to take effect', timeoutMs: 30_000 },
+    );
+    return async () => {
+      await admission.deleteValidatingAdmissionPolicyBinding({ name }).catch(() => undefined);
+      await admission.deleteValidatingAdmissionPolicy({ name }).catch(() => undefined);
+    };
+  }
+
+  it.each([
+    ['its Lease released', false],
+    ['its Lease release refused by the API', true],
+  ])('exits 0 on SIGTERM, %s', async (_what, refused) => {
+    const ns = await newNamespace('shutdown');
+    const removePolicy = refused ? await refuseReleases(ns) : async () => {};
+    try {
+      const p = startProcess([
+        '--namespace',
+        ns,
+        '--leader-elect',
+        '--leader-election-namespace',
+        ns,
+        '--lease-duration',
+        '8s',
+      ]);
+      const { identity } = await p.ready;
+      const lease = () =>
+        clients.coordination.readNamespacedLease({ namespace: ns, name: 'kubewatcher-controller' });
+      await until(lease, (l) => l.spec?.holderIdentity === identity, {
+        what: 'the replica to hold the Lease',
+        ignoreErrors: true,
+      });
+      await p.waitForLog('leading: caches synced, workers started');
+      // SIGTERM, SIGKILL only after 10 s: a clean stop exits by itself, with 0.
+      expect(await p.stop()).toEqual({ code: 0, signal: null });
+      if (refused) {
+        expect(p.logs.map((l) => l.message)).toContain(
+          'leader election: releasing the lease failed; standbys take over when it expires',
+        );
+        expect((await lease()).spec?.holderIdentity).toBe(identity);
+      } else {
+        expect((await lease()).spec?.holderIdentity ?? '').toBe('');
+      }
+    } finally {
+      await removePolicy();
+    }
   });
 });
