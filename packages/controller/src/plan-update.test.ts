@@ -334,11 +334,34 @@ describe('Applying: what someone else changed is left alone', () => {
     ['already on the new digest', `nginx:1.27@${B}`, 'Patched', 0],
     ['moved to another tag', 'nginx:1.28', 'Skipped', 0],
     ['an emergency pin of the same tag to another digest', `nginx:1.27@${C}`, 'Skipped', 0],
+    ['an emergency pin written another way', `docker.io/library/nginx:1.27@${C}`, 'Skipped', 0],
+    ['an emergency pin by digest alone, the tag dropped', `nginx@${C}`, 'Skipped', 0],
+    ['an emergency pin back to the old digest', `nginx:1.27@${A}`, 'Skipped', 0],
   ] as const)('%s → %s', (_, image, state, patches) => {
     const applying = planUpdate(input(update('web-b', B))).status;
     const plan = planUpdate(input(update('web-b', B, applying), { workloads: [deployment('front', image)] }));
     expect(plan.status.workloads?.[0]?.state).toBe(state);
     expect(plan.patches).toHaveLength(patches);
+  });
+
+  it('an emergency pin of one of two matched containers: that one is left alone, the other patched', () => {
+    const two = (app: string, worker: string): Workload => {
+      const w = deployment('front', app);
+      w.spec!.template!.spec!.containers = [
+        { name: 'app', image: app },
+        { name: 'worker', image: worker },
+      ];
+      return w;
+    };
+    const applying = planUpdate(
+      input(update('web-b', B), { workloads: [two('nginx:1.27', 'nginx:1.27')] }),
+    ).status;
+    const plan = planUpdate(
+      input(update('web-b', B, applying), { workloads: [two(`nginx:1.27@${C}`, 'nginx:1.27')] }),
+    );
+    const images = plan.patches.flatMap((p) => p.containers.map((c) => `${c.name}=${c.image}`));
+    expect(images).not.toContain(`app=nginx:1.27@${B}`);
+    expect(plan.status.workloads?.find((r) => r.container === 'app')?.state).toBe('Skipped');
   });
 
   it('a pinned workload pinned again by a person is left alone', () => {
