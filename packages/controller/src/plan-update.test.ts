@@ -347,7 +347,7 @@ describe('Applying: what someone else changed is left alone', () => {
   it('an emergency pin of one of two matched containers: that one is left alone, the other patched', () => {
     const two = (app: string, worker: string): Workload => {
       const w = deployment('front', app);
-      w.spec!.template!.spec!.containers = [
+      podSpecOf(w)!.containers = [
         { name: 'app', image: app },
         { name: 'worker', image: worker },
       ];
