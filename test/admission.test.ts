@@ -333,6 +333,20 @@ describe("the controller's service account", () => {
       'it changed the pod spec outside its containers',
     ],
     [
+      'an image to another repository',
+      {
+        spec: {
+          template: { spec: { containers: [{ name: 'app', image: `ghcr.io/evil/miner@${testDigest(7)}` }] } },
+        },
+      },
+      "it changed an image's repository or tag",
+    ],
+    [
+      'an image to another tag',
+      { spec: { template: { spec: { containers: [{ name: 'app', image: 'ghcr.io/acme/app:2.0' }] } } } },
+      "it changed an image's repository or tag",
+    ],
+    [
       'a pod label',
       { spec: { template: { metadata: { labels: { extra: 'x' } } } } },
       'it changed labels, owners or finalizers',
