@@ -174,6 +174,45 @@ describe('the chart in a namespace that enforces restricted', () => {
     );
     await helm(['install', release, HELM_CHART, '-n', ns, ...NO_CRDS]);
     expect(await releases(ns)).toBe(release);
+    // The chart's pods pass the restricted standard: the namespace admits them (kwok's node runs them).
+    await until(
+      () =>
+        clients.core.listNamespacedPod({
+          namespace: ns,
+          labelSelector: `app.kubernetes.io/instance=${release}`,
+        }),
+      (pods) =>
+        pods.items.filter((p) => p.metadata?.labels?.['app.kubernetes.io/component'] === 'controller')
+          .length === 2,
+      { what: `both controller pods admitted in ${ns}` },
+    );
+    const warnings = await kubectl(
+      info,
+      '-n',
+      ns,
+      'get',
+      'events',
+      '--field-selector',
+      'reason=FailedCreate',
+      '-o',
+      'name',
+    );
+    expect(warnings.trim()).toBe('');
+    // ...which does enforce it: a pod that is not restricted is refused there.
+    const refused = await clients.core
+      .createNamespacedPod({
+        namespace: ns,
+        dryRun: 'All',
+        body: {
+          metadata: { name: 'not-restricted' },
+          spec: { containers: [{ name: 'c', image: 'busybox' }] },
+        },
+      })
+      .then(
+        () => '',
+        (err: Error) => err.message,
+      );
+    expect(refused).toContain('violates PodSecurity');
 
     // The release's controller, run here as its service account: it leads (the Lease) and binds the
     // poller's secrets role where a WatchedImage is.
