@@ -159,6 +159,19 @@ describe('the poller access across a controller restart', () => {
     expect(identity(await readBinding(unlabelled))).toEqual(before.unlabelled);
   });
 
+  it('never binds the role in kube-system, whatever WatchedImages are there', async () => {
+    const name = `pa-${Date.now().toString(36)}`;
+    await createWatchedImage(clients, 'kube-system', name, { image: IMAGE });
+    try {
+      const { logger, logged } = capturedLogger();
+      await startController({ namespaces: ['kube-system'], pollerAccess: GRANT, logger });
+      await logged('not granting the poller access to secrets in this namespace', 'kube-system');
+      expect(await readBinding('kube-system')).toBeUndefined();
+    } finally {
+      await deleteWatchedImage('kube-system', name);
+    }
+  });
+
   it('sweeps only the namespaces it watches', async () => {
     // A controller limited to some namespaces sees no WatchedImages elsewhere: that says nothing about
     // the bindings there.
