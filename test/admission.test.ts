@@ -102,6 +102,20 @@ const controllers: RunningController[] = [];
 /** The service accounts' kubeconfigs (tokens: mode 0600), removed after the file. */
 const tokenDir = mkdtempSync(join(tmpdir(), 'kubewatcher-admission-'));
 
+/** A merge patch of an ImageUpdate's spec, as the tenant. */
+const tenantPatchesSpec = (name: string, spec: object) =>
+  kubectl([
+    '-n',
+    ns,
+    'patch',
+    'imageupdate',
+    name,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec }),
+    `--as=${TENANT()}`,
+  ]);
+
 /** A merge patch of an object's status, as the tenant. */
 const tenantPatchesStatus = (resource: string, name: string, status: object) =>
   kubectl([
@@ -240,17 +254,7 @@ describe('ImageUpdates', () => {
     expect(approvedAtBirth.out).toContain('an ImageUpdate is created unapproved');
 
     await must(['create', '-f', '-', `--as=${POLLER}`], imageUpdateYaml('web-ok', uid, testDigest(3)));
-    const approve = await kubectl([
-      '-n',
-      ns,
-      'patch',
-      'imageupdate',
-      'web-ok',
-      '--type=merge',
-      '-p',
-      '{"spec":{"approved":true}}',
-      `--as=${TENANT()}`,
-    ]);
+    const approve = await tenantPatchesSpec('web-ok', { approved: true });
     expect(approve).toMatchObject({ code: 0 });
     expect(((await getImageUpdate(admin, ns, 'web-ok')) as ImageUpdate).spec.approved).toBe(true);
 
@@ -260,17 +264,7 @@ describe('ImageUpdates', () => {
       { approved: true, image: 'ghcr.io/evil/web:1.0' },
       { watchedImage: 'probe' },
     ]) {
-      const forged = await kubectl([
-        '-n',
-        ns,
-        'patch',
-        'imageupdate',
-        'web-ok',
-        '--type=merge',
-        '-p',
-        JSON.stringify({ spec }),
-        `--as=${TENANT()}`,
-      ]);
+      const forged = await tenantPatchesSpec('web-ok', spec);
       expect(forged.code, JSON.stringify(spec)).not.toBe(0);
     }
     expect(((await getImageUpdate(admin, ns, 'web-ok')) as ImageUpdate).spec).toMatchObject({

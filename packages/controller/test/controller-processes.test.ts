@@ -42,6 +42,17 @@ function startProcess(args: string[]): ControllerProcess {
   return p;
 }
 
+/** A replica watching `ns` that elects its leader with a Lease there, of 8 s. */
+const leaderElectedIn = (ns: string) => [
+  '--namespace',
+  ns,
+  '--leader-elect',
+  '--leader-election-namespace',
+  ns,
+  '--lease-duration',
+  '8s',
+];
+
 async function listDeployments(ns: string) {
   return (await clients.apps.listNamespacedDeployment({ namespace: ns })).items;
 }
@@ -126,15 +137,7 @@ describe('a controller killed in the middle of applying', () => {
 describe('two replicas with leader election', () => {
   it('only the Lease holder acts, and the standby takes over pending work when the leader dies', async () => {
     const ns = await newNamespace('replicas');
-    const args = [
-      '--namespace',
-      ns,
-      '--leader-elect',
-      '--leader-election-namespace',
-      ns,
-      '--lease-duration',
-      '8s',
-    ];
+    const args = leaderElectedIn(ns);
     const replicas = [startProcess(args), startProcess(args)];
     const started = await Promise.all(replicas.map((r) => r.ready));
     const identities = started.map((s) => s.identity);
@@ -288,15 +291,7 @@ describe('a leader shutting down', () => {
     const ns = await newNamespace('shutdown');
     const removePolicy = refused ? await refuseReleases(ns) : async () => {};
     try {
-      const p = startProcess([
-        '--namespace',
-        ns,
-        '--leader-elect',
-        '--leader-election-namespace',
-        ns,
-        '--lease-duration',
-        '8s',
-      ]);
+      const p = startProcess(leaderElectedIn(ns));
       const { identity } = await p.ready;
       const lease = () =>
         clients.coordination.readNamespacedLease({ namespace: ns, name: 'kubewatcher-controller' });
