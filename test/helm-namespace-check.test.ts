@@ -55,14 +55,8 @@ afterAll(async () => {
 });
 
 async function namespace(prefix: string, labels: Record<string, string> = {}): Promise<string> {
-  const ns = await createNamespace(clients, prefix);
+  const ns = await createNamespace(clients, prefix, labels);
   namespaces.push(ns);
-  if (Object.keys(labels).length > 0) {
-    await clients.core.patchNamespace({
-      name: ns,
-      body: [{ op: 'add', path: '/metadata/labels', value: { 'kubewatcher.io/test': prefix, ...labels } }],
-    });
-  }
   return ns;
 }
 
