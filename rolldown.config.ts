@@ -14,8 +14,10 @@
  * stack trace is formatted.
  */
 import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { join, relative } from 'node:path';
 import type { Plugin, RolldownOptions, TreeshakingOptions } from 'rolldown';
+import type { BuiltinExportShape } from './packages/shared/src/startup-snapshot.ts';
 
 const repoRoot = import.meta.dirname;
 
@@ -149,5 +151,110 @@ export function bundleOptions(packageDir: string): RolldownOptions {
   };
 }
 
-/** The config of the package rolldown runs in (its `build` script runs `rolldown -c` there). */
-export default (): RolldownOptions => bundleOptions(process.cwd());
+const STARTUP_SNAPSHOT_SUPPORT = join(repoRoot, 'packages/shared/src/startup-snapshot.ts');
+const SNAPSHOT_ENTRY = '\0kubewatcher:snapshot-entry';
+const SNAPSHOT_PRELUDE = '\0kubewatcher:snapshot-prelude';
+const LAZY_BUILTIN = '\0kubewatcher:lazy-builtin:';
+
+/**
+ * Node's built-in modules whose native bindings V8 cannot put into a start-up snapshot: requiring one
+ * while the blob is built crashes the build (`CheckGlobalAndEternalHandles failed`).
+ */
+export const UNSNAPSHOTTABLE_BUILTINS = ['http', 'http2', 'https', 'tls'] as const;
+
+/** Each export of built-in `name` as this Node.js has it: what `lazyBuiltin` hands out at build time. */
+function builtinShape(name: string): Record<string, BuiltinExportShape> {
+  const mod = process.getBuiltinModule(`node:${name}`) as Record<string, unknown>;
+  const shape: Record<string, BuiltinExportShape> = {};
+  for (const [key, value] of Object.entries(mod)) {
+    if (typeof value === 'function') shape[key] = { kind: 'function' };
+    else if (value === null || typeof value !== 'object') shape[key] = { kind: 'value', value };
+    else if (Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
+      shape[key] = { kind: 'value', value: JSON.parse(JSON.stringify(value)) };
+    } else shape[key] = { kind: 'object' };
+  }
+  return shape;
+}
+
+/**
+ * The snapshot bundle's entry: a prelude that defers Intl (`deferIntlWhileBuildingSnapshot`) before any
+ * other module's top level runs, then the package's src/snapshot.ts. Every import of http, https, http2
+ * or tls becomes `lazyBuiltin` of it (the module loads at first use, after deserialization), and yargs's
+ * `mainFilename` (where it starts looking for a package.json) is read at each start, not frozen to the
+ * directory the blob was built in.
+ */
+export function startupSnapshotSupport(packageDir: string): Plugin {
+  const yargsShim = /\/yargs\/lib\/platform-shims\/esm\.mjs$/;
+  const frozen = 'mainFilename: mainFilename || process.cwd(),';
+  return {
+    name: 'kubewatcher:startup-snapshot-support',
+    resolveId(source, importer) {
+      if (source === SNAPSHOT_ENTRY || source === SNAPSHOT_PRELUDE) return source;
+      const name = source.startsWith('node:') ? source.slice('node:'.length) : source;
+      if (!(UNSNAPSHOTTABLE_BUILTINS as readonly string[]).includes(name) || !builtinModules.includes(name)) {
+        return null;
+      }
+      return importer?.startsWith(LAZY_BUILTIN) ? { id: `node:${name}`, external: true } : LAZY_BUILTIN + name;
+    },
+    load(id) {
+      if (id === SNAPSHOT_ENTRY) {
+        return [
+          `import ${JSON.stringify(SNAPSHOT_PRELUDE)};`,
+          `import ${JSON.stringify(join(packageDir, 'src/snapshot.ts'))};`,
+        ].join('\n');
+      }
+      if (id === SNAPSHOT_PRELUDE) {
+        return [
+          `import { deferIntlWhileBuildingSnapshot } from ${JSON.stringify(STARTUP_SNAPSHOT_SUPPORT)};`,
+          'deferIntlWhileBuildingSnapshot();',
+        ].join('\n');
+      }
+      if (!id.startsWith(LAZY_BUILTIN)) return null;
+      const name = id.slice(LAZY_BUILTIN.length);
+      // CommonJS, so that importers read each export when they use it (a getter), not once at import.
+      return [
+        `const { lazyBuiltin } = require(${JSON.stringify(STARTUP_SNAPSHOT_SUPPORT)});`,
+        `module.exports = lazyBuiltin(${JSON.stringify(name)}, () => process.getBuiltinModule(${JSON.stringify(`node:${name}`)}), ${JSON.stringify(builtinShape(name))});`,
+      ].join('\n');
+    },
+    transform(code, id) {
+      if (!yargsShim.test(id)) return null;
+      if (!code.includes(frozen)) {
+        throw new Error(`rolldown.config.ts: ${id} no longer has "${frozen}": update startupSnapshotSupport`);
+      }
+      return code.replace(frozen, 'get mainFilename() { return mainFilename || process.cwd(); },');
+    },
+  };
+}
+
+/**
+ * The start-up snapshot's script of one program: the same code as `bundleOptions`, one CommonJS file
+ * (`dist/snapshot/main.cjs`, what `node --build-snapshot` takes: no ES modules, no other files) from
+ * src/snapshot.ts. scripts/lib/programs.ts builds the blob from it.
+ */
+export function snapshotBundleOptions(packageDir: string): RolldownOptions {
+  const { plugins: _esmPlugins, output, ...common } = bundleOptions(packageDir);
+  return {
+    ...common,
+    input: { main: SNAPSHOT_ENTRY },
+    plugins: [listWatchWithoutModels(), startupSnapshotSupport(packageDir)],
+    // The script runs as CommonJS: `import.meta` has no meaning there. yargs reads `import.meta.url` (for
+    // paths it never uses here) and names `import.meta.resolve` (only for a config's `extends`).
+    transform: { define: { 'import.meta.url': '__kubewatcherScriptUrl', 'import.meta.resolve': 'undefined' } },
+    output: {
+      ...output,
+      dir: join(packageDir, 'dist/snapshot'),
+      format: 'cjs',
+      entryFileNames: '[name].cjs',
+      // One file: a snapshot's script cannot load chunks.
+      codeSplitting: false,
+      banner: 'const __kubewatcherScriptUrl = require("node:url").pathToFileURL(__filename).href;',
+    },
+  };
+}
+
+/**
+ * The config of the package rolldown runs in (its `build` script runs `rolldown -c` there): the ES module
+ * bundle and the snapshot's script.
+ */
+export default (): RolldownOptions[] => [bundleOptions(process.cwd()), snapshotBundleOptions(process.cwd())];

@@ -12,3 +12,4 @@ export * from './message.ts';
 export * from './object-key.ts';
 export * from './reference.ts';
 export * from './stack-traces.ts';
+export * from './startup-snapshot.ts';

@@ -10,21 +10,26 @@ import { fileURLToPath } from 'node:url';
  * print a stack. Does nothing when Node already maps stack traces (`--enable-source-maps`), and leaves
  * frames of files without a map (Node's own, or sources run through type stripping) as they are.
  * Call it first thing in an entry point.
+ *
+ * `mapFiles` names the map of a script whose map is not `<file>.map`: a bundle compiled into a start-up
+ * snapshot keeps the name it was built under, while its map lies beside the blob.
  */
-export function mapStackTracesLazily(): void {
+export function mapStackTracesLazily(mapFiles: Readonly<Record<string, string>> = {}): void {
   if (process.sourceMapsEnabled) return;
-  Error.prepareStackTrace = sourceMappedStackTraces();
+  Error.prepareStackTrace = sourceMappedStackTraces(mapFiles);
 }
 
 /** The `Error.prepareStackTrace` that `mapStackTracesLazily` installs, with its own cache of maps. */
-export function sourceMappedStackTraces(): (error: Error, frames: NodeJS.CallSite[]) => string {
+export function sourceMappedStackTraces(
+  mapFiles: Readonly<Record<string, string>> = {},
+): (error: Error, frames: NodeJS.CallSite[]) => string {
   const maps = new Map<string, SourceMap | null>();
   const mapOf = (fileName: string): SourceMap | null => {
     let map = maps.get(fileName);
     if (map === undefined) {
       try {
         const path = fileName.startsWith('file://') ? fileURLToPath(fileName) : fileName;
-        map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')));
+        map = new SourceMap(JSON.parse(readFileSync(mapFiles[path] ?? `${path}.map`, 'utf8')));
       } catch {
         map = null; // no map (or an unreadable one): the frame stays as V8 wrote it
       }
