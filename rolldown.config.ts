@@ -229,8 +229,8 @@ export function startupSnapshotSupport(packageDir: string): Plugin {
 
 /**
  * The start-up snapshot's script of one program: the same code as `bundleOptions`, one CommonJS file
- * (`dist/snapshot/main.cjs`, what `node --build-snapshot` takes: no ES modules, no other files) from
- * src/snapshot.ts. scripts/lib/programs.ts builds the blob from it.
+ * (`main.cjs` beside `main.mjs`, what `node --build-snapshot` takes: no ES modules, no other files) from
+ * src/snapshot.ts. scripts/lib/programs.ts builds the blob (`main.blob`) from it.
  */
 export function snapshotBundleOptions(packageDir: string): RolldownOptions {
   const { plugins: _esmPlugins, output, ...common } = bundleOptions(packageDir);
@@ -243,12 +243,13 @@ export function snapshotBundleOptions(packageDir: string): RolldownOptions {
     transform: { define: { 'import.meta.url': '__kubewatcherScriptUrl', 'import.meta.resolve': 'undefined' } },
     output: {
       ...output,
-      dir: join(packageDir, 'dist/snapshot'),
       format: 'cjs',
       entryFileNames: '[name].cjs',
       // One file: a snapshot's script cannot load chunks.
       codeSplitting: false,
       banner: 'const __kubewatcherScriptUrl = require("node:url").pathToFileURL(__filename).href;',
+      // The ES module bundle, built first into the same folder, emptied it.
+      cleanDir: false,
     },
   };
 }

@@ -3,10 +3,18 @@
  * the Dockerfile), the manifests' `command` (checked by scripts/manifests.test.ts), bench/startup.ts,
  * bench/keel-vs-kubewatcher.ts and `bench/poller.ts --dist` all take it from here, so what is measured
  * is what ships.
+ *
+ * Each program starts from a V8 start-up snapshot: `node FLAGS --snapshot-blob main.blob -- ARGS`. The
+ * blob holds the program's bundle already compiled and evaluated (rolldown.config.ts,
+ * `snapshotBundleOptions`), so a start deserializes a heap instead of compiling 3 MB of JavaScript and
+ * running every module's top level: about half the CPU of a start (bench/README.md). A blob only loads
+ * in the Node.js binary that built it, so `pnpm -r run build` builds one with this checkout's node for
+ * the benchmarks and tests, and the image build builds the image's own with the image's node binary.
  */
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
+import { machine } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -41,19 +49,105 @@ export const PROGRAMS: Record<ProgramName, Program> = {
   },
 };
 
-/** The bundle's entry file name, in the repository and in the image. */
+/** The ES module bundle's entry file (the packages' `bin`; the benchmarks compare it with the snapshot). */
 export const ENTRY_FILE = 'main.mjs';
+/** The start-up snapshot's script, one CommonJS file beside the bundle; the blob is built from it. */
+export const SNAPSHOT_SCRIPT = 'main.cjs';
+/** The script's source map: shipped beside the blob, read only when a stack trace is printed. */
+export const SNAPSHOT_SOURCE_MAP = 'main.cjs.map';
+/** The start-up snapshot, beside the script in the repository, in `imageDir` in the image. */
+export const SNAPSHOT_BLOB = 'main.blob';
 
-/** The container's `command` that runs `name` from the image. */
-export function imageCommand(name: ProgramName): string[] {
-  const { nodeFlags, imageDir } = PROGRAMS[name];
-  return ['node', ...nodeFlags, `${imageDir}/${ENTRY_FILE}`];
+/** Node's arguments that start the program in `blob`; the program's own arguments follow. */
+function startArgs(nodeFlags: readonly string[], blob: string): string[] {
+  // `--` ends Node's options: without it Node would take the program's `--help` as its own.
+  return [...nodeFlags, '--snapshot-blob', blob, '--'];
 }
 
-/** The same program built in this checkout: node's arguments (run them with `process.execPath`). */
-export function shippedNodeArgs(name: ProgramName, root: string = repoRoot): string[] {
+/** The container's `command` that runs `name` from the image; the program's flags go in `args`. */
+export function imageCommand(name: ProgramName): string[] {
+  const { nodeFlags, imageDir } = PROGRAMS[name];
+  return ['node', ...startArgs(nodeFlags, `${imageDir}/${SNAPSHOT_BLOB}`)];
+}
+
+/**
+ * The same program built in this checkout: node's arguments (run them with `process.execPath`), the
+ * program's own arguments to follow. `extraNodeFlags` go with the shipped flags (benchmarks try some).
+ */
+export function shippedNodeArgs(
+  name: ProgramName,
+  root: string = repoRoot,
+  extraNodeFlags: readonly string[] = [],
+): string[] {
   const { nodeFlags, bundleDir } = PROGRAMS[name];
-  return [...nodeFlags, join(root, bundleDir, ENTRY_FILE)];
+  return startArgs([...nodeFlags, ...extraNodeFlags], join(root, bundleDir, SNAPSHOT_BLOB));
+}
+
+/** The first executable named `command` on `PATH`, or undefined. */
+function onPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const path = join(dir, command);
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {}
+  }
+  return undefined;
+}
+
+/**
+ * What makes a blob the same bytes from the same inputs. V8 writes a few things of the building process
+ * into the heap it serializes: Node.js's `process.pid`, the address of the off-heap buffer of a typed
+ * array that a module makes at its top level (typebox's hash), and, with V8's concurrent compilers, the
+ * order they finished in. So the build runs with an empty environment, `--predictable` (one thread,
+ * fixed seeds), in a new PID namespace (pid 1) and without address-space randomization, where the
+ * machine allows it (util-linux `unshare` with user namespaces, `setarch -R`; a container build
+ * without them gets a blob that differs in those few bytes).
+ */
+function reproducibleWrapper(): string[] {
+  const unshare = onPath('unshare');
+  const setarch = onPath('setarch');
+  if (!unshare || !setarch) return [];
+  const wrapper = [unshare, '--user', '--map-root-user', '--pid', '--fork', setarch, machine(), '-R'];
+  const probe = spawnSync(wrapper[0]!, [...wrapper.slice(1), process.execPath, '-e', '0'], { stdio: 'ignore' });
+  return probe.status === 0 ? wrapper : [];
+}
+
+export interface BuiltSnapshot {
+  blob: string;
+  /** Whether it was built where the same inputs give the same bytes (see reproducibleWrapper). */
+  reproducible: boolean;
+}
+
+/**
+ * Builds `dir/main.blob` from `dir/main.cjs` with the Node.js binary `node` (the one that will run it:
+ * a blob only loads in the binary that built it). The script is named `/proc/self/cwd/main.cjs` while it
+ * is built (Linux; the blob keeps the name), so the blob does not depend on the folder it was built in.
+ */
+export async function buildStartupSnapshot(dir: string, node: string = process.execPath): Promise<BuiltSnapshot> {
+  const script = join(dir, SNAPSHOT_SCRIPT);
+  if (!existsSync(script)) throw new Error(`${script} is missing: build the bundles first (pnpm -r run build)`);
+  const blob = join(dir, SNAPSHOT_BLOB);
+  rmSync(blob, { force: true });
+  const wrapper = reproducibleWrapper();
+  const scriptName = existsSync('/proc/self/cwd') ? `/proc/self/cwd/${SNAPSHOT_SCRIPT}` : resolve(script);
+  const args = [...wrapper, node, '--predictable', '--no-warnings', '--snapshot-blob', SNAPSHOT_BLOB, '--build-snapshot', scriptName];
+  const child = spawn(args[0]!, args.slice(1), { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done, fail) => {
+    child.once('error', fail);
+    child.once('close', (c, s) => done([c, s]));
+  });
+  if (code !== 0 || !existsSync(blob)) {
+    throw new Error(`building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`);
+  }
+  return { blob, reproducible: wrapper.length > 0 };
 }
 
 /**
@@ -71,15 +165,16 @@ export async function buildShippedPrograms(root: string = repoRoot): Promise<voi
     throw new Error(`pnpm -r run build failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
   }
   for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
-    const main = shippedNodeArgs(name, root).at(-1) as string;
-    if (!existsSync(main)) throw new Error(`${main} is missing after pnpm -r run build`);
+    const blob = join(root, PROGRAMS[name].bundleDir, SNAPSHOT_BLOB);
+    if (!existsSync(blob)) throw new Error(`${blob} is missing after pnpm -r run build`);
   }
 }
 
 /**
- * `node scripts/lib/programs.ts --start-each`: starts each built bundle the way the manifests run it
- * (their node flags), with `--help`, and fails when one does not start (scripts/test runs it after the
- * build: a bundle that lost a module, or a flag Node rejects, fails here rather than in a pod).
+ * `node scripts/lib/programs.ts --start-each`: starts each built program the way the manifests run it
+ * (their node flags, the start-up snapshot), with `--help`, and fails when one does not start
+ * (scripts/test runs it after the build: a bundle that lost a module, or a flag Node rejects, fails here
+ * rather than in a pod).
  */
 function startEach(): number {
   let failed = 0;
@@ -95,9 +190,22 @@ function startEach(): number {
   return failed === 0 ? 0 : 1;
 }
 
+const USAGE = `usage: node scripts/lib/programs.ts --start-each
+       node scripts/lib/programs.ts --build-snapshot DIR   (DIR/${SNAPSHOT_SCRIPT} → DIR/${SNAPSHOT_BLOB}; the packages' build)
+`;
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (process.argv[2] !== '--start-each') {
-    process.stderr.write('usage: node scripts/lib/programs.ts --start-each\n');
+  const [command, dir, ...rest] = process.argv.slice(2);
+  if (command === '--start-each' && dir === undefined) process.exitCode = startEach();
+  else if (command === '--build-snapshot' && dir !== undefined && rest.length === 0) {
+    try {
+      await buildStartupSnapshot(resolve(dir));
+    } catch (err) {
+      process.stderr.write(`programs: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  } else {
+    process.stderr.write(USAGE);
     process.exitCode = 2;
-  } else process.exitCode = startEach();
+  }
 }
