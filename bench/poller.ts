@@ -2,11 +2,13 @@
  * Poller benchmark: registry requests, run time and peak memory of one poller run over N WatchedImages.
  *
  *   node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3]
- *        [--repositories 10] [--env DIR] [--dist] [--node-options="--max-semi-space-size=2 ..."]
+ *        [--repositories 10] [--env DIR] [--dist | --bundle] [--node-options="--max-semi-space-size=2 ..."]
  *
- * `--dist` runs the built program as the CronJob does (the bundle packages/poller/dist/bundle/main.mjs with
- * the CronJob's node flags, from scripts/lib/programs.ts; after `pnpm -r run build`); by default the
- * sources run through Node's type stripping (slower start, ~20 MB more). `--node-options` are passed to
+ * `--dist` runs the built program as the CronJob does (the start-up snapshot
+ * packages/poller/dist/bundle/main.blob with the CronJob's node flags, from scripts/lib/programs.ts; after
+ * `pnpm -r run build`); `--bundle` the ES module bundle beside it (main.mjs, what the image ran before the
+ * snapshot) with the same flags; by default the sources run through Node's type stripping (slower start,
+ * ~20 MB more). `--node-options` are passed to
  * the poller's node on top (V8 heap flags, to see what other container args would do).
  * Starts its own local environment (control plane + registries, scripts/lib/local-cluster.ts) in a temp
  * folder and stops it at the end; `--env DIR` uses one already running there (`scripts/local-cluster up
@@ -45,7 +47,7 @@ import { loadKubeConfig } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
 import { findRunningLocalCluster, startLocalCluster } from '../scripts/lib/local-cluster.ts';
-import { shippedNodeArgs } from '../scripts/lib/programs.ts';
+import { ENTRY_FILE, PROGRAMS, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import {
   apiserverRequests,
   createWatchedImage,
@@ -82,13 +84,14 @@ const { values: flags } = parseArgs({
     env: { type: 'string' },
     'node-options': { type: 'string', default: '' },
     dist: { type: 'boolean', default: false },
+    bundle: { type: 'boolean', default: false },
     'skip-due': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist] [--skip-due]',
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due]',
   );
   process.exit(0);
 }
@@ -101,12 +104,15 @@ if (sizes.some((n) => !Number.isInteger(n) || n < 5) || !(repeats >= 1) || !(rep
 }
 
 const say = (line: string) => console.error(`[bench] ${line}`);
-// The shipped program (the bundle and the CronJob's node flags, after `pnpm -r run build`) or the
-// sources (type stripping).
-const pollerNodeArgs = flags.dist
-  ? shippedNodeArgs('poller', repoRoot)
-  : ['--conditions=@kubewatcher/source', join(repoRoot, 'packages/poller/src/main.ts')];
 const extraNodeOptions = flags['node-options'].split(/\s+/).filter(Boolean);
+// Node's arguments up to the poller's own: the shipped program (the start-up snapshot and the CronJob's
+// node flags, after `pnpm -r run build`) or the sources (type stripping); `extra` node flags with them.
+const pollerNodeArgs = (extra: string[]) =>
+  flags.dist
+    ? shippedNodeArgs('poller', repoRoot, extra)
+    : flags.bundle
+      ? [...PROGRAMS.poller.nodeFlags, ...extra, join(repoRoot, PROGRAMS.poller.bundleDir, ENTRY_FILE)]
+      : [...extra, '--conditions=@kubewatcher/source', join(repoRoot, 'packages/poller/src/main.ts')];
 
 // ---------------------------------------------------------------------------------------------------
 // Images: one image per repository pushed with crane, then each further tag as a manifest PUT with
@@ -275,7 +281,6 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   const tokenLog = join(info.dir, 'logs', 'token-server.log');
   const [accessStart, tokenStart] = await Promise.all([fileSize(accessLog), fileSize(tokenLog)]);
 
-  const nodeArgs = [...pollerNodeArgs.slice(0, -1), ...extraNodeOptions];
   const useTime = existsSync(GNU_TIME);
   const work = await mkdtemp(join(tmpdir(), 'bench-poller-'));
   const usageFile = join(work, 'usage.jsonl');
@@ -287,8 +292,11 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
     registriesFile,
     JSON.stringify({ [token.host]: { plainHttp: true, realmHosts: [new URL(token.tokenRealm).host] } }),
   );
-  // Without GNU time, the process reports its own CPU and peak RSS as it exits.
-  if (!useTime) nodeArgs.push(`--import=${join(repoRoot, 'bench/process-usage.ts')}`);
+  // Without GNU time, the process reports its own CPU and peak RSS as it exits (sources only: a process
+  // started from a snapshot runs no --import).
+  const nodeArgs = pollerNodeArgs(
+    useTime ? extraNodeOptions : [...extraNodeOptions, `--import=${join(repoRoot, 'bench/process-usage.ts')}`],
+  );
   const [apiserverPid, etcdPid] = await Promise.all([
     componentPid(info, 'kube-apiserver'),
     componentPid(info, 'etcd'),
@@ -300,7 +308,6 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   const requestsBefore = await apiserverRequests(info);
   const serverBefore = serverCpu();
   const pollerArgs = [
-    pollerNodeArgs.at(-1)!,
     '--kubeconfig',
     info.kubeconfig,
     '--namespace',
@@ -525,7 +532,7 @@ async function main(): Promise<void> {
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run.',
     'status writes: APPLY/PATCH of watchedimages/status, and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
-    `Poller: ${flags.dist ? `the bundle as the CronJob runs it (node ${pollerNodeArgs.slice(0, -1).join(' ')})` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
+    `Poller: ${flags.dist ? `the start-up snapshot as the CronJob runs it (node ${shippedNodeArgs('poller', '.').join(' ')})` : flags.bundle ? `the ES module bundle (node ${PROGRAMS.poller.nodeFlags.join(' ')} main.mjs)` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
     `Targets: requests = M HEAD (M + 1 in the first run, which learns the challenge) and one token per registry and credential, ≤ 1.1 per tag in steady state; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',
     table(rows),

@@ -10,14 +10,16 @@
  * retrying: it is measured from /proc when it logs "controller started" (probe server up, informers
  * started), then stopped.
  *
- * Rows (medians over `--runs`; the first start of each row is a warm-up and not counted):
+ * Rows (medians over `--runs`; the first start of each row is a warm-up and not counted), all with the
+ * image's node flags:
  * - `tsc output`: packages/<name>/dist/main.js, the compiler's files loaded from node_modules;
- * - `bundle (shipped)`: the rolldown bundle with the image's node flags, exactly the manifests' command
- *   (scripts/lib/programs.ts);
- * - `bundle + --enable-source-maps`: what Node's own source-map support costs (the bundle maps stack
+ * - `bundle`: the rolldown ES module bundle (dist/bundle/main.mjs), what the image ran before the snapshot;
+ * - `bundle + --enable-source-maps`: what Node's own source-map support costs (the programs map stack
  *   traces lazily instead, see packages/shared/src/stack-traces.ts);
  * - `bundle + compile cache`: with a primed NODE_COMPILE_CACHE (module.enableCompileCache);
- * - `bundle + FLAGS`: one row per `--try FLAGS`, Node/V8 flags on top of the shipped ones;
+ * - `start-up snapshot (shipped)`: the same code compiled and evaluated into a V8 start-up snapshot
+ *   (dist/bundle/main.blob), exactly the manifests' command (scripts/lib/programs.ts);
+ * - `snapshot + FLAGS`: one row per `--try FLAGS`, Node/V8 flags on top of the shipped ones;
  * - poller only, `floor: KubeConfig + requestJson`: a bundle of just loading the kubeconfig and one raw
  *   list through client-node's KubeConfig, the least a poller process must load;
  * - `node -e 0`: the runtime alone.
@@ -31,7 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { treeshake } from '../rolldown.config.ts';
 import { imageWorkingDir } from '../scripts/lib/image-build.ts';
-import { PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
+import { ENTRY_FILE, PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { GNU_TIME, readProcessUsage } from './process-usage.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -57,13 +59,15 @@ if (!existsSync(GNU_TIME)) {
   console.error(`bench/startup.ts: needs GNU time at ${GNU_TIME} (Debian: apt-get install time)`);
   process.exit(2);
 }
+/** The ES module bundle of `name`, as `pnpm -r run build` writes it. */
+const bundleOf = (name: ProgramName) => join(repoRoot, PROGRAMS[name].bundleDir, ENTRY_FILE);
 for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
-  const main = shippedNodeArgs(name).at(-1)!;
-  if (!existsSync(main) || !existsSync(join(repoRoot, `packages/${name}/dist/main.js`))) {
-    console.error(
-      `bench/startup.ts: ${main} or packages/${name}/dist/main.js missing: run pnpm -r run build`,
-    );
-    process.exit(2);
+  const blob = shippedNodeArgs(name).at(-2)!;
+  for (const file of [blob, bundleOf(name), join(repoRoot, `packages/${name}/dist/main.js`)]) {
+    if (!existsSync(file)) {
+      console.error(`bench/startup.ts: ${file} missing: run pnpm -r run build`);
+      process.exit(2);
+    }
   }
 }
 
@@ -211,8 +215,8 @@ async function main(): Promise<void> {
   out('| program, how it runs | CPU s | peak RSS MiB |');
   out('|---|---:|---:|');
   for (const name of ['poller', 'controller'] as const) {
-    const shipped = shippedNodeArgs(name);
-    const [flagsOf, main] = [shipped.slice(0, -1), shipped.at(-1)!];
+    const flagsOf = PROGRAMS[name].nodeFlags;
+    const main = bundleOf(name);
     const programArgs =
       name === 'poller'
         ? ['--kubeconfig', kubeconfig, '--dry-run', '--log-format=json']
@@ -221,12 +225,13 @@ async function main(): Promise<void> {
     const cache = join(work, `compile-cache-${name}`);
     const variants: Variant[] = [
       { label: `${name}: tsc output`, args: [...flagsOf, join(repoRoot, `packages/${name}/dist/main.js`)] },
-      { label: `${name}: bundle (shipped)`, args: shipped },
+      { label: `${name}: bundle`, args: [...flagsOf, main] },
       { label: `${name}: bundle + --enable-source-maps`, args: [...flagsOf, '--enable-source-maps', main] },
-      { label: `${name}: bundle + compile cache`, args: shipped, env: { NODE_COMPILE_CACHE: cache } },
+      { label: `${name}: bundle + compile cache`, args: [...flagsOf, main], env: { NODE_COMPILE_CACHE: cache } },
+      { label: `${name}: start-up snapshot (shipped)`, args: shippedNodeArgs(name) },
       ...flags.try.map((extra) => ({
-        label: `${name}: bundle + ${extra}`,
-        args: [...flagsOf, ...extra.split(/\s+/).filter(Boolean), main],
+        label: `${name}: snapshot + ${extra}`,
+        args: shippedNodeArgs(name, repoRoot, extra.split(/\s+/).filter(Boolean)),
       })),
     ];
     for (const v of variants) out(await row({ ...v, args: [...v.args, ...programArgs] }, measure));

@@ -12,7 +12,7 @@
  * the benchmarks and tests, and the image build builds the image's own with the image's node binary.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { machine } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,8 @@ export const SNAPSHOT_SCRIPT = 'main.cjs';
 export const SNAPSHOT_SOURCE_MAP = 'main.cjs.map';
 /** The start-up snapshot, beside the script in the repository, in `imageDir` in the image. */
 export const SNAPSHOT_BLOB = 'main.blob';
+/** `node --build-snapshot-config`'s file, written beside the script while the blob is built. */
+const SNAPSHOT_CONFIG = 'main.snapshot.json';
 
 /** Node's arguments that start the program in `blob`; the program's own arguments follow. */
 function startArgs(nodeFlags: readonly string[], blob: string): string[] {
@@ -123,6 +125,7 @@ export interface BuiltSnapshot {
  * Builds `dir/main.blob` from `dir/main.cjs` with the Node.js binary `node` (the one that will run it:
  * a blob only loads in the binary that built it). The script is named `/proc/self/cwd/main.cjs` while it
  * is built (Linux; the blob keeps the name), so the blob does not depend on the folder it was built in.
+ * The blob holds the evaluated heap without compiled code (`withoutCodeCache`).
  */
 export async function buildStartupSnapshot(dir: string, node: string = process.execPath): Promise<BuiltSnapshot> {
   const script = join(dir, SNAPSHOT_SCRIPT);
@@ -130,8 +133,18 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
   const blob = join(dir, SNAPSHOT_BLOB);
   rmSync(blob, { force: true });
   const wrapper = reproducibleWrapper();
-  const scriptName = existsSync('/proc/self/cwd') ? `/proc/self/cwd/${SNAPSHOT_SCRIPT}` : resolve(script);
-  const args = [...wrapper, node, '--predictable', '--no-warnings', '--snapshot-blob', SNAPSHOT_BLOB, '--build-snapshot', scriptName];
+  const config = join(dir, SNAPSHOT_CONFIG);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      builder: existsSync('/proc/self/cwd') ? `/proc/self/cwd/${SNAPSHOT_SCRIPT}` : resolve(script),
+      // V8 compiles each function at its first call anyway; bytecode in the blob would be 6 MB more to
+      // load and keep resident at every start, for no CPU saved (bench/README.md).
+      withoutCodeCache: true,
+    }),
+  );
+  // Relative names: Node keeps its command line in the heap, so the blob must not name the folder.
+  const args = [...wrapper, node, '--predictable', '--no-warnings', '--snapshot-blob', SNAPSHOT_BLOB, '--build-snapshot-config', SNAPSHOT_CONFIG];
   const child = spawn(args[0]!, args.slice(1), { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => {
@@ -144,6 +157,7 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
     child.once('error', fail);
     child.once('close', (c, s) => done([c, s]));
   });
+  rmSync(config, { force: true });
   if (code !== 0 || !existsSync(blob)) {
     throw new Error(`building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`);
   }
