@@ -11,7 +11,10 @@
 
 # ---- build: install with the pinned pnpm, build the bundles, then stage the image's file tree:
 #      /stage/base (Debian's libc6, libgcc-s1, libstdc++6, ca-certificates, tzdata; Node.js from the npm
-#      registry; users; /tmp) and /stage/app (the two bundles).
+#      registry; users; /tmp) and /stage/app (the two programs' V8 start-up snapshots, built from the
+#      bundles with that Node.js binary, and their source maps). Docker's build sandbox has no user or
+#      PID namespaces, so these blobs differ from build to build in a few bytes (Node's pid, a buffer's
+#      address); scripts/build-image, where both are available, makes them byte for byte.
 FROM node:24-bookworm-slim AS build
 ENV CI=true
 WORKDIR /src
@@ -29,10 +32,12 @@ RUN npm install --global --no-audit --no-fund --loglevel=error \
 RUN --mount=type=cache,id=kubewatcher-pnpm-store,target=/pnpm/store \
     pnpm install --frozen-lockfile --store-dir /pnpm/store
 COPY tsconfig.base.json rolldown.config.ts ./
+# The packages' build runs programs.ts (the start-up snapshot of each bundle).
+COPY scripts/lib/programs.ts scripts/lib/
 COPY packages/ packages/
 RUN pnpm -r run build
 COPY scripts/bootstrap.sh scripts/
-COPY scripts/lib/image-build.ts scripts/lib/image-build-cli.ts scripts/lib/images.ts scripts/lib/programs.ts scripts/lib/
+COPY scripts/lib/image-build.ts scripts/lib/image-build-cli.ts scripts/lib/images.ts scripts/lib/
 RUN node scripts/lib/image-build-cli.ts --stage /stage
 
 # ---- runtime: nothing but the staged tree; no shell, no package manager; runs as uid/gid 65532.
@@ -51,4 +56,5 @@ WORKDIR /app
 USER 65532:65532
 # node is PID 1 and receives SIGTERM itself (no shell in between); the programs handle it.
 ENTRYPOINT ["node"]
-CMD ["/app/controller/main.mjs"]
+# The controller, from its start-up snapshot (the manifests add heap flags).
+CMD ["--snapshot-blob", "/app/controller/main.blob", "--"]

@@ -185,7 +185,12 @@ const READ_AT_EACH_START = [
   {
     // Where yargs starts looking for a package.json: the working directory of each start.
     file: /\/yargs\/lib\/platform-shims\/esm\.mjs$/,
-    replace: [['mainFilename: mainFilename || process.cwd(),', 'get mainFilename() { return mainFilename || process.cwd(); },']],
+    replace: [
+      [
+        'mainFilename: mainFilename || process.cwd(),',
+        'get mainFilename() { return mainFilename || process.cwd(); },',
+      ],
+    ],
   },
   {
     // The process_start_time_seconds metric: this process's start, not the blob's build.
@@ -215,7 +220,9 @@ export function startupSnapshotSupport(packageDir: string): Plugin {
       if (!(UNSNAPSHOTTABLE_BUILTINS as readonly string[]).includes(name) || !builtinModules.includes(name)) {
         return null;
       }
-      return importer?.startsWith(LAZY_BUILTIN) ? { id: `node:${name}`, external: true } : LAZY_BUILTIN + name;
+      return importer?.startsWith(LAZY_BUILTIN)
+        ? { id: `node:${name}`, external: true }
+        : LAZY_BUILTIN + name;
     },
     load(id) {
       if (id === SNAPSHOT_ENTRY) {
@@ -266,7 +273,9 @@ export function snapshotBundleOptions(packageDir: string): RolldownOptions {
     plugins: [listWatchWithoutModels(), startupSnapshotSupport(packageDir)],
     // The script runs as CommonJS: `import.meta` has no meaning there. yargs reads `import.meta.url` (for
     // paths it never uses here) and names `import.meta.resolve` (only for a config's `extends`).
-    transform: { define: { 'import.meta.url': '__kubewatcherScriptUrl', 'import.meta.resolve': 'undefined' } },
+    transform: {
+      define: { 'import.meta.url': '__kubewatcherScriptUrl', 'import.meta.resolve': 'undefined' },
+    },
     output: {
       ...output,
       format: 'cjs',

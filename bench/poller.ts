@@ -295,7 +295,9 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   // Without GNU time, the process reports its own CPU and peak RSS as it exits (sources only: a process
   // started from a snapshot runs no --import).
   const nodeArgs = pollerNodeArgs(
-    useTime ? extraNodeOptions : [...extraNodeOptions, `--import=${join(repoRoot, 'bench/process-usage.ts')}`],
+    useTime
+      ? extraNodeOptions
+      : [...extraNodeOptions, `--import=${join(repoRoot, 'bench/process-usage.ts')}`],
   );
   const [apiserverPid, etcdPid] = await Promise.all([
     componentPid(info, 'kube-apiserver'),

@@ -227,7 +227,11 @@ async function main(): Promise<void> {
       { label: `${name}: tsc output`, args: [...flagsOf, join(repoRoot, `packages/${name}/dist/main.js`)] },
       { label: `${name}: bundle`, args: [...flagsOf, main] },
       { label: `${name}: bundle + --enable-source-maps`, args: [...flagsOf, '--enable-source-maps', main] },
-      { label: `${name}: bundle + compile cache`, args: [...flagsOf, main], env: { NODE_COMPILE_CACHE: cache } },
+      {
+        label: `${name}: bundle + compile cache`,
+        args: [...flagsOf, main],
+        env: { NODE_COMPILE_CACHE: cache },
+      },
       { label: `${name}: start-up snapshot (shipped)`, args: shippedNodeArgs(name) },
       ...flags.try.map((extra) => ({
         label: `${name}: snapshot + ${extra}`,

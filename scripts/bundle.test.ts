@@ -8,12 +8,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type OutputChunk, rolldown } from 'rolldown';
 import { describe, expect, it } from 'vitest';
-import { bundleOptions } from '../rolldown.config.ts';
+import { bundleOptions, snapshotBundleOptions, UNSNAPSHOTTABLE_BUILTINS } from '../rolldown.config.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-async function chunks(program: 'controller' | 'poller'): Promise<OutputChunk[]> {
-  const { output: outputOptions, ...input } = bundleOptions(join(repoRoot, 'packages', program));
+async function chunks(
+  program: 'controller' | 'poller',
+  options: typeof bundleOptions = bundleOptions,
+): Promise<OutputChunk[]> {
+  const { output: outputOptions, ...input } = options(join(repoRoot, 'packages', program));
   const build = await rolldown({ ...input, logLevel: 'silent' });
   try {
     const { output } = await build.generate({ ...outputOptions, sourcemap: false });
@@ -35,5 +38,22 @@ describe.each(['poller', 'controller'] as const)('the %s bundle', (program) => {
       clientNode.filter((id) => /\/dist\/(exec|attach|cp|portforward|serializer)\.js$/.test(id)),
     ).toEqual([]);
     expect(all.flatMap((c) => c.imports).filter((i) => i === 'http' || i === 'node:http')).toEqual([]);
+  }, 60_000);
+});
+
+describe.each(['poller', 'controller'] as const)('the %s start-up snapshot script', (program) => {
+  it('is one CommonJS file that takes http, https, http2 and tls only when first used', async () => {
+    const all = await chunks(program, snapshotBundleOptions);
+    expect(all).toHaveLength(1);
+    const [script] = all;
+    const unsnapshottable = new Set(UNSNAPSHOTTABLE_BUILTINS.flatMap((m) => [m, `node:${m}`]));
+    // Neither a require at the top (which would load the module while the blob is built) nor anywhere.
+    expect(script!.imports.filter((i) => unsnapshottable.has(i))).toEqual([]);
+    for (const name of UNSNAPSHOTTABLE_BUILTINS) {
+      expect(script!.code).not.toMatch(new RegExp(`require\\(["'\`](node:)?${name}["'\`]\\)`));
+      expect(script!.code).toMatch(new RegExp(`process\\.getBuiltinModule\\(["'\`]node:${name}["'\`]\\)`));
+    }
+    // yargs looks for a package.json from the working directory of each start, not of the build.
+    expect(script!.code).toContain('get mainFilename()');
   }, 60_000);
 });

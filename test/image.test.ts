@@ -21,7 +21,15 @@ import {
   LAYERS,
   stagedFileList,
 } from '../scripts/lib/image-build.ts';
-import { ENTRY_FILE, PROGRAMS } from '../scripts/lib/programs.ts';
+import {
+  imageBlob,
+  imageCommand,
+  PROGRAMS,
+  type ProgramName,
+  SNAPSHOT_BLOB,
+  SNAPSHOT_SOURCE_MAP,
+  snapshotStartArgs,
+} from '../scripts/lib/programs.ts';
 
 const run = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -92,12 +100,12 @@ describe('scripts/build-image', () => {
     };
     expect(config.config.User).toBe('65532:65532');
     expect(config.config.Entrypoint).toEqual(['node']);
-    expect(config.config.Cmd).toEqual([`${PROGRAMS.controller.imageDir}/${ENTRY_FILE}`]);
+    expect(config.config.Cmd).toEqual(snapshotStartArgs(imageBlob('controller')));
     expect(config.created).toBe('1970-01-01T00:00:00Z');
     expect(config.rootfs.diff_ids).toHaveLength(LAYERS.length);
   });
 
-  it('holds node, both bundles, the nonroot user and no shell; all files are root-owned except its home', async () => {
+  it('holds node, both start-up snapshots and their maps, the nonroot user and no shell; all files are root-owned except its home', async () => {
     const manifest = await manifestOf(first);
     const entries = (
       await Promise.all(manifest.layers.map((l) => layerEntries(blob(first, l.digest))))
@@ -110,8 +118,8 @@ describe('scripts/build-image', () => {
       'usr/share/zoneinfo/Europe/Berlin',
       'app/package.json',
       ...Object.values(PROGRAMS).flatMap((p) => [
-        `${p.imageDir.slice(1)}/${ENTRY_FILE}`,
-        `${p.imageDir.slice(1)}/${ENTRY_FILE}.map`,
+        `${p.imageDir.slice(1)}/${SNAPSHOT_BLOB}`,
+        `${p.imageDir.slice(1)}/${SNAPSHOT_SOURCE_MAP}`,
       ]),
     ]) {
       expect(byName.has(path), path).toBe(true);
@@ -133,14 +141,14 @@ describe('scripts/build-image', () => {
     expect(entries.map((e) => e.name).sort()).toEqual(await stagedFileList(first.staged));
   });
 
-  it("starts both bundles with the image's own node and libraries, as 65532", async (ctx) => {
+  it("starts both programs as the manifests run them, with the image's own node and libraries, as 65532", async (ctx) => {
     if (process.getuid?.() !== 0) ctx.skip('needs root for chroot');
     const root = join(work, 'rootfs');
     for (const layer of LAYERS) await run('cp', ['-a', `${join(first.staged.dir, layer)}/.`, root]);
-    for (const [name, { imageDir }] of Object.entries(PROGRAMS)) {
+    for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
       const { stdout } = await run(
         'chroot',
-        ['--userspec=65532:65532', root, 'node', `${imageDir}/${ENTRY_FILE}`, '--help'],
+        ['--userspec=65532:65532', root, ...imageCommand(name), '--help'],
         {
           // Found on this PATH outside (chroot) and inside (node, in /usr/bin of the image).
           env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
@@ -215,7 +223,7 @@ describe('the Dockerfile', () => {
     expect(adding).toEqual(LAYERS.map((l) => ({ keyword: 'COPY', args: `--from=build /stage/${l}/ /` })));
     // So the Docker image's files are the staged tree: the list the built layers were checked against.
     const dockerFiles = await stagedFileList(first.staged);
-    expect(dockerFiles).toContain(`${PROGRAMS.poller.imageDir.slice(1)}/${ENTRY_FILE}`);
+    expect(dockerFiles).toContain(imageBlob('poller').slice(1));
   });
 
   it('configures the image as scripts/build-image does', async () => {

@@ -7,7 +7,8 @@
  *      distroless is assembled), the Node.js binary of the npm registry's `node` package at the version
  *      scripts/bootstrap.sh pins, /etc/passwd and /etc/group with `nonroot` (65532), /tmp; no shell, no
  *      package manager;
- *    - `app`: the two bundles (scripts/lib/programs.ts), the production code and nothing else.
+ *    - `app`: the two programs' start-up snapshots (scripts/lib/programs.ts), built with that node binary,
+ *      and their source maps: the production code and nothing else.
  * 2. `writeImageLayout` writes each folder as a layer (sorted entries, one fixed timestamp, root-owned
  *    except the user's home) into an OCI image layout, with a config that runs as 65532:65532.
  *    Same inputs (packages, Node.js, bundles, SOURCE_DATE_EPOCH) → same digest.
@@ -42,7 +43,16 @@ import { createGzip } from 'node:zlib';
 import { pack } from 'tar-stream';
 import type { RegistryEndpoint } from './cluster-info.ts';
 import { type Descriptor, OCI_MEDIA_TYPES, pushLayout, writeLayoutBlob, writeLayoutIndex } from './images.ts';
-import { ENTRY_FILE, PROGRAMS, type ProgramName } from './programs.ts';
+import {
+  buildStartupSnapshot,
+  imageBlob,
+  PROGRAMS,
+  type ProgramName,
+  SNAPSHOT_BLOB,
+  SNAPSHOT_SCRIPT,
+  SNAPSHOT_SOURCE_MAP,
+  snapshotStartArgs,
+} from './programs.ts';
 
 const run = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -67,7 +77,8 @@ export function imageRuntimeConfig(version: string) {
     Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'NODE_ENV=production'],
     // node is PID 1 and receives SIGTERM itself (no shell in between); the programs handle it.
     Entrypoint: ['node'],
-    Cmd: [`${PROGRAMS.controller.imageDir}/${ENTRY_FILE}`],
+    // The controller's start-up snapshot, without the manifests' heap flags.
+    Cmd: snapshotStartArgs(imageBlob('controller')),
     WorkingDir: '/app',
     Labels: {
       'org.opencontainers.image.title': 'kubewatcher',
@@ -265,7 +276,8 @@ export function appPackageJson(version: string): string {
       name: 'kubewatcher',
       version,
       private: true,
-      description: 'Kubewatcher controller (/app/controller/main.mjs) and poller (/app/poller/main.mjs)',
+      description:
+        'Kubewatcher controller (/app/controller/main.blob) and poller (/app/poller/main.blob), V8 start-up snapshots',
       license: 'Apache-2.0',
       type: 'module',
     },
@@ -298,8 +310,8 @@ export async function stageImage(options: StageOptions): Promise<StagedImage> {
 
   for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
     const bundle = join(root, PROGRAMS[name].bundleDir);
-    if (!existsSync(join(bundle, ENTRY_FILE))) {
-      throw new Error(`${bundle}/${ENTRY_FILE} is missing: build the bundles first (pnpm -r run build)`);
+    if (!existsSync(join(bundle, SNAPSHOT_SCRIPT))) {
+      throw new Error(`${bundle}/${SNAPSHOT_SCRIPT} is missing: build the bundles first (pnpm -r run build)`);
     }
   }
 
@@ -353,16 +365,30 @@ export async function stageImage(options: StageOptions): Promise<StagedImage> {
   // The layer records the owner itself (layerOwner); on disk it matters for the Dockerfile's COPY.
   if (process.getuid?.() === 0) await chown(join(base, 'home/nonroot'), RUNTIME_UID, RUNTIME_UID);
 
-  // app: the bundles.
+  // app: each program's start-up snapshot, built with the image's own node (a blob loads only in the
+  // binary that built it), and the source map its stack traces are read through. The script the blob
+  // was built from is in the blob; the ES module bundle is not shipped.
+  const building = join(dir, 'snapshots');
   for (const name of Object.keys(PROGRAMS) as ProgramName[]) {
     const { bundleDir, imageDir } = PROGRAMS[name];
     const target = join(app, imageDir);
-    await mkdir(target, { recursive: true });
-    for (const file of (await readdir(join(root, bundleDir))).sort(cmp)) {
-      await copyFile(join(root, bundleDir, file), join(target, file));
-      await chmod(join(target, file), 0o644);
+    await mkdir(join(building, name), { recursive: true });
+    await copyFile(join(root, bundleDir, SNAPSHOT_SCRIPT), join(building, name, SNAPSHOT_SCRIPT));
+    const { blob, reproducible } = await buildStartupSnapshot(
+      join(building, name),
+      join(base, 'usr/bin/node'),
+    );
+    if (!reproducible) {
+      log(
+        `${name}: no user and PID namespaces here (unshare, setarch -R): the blob is not byte-for-byte reproducible`,
+      );
     }
+    await mkdir(target, { recursive: true });
+    await copyFile(blob, join(target, SNAPSHOT_BLOB));
+    await copyFile(join(root, bundleDir, SNAPSHOT_SOURCE_MAP), join(target, SNAPSHOT_SOURCE_MAP));
+    for (const file of [SNAPSHOT_BLOB, SNAPSHOT_SOURCE_MAP]) await chmod(join(target, file), 0o644);
   }
+  await rm(building, { recursive: true, force: true });
   const { version } = JSON.parse(await readFile(join(root, 'packages/controller/package.json'), 'utf8')) as {
     version: string;
   };

@@ -61,15 +61,17 @@ export const SNAPSHOT_BLOB = 'main.blob';
 const SNAPSHOT_CONFIG = 'main.snapshot.json';
 
 /** Node's arguments that start the program in `blob`; the program's own arguments follow. */
-function startArgs(nodeFlags: readonly string[], blob: string): string[] {
+export function snapshotStartArgs(blob: string, nodeFlags: readonly string[] = []): string[] {
   // `--` ends Node's options: without it Node would take the program's `--help` as its own.
   return [...nodeFlags, '--snapshot-blob', blob, '--'];
 }
 
+/** Where `name`'s blob is in the image. */
+export const imageBlob = (name: ProgramName) => `${PROGRAMS[name].imageDir}/${SNAPSHOT_BLOB}`;
+
 /** The container's `command` that runs `name` from the image; the program's flags go in `args`. */
 export function imageCommand(name: ProgramName): string[] {
-  const { nodeFlags, imageDir } = PROGRAMS[name];
-  return ['node', ...startArgs(nodeFlags, `${imageDir}/${SNAPSHOT_BLOB}`)];
+  return ['node', ...snapshotStartArgs(imageBlob(name), PROGRAMS[name].nodeFlags)];
 }
 
 /**
@@ -82,7 +84,7 @@ export function shippedNodeArgs(
   extraNodeFlags: readonly string[] = [],
 ): string[] {
   const { nodeFlags, bundleDir } = PROGRAMS[name];
-  return startArgs([...nodeFlags, ...extraNodeFlags], join(root, bundleDir, SNAPSHOT_BLOB));
+  return snapshotStartArgs(join(root, bundleDir, SNAPSHOT_BLOB), [...nodeFlags, ...extraNodeFlags]);
 }
 
 /** The first executable named `command` on `PATH`, or undefined. */
@@ -111,7 +113,9 @@ function reproducibleWrapper(): string[] {
   const setarch = onPath('setarch');
   if (!unshare || !setarch) return [];
   const wrapper = [unshare, '--user', '--map-root-user', '--pid', '--fork', setarch, machine(), '-R'];
-  const probe = spawnSync(wrapper[0]!, [...wrapper.slice(1), process.execPath, '-e', '0'], { stdio: 'ignore' });
+  const probe = spawnSync(wrapper[0]!, [...wrapper.slice(1), process.execPath, '-e', '0'], {
+    stdio: 'ignore',
+  });
   return probe.status === 0 ? wrapper : [];
 }
 
@@ -127,9 +131,13 @@ export interface BuiltSnapshot {
  * is built (Linux; the blob keeps the name), so the blob does not depend on the folder it was built in.
  * The blob holds the evaluated heap without compiled code (`withoutCodeCache`).
  */
-export async function buildStartupSnapshot(dir: string, node: string = process.execPath): Promise<BuiltSnapshot> {
+export async function buildStartupSnapshot(
+  dir: string,
+  node: string = process.execPath,
+): Promise<BuiltSnapshot> {
   const script = join(dir, SNAPSHOT_SCRIPT);
-  if (!existsSync(script)) throw new Error(`${script} is missing: build the bundles first (pnpm -r run build)`);
+  if (!existsSync(script))
+    throw new Error(`${script} is missing: build the bundles first (pnpm -r run build)`);
   const blob = join(dir, SNAPSHOT_BLOB);
   rmSync(blob, { force: true });
   const wrapper = reproducibleWrapper();
@@ -144,7 +152,16 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
     }),
   );
   // Relative names: Node keeps its command line in the heap, so the blob must not name the folder.
-  const args = [...wrapper, node, '--predictable', '--no-warnings', '--snapshot-blob', SNAPSHOT_BLOB, '--build-snapshot-config', SNAPSHOT_CONFIG];
+  const args = [
+    ...wrapper,
+    node,
+    '--predictable',
+    '--no-warnings',
+    '--snapshot-blob',
+    SNAPSHOT_BLOB,
+    '--build-snapshot-config',
+    SNAPSHOT_CONFIG,
+  ];
   const child = spawn(args[0]!, args.slice(1), { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => {
@@ -159,7 +176,9 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
   });
   rmSync(config, { force: true });
   if (code !== 0 || !existsSync(blob)) {
-    throw new Error(`building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`);
+    throw new Error(
+      `building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`,
+    );
   }
   return { blob, reproducible: wrapper.length > 0 };
 }

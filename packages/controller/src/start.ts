@@ -5,7 +5,10 @@ import { main } from './cli.ts';
  * What a controller process does, from either entry point: main.ts (the ES module bundle, tsc's output,
  * the sources) or snapshot.ts (the start-up snapshot the image runs). `sourceMaps` as mapStackTracesLazily.
  */
-export async function startController(argv: string[], sourceMaps: Record<string, string> = {}): Promise<never> {
+export async function startController(
+  argv: string[],
+  sourceMaps: Record<string, string> = {},
+): Promise<never> {
   // Stack traces name the TypeScript sources, from the bundle's source map, read only when one is printed.
   mapStackTracesLazily(sourceMaps);
 

@@ -45,4 +45,19 @@ describe('sourceMappedStackTraces', () => {
     // Frames of files without a map stay as V8 wrote them.
     expect(stack[2]).toContain('stack-traces.test.ts:');
   });
+
+  it('reads the map `mapFiles` names for a file (a script compiled into a start-up snapshot)', async () => {
+    const generated = join(dir, 'snapshot.mjs');
+    writeFileSync(generated, 'export function boom() {\n  throw new TypeError("no kubeconfig");\n}\n');
+    const elsewhere = join(dir, 'beside-the-blob.map');
+    writeFileSync(
+      elsewhere,
+      JSON.stringify({ version: 3, sources: ['packages/poller/src/start.ts'], names: [], mappings: ';AAIE' }),
+    );
+    const { boom } = (await import(pathToFileURL(generated).href)) as { boom: () => void };
+    const { error, frames } = thrownBy(boom);
+
+    const stack = sourceMappedStackTraces({ [generated]: elsewhere })(error, frames).split('\n');
+    expect(stack[1]).toMatch(/^ {4}at boom \(packages\/poller\/src\/start\.ts:5:3\)$/);
+  });
 });

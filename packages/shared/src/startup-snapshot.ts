@@ -13,7 +13,10 @@ import { dirname, resolve } from 'node:path';
 import { startupSnapshot } from 'node:v8';
 
 /** How a module's export looked in the Node.js that built the bundle (rolldown.config.ts records it). */
-export type BuiltinExportShape = { kind: 'function' } | { kind: 'object' } | { kind: 'value'; value: unknown };
+export type BuiltinExportShape =
+  | { kind: 'function' }
+  | { kind: 'object' }
+  | { kind: 'value'; value: unknown };
 
 /** Stand-ins handed out while the blob was built, linked to the real module's values at deserialization. */
 const links: (() => void)[] = [];
@@ -96,11 +99,20 @@ export function deferIntlWhileBuildingSnapshot(): void {
   if (!startupSnapshot.isBuildingSnapshot()) return;
   const intl = Intl as unknown as Record<string, new (...args: unknown[]) => object>;
   const saved: [string, new (...args: unknown[]) => object][] = [];
-  for (const name of ['Collator', 'DateTimeFormat', 'DisplayNames', 'ListFormat', 'NumberFormat', 'PluralRules', 'RelativeTimeFormat', 'Segmenter']) {
+  for (const name of [
+    'Collator',
+    'DateTimeFormat',
+    'DisplayNames',
+    'ListFormat',
+    'NumberFormat',
+    'PluralRules',
+    'RelativeTimeFormat',
+    'Segmenter',
+  ]) {
     const Real = intl[name];
     if (typeof Real !== 'function') continue;
     saved.push([name, Real]);
-    intl[name] = function (...args: unknown[]) {
+    intl[name] = ((...args: unknown[]) => {
       let made: object | undefined;
       const real = () => (made ??= new Real(...args));
       return new Proxy(Object.create(Real.prototype) as object, {
@@ -109,7 +121,9 @@ export function deferIntlWhileBuildingSnapshot(): void {
           return typeof value === 'function' ? value.bind(real()) : value;
         },
       });
-    } as unknown as new (...args: unknown[]) => object;
+    }) as unknown as new (
+      ...args: unknown[]
+    ) => object;
   }
   startupSnapshot.addDeserializeCallback(() => {
     for (const [name, Real] of saved) intl[name] = Real;
@@ -141,7 +155,9 @@ export function runFromStartupSnapshot(
   main: (argv: string[], sourceMaps: Record<string, string>) => void,
 ): void {
   if (!startupSnapshot.isBuildingSnapshot()) {
-    throw new Error('runFromStartupSnapshot: this bundle is the script of a start-up snapshot: build the blob from it');
+    throw new Error(
+      'runFromStartupSnapshot: this bundle is the script of a start-up snapshot: build the blob from it',
+    );
   }
   startupSnapshot.setDeserializeMainFunction(() => {
     const blob = startupSnapshotBlob();
