@@ -534,7 +534,7 @@ function commandSection(opts: {
   return page([
     `## ${opts.name}`,
     about,
-    `${opts.runsAs} From a checkout: \`node --conditions=@kubewatcher/source ${opts.mainTs}\`; in the image: \`${imageCommand(opts.program).join(' ')}\` (the bundle).`,
+    `${opts.runsAs} From a checkout: \`node --conditions=@kubewatcher/source ${opts.mainTs}\`; in the image: \`${imageCommand(opts.program).join(' ')}\` (its start-up snapshot: the bundle compiled and evaluated when the image was built; the program's flags follow \`--\`).`,
     args === undefined
       ? undefined
       : `The shipped manifests (${code(opts.manifest)}) pass ${args.length > 0 ? args.map(code).join(' ') : 'no flags'}; every other flag has its default.`,
