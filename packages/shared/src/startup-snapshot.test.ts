@@ -3,10 +3,12 @@ import { lazyBuiltin, startupSnapshotBlob } from './startup-snapshot.ts';
 
 describe('startupSnapshotBlob', () => {
   it('finds the blob among node’s own arguments, in both spellings, as an absolute path', () => {
-    expect(startupSnapshotBlob(['--max-old-space-size=128', '--snapshot-blob', '/app/poller/main.blob'])).toBe(
-      '/app/poller/main.blob',
+    expect(
+      startupSnapshotBlob(['--max-old-space-size=128', '--snapshot-blob', '/app/poller/main.blob']),
+    ).toBe('/app/poller/main.blob');
+    expect(startupSnapshotBlob(['--snapshot-blob=/app/controller/main.blob'])).toBe(
+      '/app/controller/main.blob',
     );
-    expect(startupSnapshotBlob(['--snapshot-blob=/app/controller/main.blob'])).toBe('/app/controller/main.blob');
     expect(startupSnapshotBlob(['--snapshot-blob', 'main.blob'])).toBe(`${process.cwd()}/main.blob`);
     expect(startupSnapshotBlob(['--max-semi-space-size=2'])).toBeUndefined();
     expect(startupSnapshotBlob(['--snapshot-blob'])).toBeUndefined();
@@ -23,7 +25,11 @@ describe('lazyBuiltin, outside a snapshot build', () => {
         loads++;
         return http as unknown as Record<string, unknown>;
       },
-      { Agent: { kind: 'function' }, STATUS_CODES: { kind: 'value', value: {} }, globalAgent: { kind: 'object' } },
+      {
+        Agent: { kind: 'function' },
+        STATUS_CODES: { kind: 'value', value: {} },
+        globalAgent: { kind: 'object' },
+      },
     );
     expect(loads).toBe(0);
     expect(lazy.Agent).toBe(http.Agent);

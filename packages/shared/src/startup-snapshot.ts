@@ -109,10 +109,12 @@ export function deferIntlWhileBuildingSnapshot(): void {
     'RelativeTimeFormat',
     'Segmenter',
   ]) {
-    const Real = intl[name];
-    if (typeof Real !== 'function') continue;
+    const found = intl[name];
+    if (typeof found !== 'function') continue;
+    const Real = found;
     saved.push([name, Real]);
-    intl[name] = ((...args: unknown[]) => {
+    // A function declaration, not an arrow: modules call it with `new`.
+    function Deferred(...args: unknown[]): object {
       let made: object | undefined;
       const real = () => (made ??= new Real(...args));
       return new Proxy(Object.create(Real.prototype) as object, {
@@ -121,9 +123,8 @@ export function deferIntlWhileBuildingSnapshot(): void {
           return typeof value === 'function' ? value.bind(real()) : value;
         },
       });
-    }) as unknown as new (
-      ...args: unknown[]
-    ) => object;
+    }
+    intl[name] = Deferred as unknown as new (...args: unknown[]) => object;
   }
   startupSnapshot.addDeserializeCallback(() => {
     for (const [name, Real] of saved) intl[name] = Real;
