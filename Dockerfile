@@ -12,9 +12,7 @@
 # ---- build: install with the pinned pnpm, build the bundles, then stage the image's file tree:
 #      /stage/base (Debian's libc6, libgcc-s1, libstdc++6, ca-certificates, tzdata; Node.js from the npm
 #      registry; users; /tmp) and /stage/app (the two programs' V8 start-up snapshots, built from the
-#      bundles with that Node.js binary, and their source maps). Docker's build sandbox has no user or
-#      PID namespaces, so these blobs differ from build to build in a few bytes (Node's pid, a buffer's
-#      address); scripts/build-image, where both are available, makes them byte for byte.
+#      bundles with that Node.js binary, and their source maps).
 FROM node:24-bookworm-slim AS build
 ENV CI=true
 WORKDIR /src

@@ -177,11 +177,12 @@ function builtinShape(name: string): Record<string, BuiltinExportShape> {
 }
 
 /**
- * Dependencies' top-level code that reads what differs between starts: run once while the blob is built,
- * it would keep the build's value for ever. Each is rewritten to read it when used; the build fails when
- * a new version no longer has the text, so that a dependency update is looked at again.
+ * Dependencies' top-level code that must not run while the blob is built: what reads a value that
+ * differs between starts (run once at build time, it would keep the build's value for ever), and what
+ * would put the build's memory addresses into the blob. Each is rewritten to run when first used; the
+ * build fails when a new version no longer has the text, so that a dependency update is looked at again.
  */
-const READ_AT_EACH_START = [
+const SNAPSHOT_PATCHES = [
   {
     // Where yargs starts looking for a package.json: the working directory of each start.
     file: /\/yargs\/lib\/platform-shims\/esm\.mjs$/,
@@ -203,13 +204,26 @@ const READ_AT_EACH_START = [
       ],
     ],
   },
+  {
+    // typebox's value hash views one Float64Array's buffer: V8 writes the address of that buffer into
+    // the blob, so the blob would differ from build to build.
+    file: /\/@sinclair\/typebox\/build\/esm\/value\/hash\/hash\.mjs$/,
+    replace: [
+      [
+        'const F64 = new Float64Array(1);\nconst F64In = new DataView(F64.buffer);\nconst F64Out = new Uint8Array(F64.buffer);',
+        'let F64In, F64Out;\nconst F64 = () => { if (!F64In) { const buffer = new Float64Array(1).buffer; F64In = new DataView(buffer); F64Out = new Uint8Array(buffer); } };',
+      ],
+      ['F64In.setBigInt64(0, value);', 'F64(); F64In.setBigInt64(0, value);'],
+      ['F64In.setFloat64(0, value);', 'F64(); F64In.setFloat64(0, value);'],
+    ],
+  },
 ] as const;
 
 /**
  * The snapshot bundle's entry: a prelude that defers Intl (`deferIntlWhileBuildingSnapshot`) before any
  * other module's top level runs, then the package's src/snapshot.ts. Every import of http, https, http2
  * or tls becomes `lazyBuiltin` of it (the module loads at first use, after deserialization), and the
- * READ_AT_EACH_START rewrites are made.
+ * SNAPSHOT_PATCHES rewrites are made.
  */
 export function startupSnapshotSupport(packageDir: string): Plugin {
   return {
@@ -246,12 +260,12 @@ export function startupSnapshotSupport(packageDir: string): Plugin {
       ].join('\n');
     },
     transform(code, id) {
-      const patch = READ_AT_EACH_START.find(({ file }) => file.test(id));
+      const patch = SNAPSHOT_PATCHES.find(({ file }) => file.test(id));
       if (!patch) return null;
       let patched = code;
       for (const [from, to] of patch.replace) {
         if (!patched.includes(from)) {
-          throw new Error(`rolldown.config.ts: ${id} no longer has "${from}": update READ_AT_EACH_START`);
+          throw new Error(`rolldown.config.ts: ${id} no longer has "${from}": update SNAPSHOT_PATCHES`);
         }
         patched = patched.replace(from, to);
       }

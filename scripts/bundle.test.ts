@@ -2,15 +2,21 @@
  * What each program's bundle (rolldown.config.ts) carries: none of client-node's generated API classes
  * and models, nor its exec/attach/cp machinery, and no ES import of `node:http` (whose ESM facade loads
  * Node's own undici). Each of these cost start-up CPU and memory at every poller run; bench/startup.ts
- * measures how much.
+ * measures how much. And what its start-up snapshot script is: one CommonJS file that loads no module
+ * V8 cannot snapshot while the blob is built, and whose blob is the same bytes from every build.
  */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type OutputChunk, rolldown } from 'rolldown';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { bundleOptions, snapshotBundleOptions, UNSNAPSHOTTABLE_BUILTINS } from '../rolldown.config.ts';
+import { buildStartupSnapshot, SNAPSHOT_SCRIPT } from './lib/programs.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'kubewatcher-bundle-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 async function chunks(
   program: 'controller' | 'poller',
@@ -55,5 +61,17 @@ describe.each(['poller', 'controller'] as const)('the %s start-up snapshot scrip
     }
     // yargs looks for a package.json from the working directory of each start, not of the build.
     expect(script!.code).toContain('get mainFilename()');
+  }, 60_000);
+
+  it('builds into the same blob bytes in two folders, from two processes', async () => {
+    const [script] = await chunks(program, snapshotBundleOptions);
+    const blobs: Buffer[] = [];
+    for (const folder of ['one', `two/${program}`]) {
+      const dir = join(work, program, folder);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, SNAPSHOT_SCRIPT), script!.code);
+      blobs.push(readFileSync(await buildStartupSnapshot(dir)));
+    }
+    expect(blobs[1]!.equals(blobs[0]!)).toBe(true);
   }, 60_000);
 });

@@ -12,9 +12,8 @@
  * the benchmarks and tests, and the image build builds the image's own with the image's node binary.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, rmSync, writeFileSync } from 'node:fs';
-import { machine } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { existsSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -59,6 +58,8 @@ export const SNAPSHOT_SOURCE_MAP = 'main.cjs.map';
 export const SNAPSHOT_BLOB = 'main.blob';
 /** `node --build-snapshot-config`'s file, written beside the script while the blob is built. */
 const SNAPSHOT_CONFIG = 'main.snapshot.json';
+/** A link to the node binary that builds the blob, beside the script while it is built. */
+const NODE_LINK = 'node.build';
 
 /** Node's arguments that start the program in `blob`; the program's own arguments follow. */
 export function snapshotStartArgs(blob: string, nodeFlags: readonly string[] = []): string[] {
@@ -87,74 +88,42 @@ export function shippedNodeArgs(
   return snapshotStartArgs(join(root, bundleDir, SNAPSHOT_BLOB), [...nodeFlags, ...extraNodeFlags]);
 }
 
-/** The first executable named `command` on `PATH`, or undefined. */
-function onPath(command: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const path = join(dir, command);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {}
-  }
-  return undefined;
-}
-
-/**
- * What makes a blob the same bytes from the same inputs. V8 writes a few things of the building process
- * into the heap it serializes: Node.js's `process.pid`, the address of the off-heap buffer of a typed
- * array that a module makes at its top level (typebox's hash), and, with V8's concurrent compilers, the
- * order they finished in. So the build runs with an empty environment, `--predictable` (one thread,
- * fixed seeds), in a new PID namespace (pid 1) and without address-space randomization, where the
- * machine allows it (util-linux `unshare` with user namespaces, `setarch -R`; a container build
- * without them gets a blob that differs in those few bytes).
- */
-function reproducibleWrapper(): string[] {
-  const unshare = onPath('unshare');
-  const setarch = onPath('setarch');
-  if (!unshare || !setarch) return [];
-  const wrapper = [unshare, '--user', '--map-root-user', '--pid', '--fork', setarch, machine(), '-R'];
-  const probe = spawnSync(wrapper[0]!, [...wrapper.slice(1), process.execPath, '-e', '0'], {
-    stdio: 'ignore',
-  });
-  return probe.status === 0 ? wrapper : [];
-}
-
-export interface BuiltSnapshot {
-  blob: string;
-  /** Whether it was built where the same inputs give the same bytes (see reproducibleWrapper). */
-  reproducible: boolean;
-}
-
 /**
  * Builds `dir/main.blob` from `dir/main.cjs` with the Node.js binary `node` (the one that will run it:
- * a blob only loads in the binary that built it). The script is named `/proc/self/cwd/main.cjs` while it
- * is built (Linux; the blob keeps the name), so the blob does not depend on the folder it was built in.
- * The blob holds the evaluated heap without compiled code (`withoutCodeCache`).
+ * a blob only loads in the binary that built it), and returns the blob's path. The blob holds the
+ * evaluated heap without compiled code (`withoutCodeCache`).
+ *
+ * The same script and binary give the same bytes, wherever they are. V8 writes what the building process
+ * holds into the heap it serializes, so: the build runs with an empty environment and `--predictable`
+ * (one thread, fixed seeds: V8's concurrent compilers otherwise finish in varying order); the script
+ * and node (through a link beside it) are named `/proc/self/cwd/…` (Linux), the same wherever the
+ * folder is, since Node keeps its command line; the script itself resets the pid and paths Node
+ * records before the heap is written (packages/shared/src/startup-snapshot.ts), and the snapshot
+ * bundle rewrites dependency code that would leave a memory address in it (rolldown.config.ts).
  */
-export async function buildStartupSnapshot(
-  dir: string,
-  node: string = process.execPath,
-): Promise<BuiltSnapshot> {
+export async function buildStartupSnapshot(dir: string, node: string = process.execPath): Promise<string> {
   const script = join(dir, SNAPSHOT_SCRIPT);
-  if (!existsSync(script))
+  if (!existsSync(script)) {
     throw new Error(`${script} is missing: build the bundles first (pnpm -r run build)`);
+  }
   const blob = join(dir, SNAPSHOT_BLOB);
   rmSync(blob, { force: true });
-  const wrapper = reproducibleWrapper();
   const config = join(dir, SNAPSHOT_CONFIG);
   writeFileSync(
     config,
     JSON.stringify({
       builder: existsSync('/proc/self/cwd') ? `/proc/self/cwd/${SNAPSHOT_SCRIPT}` : resolve(script),
-      // V8 compiles each function at its first call anyway; bytecode in the blob would be 6 MB more to
-      // load and keep resident at every start, for no CPU saved (bench/README.md).
+      // With code (the script's and Node's own modules' bytecode) the blob is 6 MB more, resident at
+      // every start: a poller run at N = 50 peaks ~5 MiB higher for ~0.01 CPU s less (bench/README.md).
       withoutCodeCache: true,
     }),
   );
-  // Relative names: Node keeps its command line in the heap, so the blob must not name the folder.
+  // Names relative to the folder (node through a link in it): Node keeps its command line in the heap.
+  const link = join(dir, NODE_LINK);
+  rmSync(link, { force: true });
+  symlinkSync(node, link);
   const args = [
-    ...wrapper,
-    node,
+    existsSync('/proc/self/cwd') ? `/proc/self/cwd/${NODE_LINK}` : link,
     '--predictable',
     '--no-warnings',
     '--snapshot-blob',
@@ -175,12 +144,13 @@ export async function buildStartupSnapshot(
     child.once('close', (c, s) => done([c, s]));
   });
   rmSync(config, { force: true });
+  rmSync(link, { force: true });
   if (code !== 0 || !existsSync(blob)) {
     throw new Error(
       `building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`,
     );
   }
-  return { blob, reproducible: wrapper.length > 0 };
+  return blob;
 }
 
 /**

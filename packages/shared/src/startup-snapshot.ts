@@ -24,6 +24,14 @@ if (startupSnapshot.isBuildingSnapshot()) {
   startupSnapshot.addDeserializeCallback(() => {
     for (const link of links) link();
   });
+  // What Node.js records of the building process; each start sets its own again. Left in, the blob
+  // would differ with the path of the node binary and the pid that built it.
+  startupSnapshot.addSerializeCallback(() => {
+    process.execPath = 'node';
+    process.argv = ['node'];
+    Object.defineProperty(process, 'pid', { value: 0 });
+    Object.defineProperty(process, 'ppid', { value: 0 });
+  });
 }
 
 /**
