@@ -8,6 +8,10 @@
  * (bench/startup.ts measures both). The bundle is built from the TypeScript sources (the
  * `@kubewatcher/source` condition), so its source map points at them directly.
  *
+ * Each package's build writes two outputs of the same code: the ES module bundle (`main.mjs`, the
+ * package's `bin`) and the start-up snapshot's script (`main.cjs`, `snapshotBundleOptions`), from which
+ * scripts/lib/programs.ts builds the blob the image runs.
+ *
  * Source maps are written beside the bundle (`main.mjs.map`) but not loaded by `--enable-source-maps`:
  * Node parses the whole 19 MB map as the bundle loads (+0.2 CPU s, +160 MB). The entry point installs
  * `mapStackTracesLazily` (packages/shared/src/stack-traces.ts) instead, which reads the map only when a
