@@ -8,9 +8,10 @@
  *
  * `--reuse DIR` runs against the environment `scripts/local-cluster up --dir DIR` started (objects that
  * exist already are kept, so a second run skips the creation), `--keep` keeps the temp folder.
- * The controller runs as the image runs it: shared and controller are built (tsc, then the bundle) and
- * the bundle started with the Deployment's node flags (scripts/lib/programs.ts); `--source` runs
- * `src/main.ts` instead (Node's type stripping adds ~30 MB of RSS).
+ * The controller runs as the image runs it: shared and controller are built (tsc, the bundle, its
+ * start-up snapshot) and the snapshot started with the Deployment's node flags
+ * (scripts/lib/programs.ts); `--source` runs `src/main.ts` instead (Node's type stripping adds ~30 MB
+ * of RSS).
  * `--node-options` passes further V8/Node flags to the controller (e.g. "--max-semi-space-size=4"),
  * `--concurrency` its workers per queue (default 2, the CLI's default).
  *
@@ -36,6 +37,7 @@ import {
   type WatchedImage,
 } from '../packages/shared/src/index.ts';
 import type { LocalClusterInfo } from '../scripts/lib/cluster-info.ts';
+import { buildStartupSnapshot, PROGRAMS } from '../scripts/lib/programs.ts';
 import {
   apiserverRequests,
   type Clients,
@@ -226,7 +228,10 @@ function startControllerProcess(kubeconfig: string): ControllerProcess {
   );
 }
 
-/** Builds shared and controller (tsc) and the controller's bundle, so what runs is the code in the tree. */
+/**
+ * Builds shared and controller (tsc), the controller's bundle and its start-up snapshot, so what runs is
+ * the code in the tree.
+ */
 async function buildController(): Promise<void> {
   const tsc = fileURLToPath(new URL('../node_modules/.bin/tsc', import.meta.url));
   for (const pkg of ['shared', 'controller']) {
@@ -246,6 +251,7 @@ async function buildController(): Promise<void> {
   ).catch((err: { stdout?: string; stderr?: string }) => {
     throw new Error(`bundling the controller failed:\n${err.stderr ?? ''}${err.stdout ?? String(err)}`);
   });
+  await buildStartupSnapshot(fileURLToPath(new URL(`../${PROGRAMS.controller.bundleDir}`, import.meta.url)));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -762,7 +768,7 @@ const reused = cluster.reused;
 const clients = clientsFor(cluster.info);
 try {
   if (!args.source) {
-    say('building shared and controller (dist/, dist/bundle/)');
+    say('building shared and controller (dist/, dist/bundle/, the start-up snapshot)');
     await buildController();
   }
   await installCrds(cluster.info);

@@ -572,7 +572,7 @@ export class ControllerProcess {
       process.execPath,
       [
         ...(opts.nodeOptions ?? []),
-        // dist: the bundle with the Deployment's node flags, as the image runs it (`pnpm -r build` first).
+        // dist: the start-up snapshot with the Deployment's node flags, as the image runs it (`pnpm -r build` first).
         ...(opts.dist
           ? shippedNodeArgs('controller')
           : ['--conditions=@kubewatcher/source', CONTROLLER_MAIN]),
