@@ -118,11 +118,13 @@ describe.each(crds)('docs/api.md covers %s', (_path, crd) => {
 /** Flags of other tools that the hand-written pages use in examples. */
 const OTHER_TOOLS_FLAGS = new Set([
   // node
+  '--build-snapshot',
   '--conditions',
   '--enable-source-maps',
   '--import',
   '--max-old-space-size',
   '--max-semi-space-size',
+  '--snapshot-blob',
   // kubectl
   '--as',
   '--docker-password',
