@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sourceMappedStackTraces } from './stack-traces.ts';
+import { LineIndexedSourceMap, sourceMappedStackTraces } from './stack-traces.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kubewatcher-stack-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,5 +60,91 @@ describe('sourceMappedStackTraces', () => {
 
     const stack = sourceMappedStackTraces({ [generated]: elsewhere })(error, frames).split('\n');
     expect(stack[1]).toMatch(/^ {4}at boom \(packages\/poller\/src\/start\.ts:5:3\)$/);
+  });
+});
+
+/** Base64 VLQ, as source maps write it. */
+function vlq(n: number): string {
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  let v = n < 0 ? -n * 2 + 1 : n * 2;
+  let out = '';
+  do {
+    let digit = v & 31;
+    v >>>= 5;
+    if (v > 0) digit |= 32;
+    out += chars[digit];
+  } while (v > 0);
+  return out;
+}
+
+/** A random but valid mappings string: empty lines, generated-only segments, names, big jumps. */
+function randomMappings(seed: number, lines: number): string {
+  let x = seed;
+  const rand = (n: number) => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x % n;
+  };
+  let source = 0;
+  let line = 0;
+  let column = 0;
+  const out: string[] = [];
+  for (let l = 0; l < lines; l++) {
+    const segments: string[] = [];
+    const count = rand(4) === 0 ? 0 : 1 + rand(6);
+    for (let s = 0; s < count; s++) {
+      const step = 1 + rand(s === 0 ? 3 : 40);
+      if (rand(5) === 0) {
+        segments.push(vlq(step));
+        continue;
+      }
+      const dSource = rand(3) === 0 ? rand(5) - source : 0;
+      const dLine = Math.max(-line, rand(200) - 100);
+      const dColumn = Math.max(-column, rand(60) - 30);
+      source += dSource;
+      line += dLine;
+      column += dColumn;
+      let segment = vlq(step) + vlq(dSource) + vlq(dLine) + vlq(dColumn);
+      if (rand(2) === 0) {
+        segment += vlq(rand(3));
+      }
+      segments.push(segment);
+    }
+    out.push(segments.join(','));
+  }
+  return out.join(';');
+}
+
+describe('LineIndexedSourceMap', () => {
+  it("finds what Node's SourceMap finds, position by position", () => {
+    for (const seed of [1, 7, 42]) {
+      const payload = {
+        version: 3,
+        sources: ['a.ts', 'b.ts', 'c.ts', 'd.ts', 'e.ts'],
+        names: Array.from({ length: 2000 }, (_, i) => `n${i}`),
+        mappings: randomMappings(seed, 300),
+      };
+      const ours = new LineIndexedSourceMap(payload);
+      const node = new SourceMap(payload);
+      let mapped = 0;
+      for (let line = 0; line < 302; line++) {
+        for (let column = 0; column < 160; column += 3) {
+          const entry = node.findEntry(line, column) as Partial<SourceMap.SourceMapping>;
+          const expected =
+            entry.originalSource === undefined
+              ? undefined
+              : { source: entry.originalSource, line: entry.originalLine, column: entry.originalColumn };
+          if (expected) mapped++;
+          expect(ours.find(line, column), `seed ${seed}, ${line}:${column}`).toEqual(expected);
+        }
+      }
+      expect(mapped).toBeGreaterThan(1000);
+    }
+  });
+
+  it('says which map is not one', () => {
+    expect(() => new LineIndexedSourceMap({ sources: [], mappings: 'AA!A' })).toThrow(
+      'mappings has "!" at 2',
+    );
+    expect(() => new LineIndexedSourceMap({} as never)).toThrow('mappings or sources missing');
   });
 });
