@@ -19,10 +19,12 @@ async function elapse(clock: ManualClock, ms: number, step = 100): Promise<void>
 class MemoryLease implements LeaseClient {
   stored: V1Lease | undefined;
   writes = 0;
+  reads = 0;
   #rv = 0;
 
   async read(): Promise<V1Lease | undefined> {
-    return this.stored ? JSON.parse(JSON.stringify(this.stored)) : undefined;
+    this.reads++;
+    return this.#copy();
   }
 
   async create(_ns: string, lease: V1Lease): Promise<V1Lease> {
@@ -37,12 +39,21 @@ class MemoryLease implements LeaseClient {
     return this.#store(lease);
   }
 
+  /** Another writer's change (an operator, a split brain): a new resourceVersion, as the API server gives. */
+  overwrite(spec: V1Lease['spec']): void {
+    void this.#store({ ...this.stored, spec });
+  }
+
   #store(lease: V1Lease): V1Lease {
     this.writes++;
     this.stored = JSON.parse(
       JSON.stringify({ ...lease, metadata: { ...lease.metadata, resourceVersion: String(++this.#rv) } }),
     );
-    return this.read() as unknown as V1Lease;
+    return this.#copy() as V1Lease;
+  }
+
+  #copy(): V1Lease | undefined {
+    return this.stored ? JSON.parse(JSON.stringify(this.stored)) : undefined;
   }
 }
 
@@ -145,15 +156,17 @@ describe('LeaderElector', () => {
     await b.elector.stop();
   });
 
-  it('renews while leading, keeping acquireTime and the transition count', async () => {
+  it('renews while leading with one write and no read each time, keeping acquireTime and the transition count', async () => {
     const clock = new ManualClock(1_000_000);
     const lease = new MemoryLease();
     const a = candidate(clock, lease, 'a');
     await elapse(clock, 100);
     const acquired = lease.stored?.spec?.acquireTime;
     const writes = lease.writes;
+    const reads = lease.reads;
     await elapse(clock, 10_000);
     expect(lease.writes).toBeGreaterThanOrEqual(writes + 4);
+    expect(lease.reads).toBe(reads);
     expect(lease.stored?.spec?.acquireTime).toEqual(acquired);
     expect(lease.stored?.spec?.leaseTransitions).toBe(0);
     expect(String(lease.stored?.spec?.renewTime)).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
@@ -195,6 +208,21 @@ describe('LeaderElector', () => {
     await b.elector.stop();
   });
 
+  it('a leader whose Lease was written by someone else meanwhile reads it again and keeps leading if still its own', async () => {
+    const clock = new ManualClock(1_000_000);
+    const lease = new MemoryLease();
+    const a = candidate(clock, lease, 'a');
+    await elapse(clock, 100);
+    // Same holder, new resourceVersion (e.g. a label added with kubectl): the renewal's write gets a 409.
+    lease.overwrite({ ...lease.stored?.spec });
+    const reads = lease.reads;
+    await elapse(clock, 4100);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(lease.reads).toBe(reads + 1);
+    expect(lease.stored?.spec?.holderIdentity).toBe('a');
+    await a.elector.stop();
+  });
+
   it('a leader that sees another holder stops at once', async () => {
     const clock = new ManualClock(1_000_000);
     const lease = new MemoryLease();
@@ -202,7 +230,7 @@ describe('LeaderElector', () => {
     await elapse(clock, 100);
     expect(a.elector.isLeader()).toBe(true);
     // Someone (an operator, a split brain) overwrites the Lease.
-    lease.stored = { ...lease.stored, spec: { ...lease.stored?.spec, holderIdentity: 'intruder' } };
+    lease.overwrite({ ...lease.stored?.spec, holderIdentity: 'intruder' });
     await elapse(clock, 2100);
     expect(a.elector.isLeader()).toBe(false);
     expect(a.end()).toBe('lost');

@@ -116,6 +116,8 @@ export class LeaderElector {
   readonly #wake = new AbortController();
   #leadership: AbortController | undefined;
 
+  /** The Lease as this candidate last wrote it (the server's answer to the write). */
+  #written: V1Lease | undefined;
   /** The last Lease record seen, and when (local clock) it was first seen: expiry counts from there. */
   #observed: { holder: string; renewTime: string; durationMs: number; at: number } | undefined;
 
@@ -245,6 +247,18 @@ export class LeaderElector {
     const { namespace, name } = this.#opts;
     const durationSeconds = Math.round(this.#leaseDurationMs / 1000);
     try {
+      // A leader renews the Lease it wrote last without reading it first (client-go does the same):
+      // one request per renewal instead of two. Anyone else's write since then changed the
+      // resourceVersion, so the replace gets a 409 and the attempt goes on as below, from a fresh read.
+      const written = this.#leading ? this.#written : undefined;
+      if (written?.spec?.holderIdentity === this.identity) {
+        const renewed = await this.#renewWritten(written).catch((err: unknown) => {
+          if (apiStatusCode(err) === 409) return undefined;
+          throw err;
+        });
+        if (renewed) return 'acquired';
+        this.#written = undefined;
+      }
       const lease = await this.#client.read(namespace, name);
       const now = this.#clock.now();
       if (!lease) {
@@ -255,7 +269,7 @@ export class LeaderElector {
           renewTime: new V1MicroTime(now),
           leaseTransitions: 0,
         };
-        await this.#client.create(namespace, {
+        this.#written = await this.#client.create(namespace, {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
           metadata: { name, namespace },
@@ -278,7 +292,7 @@ export class LeaderElector {
         renewTime: new V1MicroTime(now),
         leaseTransitions: renewing ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + 1,
       };
-      await this.#client.replace(namespace, name, { ...lease, spec: next });
+      this.#written = await this.#client.replace(namespace, name, { ...lease, spec: next });
       this.#observe(next, now);
       return 'acquired';
     } catch (err) {
@@ -294,8 +308,20 @@ export class LeaderElector {
     }
   }
 
+  /** Writes `lease` (as this leader last wrote it) again with a new renewTime; the server's answer, or a 409. */
+  async #renewWritten(lease: V1Lease): Promise<V1Lease> {
+    const { namespace, name } = this.#opts;
+    const now = this.#clock.now();
+    const next: V1LeaseSpec = { ...lease.spec, renewTime: new V1MicroTime(now) };
+    const written = await this.#client.replace(namespace, name, { ...lease, spec: next });
+    this.#written = written;
+    this.#observe(next, now);
+    return written;
+  }
+
   /** Gives the Lease up: no holder, 1 s duration, so a standby need not wait out the lease duration. */
   async #release(): Promise<void> {
+    this.#written = undefined;
     const { namespace, name } = this.#opts;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
