@@ -65,6 +65,9 @@ function cuttable(client: LeaseClient) {
     cut: () => {
       cut = true;
     },
+    mend: () => {
+      cut = false;
+    },
     client: {
       read: (ns, name) => guard(() => client.read(ns, name)),
       create: (ns, lease) => guard(() => client.create(ns, lease)),
@@ -156,7 +159,7 @@ describe('LeaderElector', () => {
     await b.elector.stop();
   });
 
-  it('renews while leading with one write and no read each time, keeping acquireTime and the transition count', async () => {
+  it('renews every half renew deadline while leading, with one write and no read each time, keeping acquireTime and the transition count', async () => {
     const clock = new ManualClock(1_000_000);
     const lease = new MemoryLease();
     const a = candidate(clock, lease, 'a');
@@ -164,8 +167,9 @@ describe('LeaderElector', () => {
     const acquired = lease.stored?.spec?.acquireTime;
     const writes = lease.writes;
     const reads = lease.reads;
+    // Acquired at 0: renewals at 5 s and 10 s.
     await elapse(clock, 10_000);
-    expect(lease.writes).toBeGreaterThanOrEqual(writes + 4);
+    expect(lease.writes).toBe(writes + 2);
     expect(lease.reads).toBe(reads);
     expect(lease.stored?.spec?.acquireTime).toEqual(acquired);
     expect(lease.stored?.spec?.leaseTransitions).toBe(0);
@@ -191,18 +195,19 @@ describe('LeaderElector', () => {
       }
     };
 
-    // a last renewed within a retry period (2 s) before the cut; it gives up 10 s after that renewal.
-    await until(7900);
+    // a acquired at 0 and has not renewed since (its next renewal was due at 5 s): it retries every
+    // retry period and gives up 10 s after that acquisition, 7 s after the cut.
+    await until(6900);
     expect(a.elector.isLeader()).toBe(true);
-    await until(10_100);
+    await until(7100);
     expect(a.elector.isLeader()).toBe(false);
     expect(a.end()).toBe('lost');
     expect(a.log).toEqual(['started', 'stopped (signal aborted: true)']);
 
-    // b saw that renewal up to a retry period late, and waits out 15 s from when it saw it.
-    await until(12_900);
+    // b saw that record at 0 and waits out 15 s from then, taking over at its next retry (16 s).
+    await until(11_900);
     expect(b.elector.isLeader()).toBe(false);
-    await until(19_100);
+    await until(13_100);
     expect(b.elector.isLeader()).toBe(true);
     expect(lease.stored?.spec?.holderIdentity).toBe('b');
     await b.elector.stop();
@@ -216,10 +221,27 @@ describe('LeaderElector', () => {
     // Same holder, new resourceVersion (e.g. a label added with kubectl): the renewal's write gets a 409.
     lease.overwrite({ ...lease.stored?.spec });
     const reads = lease.reads;
-    await elapse(clock, 4100);
+    await elapse(clock, 5000);
     expect(a.elector.isLeader()).toBe(true);
     expect(lease.reads).toBe(reads + 1);
     expect(lease.stored?.spec?.holderIdentity).toBe('a');
+    await a.elector.stop();
+  });
+
+  it('a leader retries a failed renewal every retry period, so an outage shorter than the renew deadline keeps it leading', async () => {
+    const clock = new ManualClock(1_000_000);
+    const lease = new MemoryLease();
+    const link = cuttable(lease);
+    const a = candidate(clock, link.client, 'a');
+    await elapse(clock, 4500);
+    link.cut();
+    // The renewal at 5 s and the retry at 7 s fail; the one at 9 s, within the 10 s deadline, succeeds.
+    await elapse(clock, 4000);
+    link.mend();
+    const writes = lease.writes;
+    await elapse(clock, 600);
+    expect(lease.writes).toBe(writes + 1);
+    expect(a.elector.isLeader()).toBe(true);
     await a.elector.stop();
   });
 
@@ -231,7 +253,7 @@ describe('LeaderElector', () => {
     expect(a.elector.isLeader()).toBe(true);
     // Someone (an operator, a split brain) overwrites the Lease.
     lease.overwrite({ ...lease.stored?.spec, holderIdentity: 'intruder' });
-    await elapse(clock, 2100);
+    await elapse(clock, 5000);
     expect(a.elector.isLeader()).toBe(false);
     expect(a.end()).toBe('lost');
   });
@@ -257,5 +279,6 @@ describe('LeaderElector', () => {
       /longer/,
     );
     expect(() => new LeaderElector({ ...base, renewDeadlineMs: 2000, retryPeriodMs: 2000 })).toThrow(/1.2/);
+    expect(() => new LeaderElector({ ...base, renewPeriodMs: 9000 })).toThrow(/renewPeriodMs/);
   });
 });

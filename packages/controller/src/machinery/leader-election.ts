@@ -55,8 +55,17 @@ export interface LeaderElectionOptions {
   leaseDurationSeconds?: number;
   /** The leader gives up when it could not renew for this long. Default 10 s. Must be < lease duration. */
   renewDeadlineMs?: number;
-  /** Time between attempts to acquire or renew. Default 2 s, jittered (shortened by up to 20 %) when acquiring. */
+  /**
+   * Time between attempts to acquire, and between a leader's attempts to renew after one failed.
+   * Default 2 s, jittered (shortened by up to 20 %) when acquiring.
+   */
   retryPeriodMs?: number;
+  /**
+   * Time between a leader's renewals while they succeed. Default half the renew deadline (5 s), at
+   * least `retryPeriodMs`; at most the renew deadline less a retry period, so a failed renewal is
+   * retried before the deadline.
+   */
+  renewPeriodMs?: number;
   /**
    * Called once when this candidate becomes leader: start the workers here. `signal` aborts the
    * moment leadership ends (lost or stopped); work must stop then. When it throws or rejects, the
@@ -90,7 +99,11 @@ type Attempt = 'acquired' | 'held' | 'conflict' | 'failed';
  * - A candidate takes the Lease when it does not exist, is released (no holder), or has not been
  *   renewed for `leaseDurationSeconds` as measured on this candidate's own clock from when it first
  *   saw that renewal (so clock skew between nodes does not matter).
- * - The leader renews every `retryPeriodMs`; when it could not renew for `renewDeadlineMs`, or it sees
+ * - The leader renews every `renewPeriodMs` (half the renew deadline), and every `retryPeriodMs`
+ *   after an attempt failed. client-go renews every retry period, but how fast a standby takes over
+ *   depends only on the lease duration and the standby's own retry period, so renewing less often
+ *   costs no failover time and saves 60 % of the Lease writes (an idle leader's main cost: ~2 ms of
+ *   CPU here and an etcd write each). When it could not renew for `renewDeadlineMs`, or it sees
  *   another holder, it stops leading at once: `signal` aborts, `onStoppedLeading` runs and `run`
  *   resolves `'lost'`. The elector does not campaign again; the caller exits (the usual choice: the
  *   pod restarts and becomes a standby) or builds a new elector.
@@ -108,6 +121,7 @@ export class LeaderElector {
   readonly #leaseDurationMs: number;
   readonly #renewDeadlineMs: number;
   readonly #retryPeriodMs: number;
+  readonly #renewPeriodMs: number;
 
   #leading = false;
   #stopping = false;
@@ -138,6 +152,13 @@ export class LeaderElector {
     }
     if (!(this.#renewDeadlineMs > this.#retryPeriodMs * 1.2)) {
       throw new Error('renewDeadlineMs must be longer than 1.2 × retryPeriodMs');
+    }
+    this.#renewPeriodMs = opts.renewPeriodMs ?? Math.max(this.#retryPeriodMs, this.#renewDeadlineMs / 2);
+    if (
+      !(this.#renewPeriodMs >= this.#retryPeriodMs) ||
+      !(this.#renewPeriodMs <= this.#renewDeadlineMs - this.#retryPeriodMs)
+    ) {
+      throw new Error('renewPeriodMs must be between retryPeriodMs and renewDeadlineMs - retryPeriodMs');
     }
   }
 
@@ -204,17 +225,21 @@ export class LeaderElector {
       });
 
     let lastRenew = this.#clock.now();
+    let wait = this.#renewPeriodMs;
     let end: LeaderElectionEnd = 'stopped';
     while (!this.#stopping && !startFailed) {
-      await this.#pause(this.#retryPeriodMs);
+      // Retries never sleep past the renew deadline: the leader gives up at it, not a retry later.
+      await this.#pause(Math.min(wait, Math.max(0, lastRenew + this.#renewDeadlineMs - this.#clock.now())));
       if (this.#stopping || startFailed) break;
       const left = this.#renewDeadlineMs - (this.#clock.now() - lastRenew);
       const attempt = left > 0 ? await this.#withDeadline(this.#tryAcquireOrRenew(), left) : 'failed';
       if (this.#stopping) break;
       if (attempt === 'acquired') {
         lastRenew = this.#clock.now();
+        wait = this.#renewPeriodMs;
         continue;
       }
+      wait = this.#retryPeriodMs;
       const overdue = this.#clock.now() - lastRenew >= this.#renewDeadlineMs;
       if (attempt === 'held' || overdue) {
         this.#logger.error('leader election: lost the lease, stopping leading', {
