@@ -125,6 +125,13 @@ describe('cachedWorkload', () => {
     });
   });
 
+  it("gives an object of a list (which carries no kind) the informer's kind", () => {
+    expect(cachedWorkload({ metadata: { name: 'd' } }, 'StatefulSet')).toEqual({
+      kind: 'StatefulSet',
+      metadata: { name: 'd' },
+    });
+  });
+
   it('adds no field the object lacked', () => {
     const cached = cachedWorkload({ kind: 'DaemonSet', metadata: { name: 'd' } }, 'DaemonSet');
     expect(cached).toEqual({ kind: 'DaemonSet', metadata: { name: 'd' } });

@@ -20,7 +20,7 @@ export function cachedWorkload(obj: unknown, kind: WorkloadKind): Workload {
   const status = w.status;
   return pick({
     apiVersion: w.apiVersion,
-    kind: w.kind,
+    kind: w.kind ?? kind,
     metadata: pick({
       ...matched.metadata,
       uid: m.uid,

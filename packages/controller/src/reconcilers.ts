@@ -91,7 +91,7 @@ export function workloadsIn(caches: Caches, namespace: string, kinds: readonly W
   const out: Workload[] = [];
   for (const kind of kinds) {
     const informer = caches.workloads[kind as keyof Caches['workloads']];
-    if (informer) for (const w of informer.listByNamespace(namespace)) out.push({ ...w, kind } as Workload);
+    if (informer) for (const w of informer.listByNamespace(namespace)) out.push(ofKind(w, kind));
   }
   return out;
 }
@@ -123,15 +123,23 @@ export interface ReconcilerDeps {
   pollerAccess?: PollerAccess;
 }
 
+/**
+ * `w` with the kind of the informer it came from. Cached workloads carry it already (objects of a list
+ * carry none, so `cachedWorkload` sets it): no copy then, which a WatchedImage's plan would otherwise
+ * make of every workload of its namespace, every time.
+ */
+function ofKind(w: Workload, kind: WorkloadKind): Workload {
+  return w.kind === kind ? w : ({ ...w, kind } as Workload);
+}
+
 /** The handlers of `watches()`: one per cache event source, each adding keys to the reconciler's queue. */
 export function workloadHandlers(
   caches: Caches,
   handler: (kind: Workload['kind']) => EventHandler<Workload>,
 ): (() => void)[] {
-  // Objects of a list carry no kind: the informer's is theirs.
   return WORKLOAD_KIND_NAMES.map((kind) => {
     const h = handler(kind);
-    const withKind = (w: Workload) => ({ ...w, kind }) as Workload;
+    const withKind = (w: Workload) => ofKind(w, kind);
     return caches.workloads[kind].addEventHandler({
       add: (w) => h.add?.(withKind(w)),
       update: (a, b) => h.update?.(withKind(a), withKind(b)),

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { SourceMap } from 'node:module';
+import { SourceMap, type SourceMapping } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -122,13 +122,16 @@ describe('LineIndexedSourceMap', () => {
         sources: ['a.ts', 'b.ts', 'c.ts', 'd.ts', 'e.ts'],
         names: Array.from({ length: 2000 }, (_, i) => `n${i}`),
         mappings: randomMappings(seed, 300),
+        file: 'bundle.mjs',
+        sourceRoot: '',
+        sourcesContent: [],
       };
       const ours = new LineIndexedSourceMap(payload);
       const node = new SourceMap(payload);
       let mapped = 0;
       for (let line = 0; line < 302; line++) {
         for (let column = 0; column < 160; column += 3) {
-          const entry = node.findEntry(line, column) as Partial<SourceMap.SourceMapping>;
+          const entry = node.findEntry(line, column) as Partial<SourceMapping>;
           const expected =
             entry.originalSource === undefined
               ? undefined

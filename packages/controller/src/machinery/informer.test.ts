@@ -447,6 +447,30 @@ describe('Informer', () => {
     informer.stop();
   });
 
+  it("lists one namespace's objects as watch events and relists change them", async () => {
+    const { clock, server, informer } = setup();
+    server.put('a', 'x', { v: '1' });
+    server.put('b', 'z');
+    informer.start();
+    await flush();
+    server.put('a', 'y');
+    server.put('a', 'x', { v: '2' });
+    await flush();
+    const inA = () => informer.listByNamespace('a').map((o) => `${objectKey(o)} ${o.data?.v ?? ''}`);
+    expect(inA()).toEqual(['a/x 2', 'a/y ']);
+    server.remove('a', 'x');
+    await flush();
+    expect(inA()).toEqual(['a/y ']);
+    // Gone without a watch event: the relist (every 5 min) removes it.
+    server.remove('a', 'y', true);
+    clock.advance(300_000);
+    await flush();
+    expect(inA()).toEqual([]);
+    expect(informer.listByNamespace('b').map(objectKey)).toEqual(['b/z']);
+    expect(informer.listByNamespace('c')).toEqual([]);
+    informer.stop();
+  });
+
   it('does not sync until every namespace has listed', async () => {
     const { server, informer } = setup({ namespaces: ['a', 'b'] });
     let calls = 0;

@@ -238,6 +238,11 @@ export class Informer<T extends ObjectWithMeta> {
   readonly #streams: NamespaceStream<T>[];
 
   readonly #objects = new Map<string, T>();
+  /**
+   * namespace → key → object, for `listByNamespace`: a WatchedImage's plan reads its namespace's
+   * workloads on every reconcile, and filtering every cached object for it cost more than the plan.
+   */
+  readonly #byNamespace = new Map<string, Map<string, T>>();
   /** index name → index value → keys. */
   readonly #indices = new Map<string, Map<string, Set<string>>>();
   /** index name → key → the values it is filed under. */
@@ -367,7 +372,8 @@ export class Informer<T extends ObjectWithMeta> {
 
   /** Cached objects of one namespace. */
   listByNamespace(namespace: string): T[] {
-    return this.list().filter((o) => o.metadata?.namespace === namespace);
+    const objects = this.#byNamespace.get(namespace);
+    return objects ? [...objects.values()] : [];
   }
 
   /** Every cached key. */
@@ -412,6 +418,7 @@ export class Informer<T extends ObjectWithMeta> {
     if (version && version === raw.metadata?.resourceVersion) return;
     const obj = deepFreeze(raw);
     this.#objects.set(key, obj);
+    this.#fileByNamespace(key, old, obj);
     this.#reindex(key, obj);
     if (old) this.#emit('update', (h) => h.update?.(old, obj));
     else this.#emit('add', (h) => h.add?.(obj));
@@ -422,6 +429,7 @@ export class Informer<T extends ObjectWithMeta> {
     const old = this.#objects.get(key);
     if (!old) return;
     this.#objects.delete(key);
+    this.#fileByNamespace(key, old, undefined);
     this.#reindex(key, undefined);
     // The watch's DELETED object is the final state; a relist only knows the cached one.
     const last = raw === old ? old : deepFreeze(raw);
@@ -439,6 +447,21 @@ export class Informer<T extends ObjectWithMeta> {
       if (namespace !== undefined && obj.metadata?.namespace !== namespace) continue;
       this.#remove(obj);
     }
+  }
+
+  /** Moves `key` in `#byNamespace` from `old`'s namespace to `obj`'s (cluster-scoped objects are in none). */
+  #fileByNamespace(key: string, old: T | undefined, obj: T | undefined): void {
+    const before = old?.metadata?.namespace;
+    const after = obj?.metadata?.namespace;
+    if (before !== undefined && (obj === undefined || before !== after)) {
+      const objects = this.#byNamespace.get(before);
+      objects?.delete(key);
+      if (objects?.size === 0) this.#byNamespace.delete(before);
+    }
+    if (after === undefined || obj === undefined) return;
+    const objects = this.#byNamespace.get(after) ?? new Map<string, T>();
+    objects.set(key, obj);
+    this.#byNamespace.set(after, objects);
   }
 
   #reindex(key: string, obj: T | undefined): void {
