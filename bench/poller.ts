@@ -3,6 +3,7 @@
  *
  *   node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3]
  *        [--repositories 10] [--env DIR] [--dist | --bundle] [--node-options="--max-semi-space-size=2 ..."]
+ *        [--compare-bundle FILE]
  *
  * `--dist` runs the built program as the CronJob does (the start-up snapshot
  * packages/poller/dist/bundle/main.blob with the CronJob's node flags, from scripts/lib/programs.ts; after
@@ -33,6 +34,11 @@
  *
  * Each size is repeated `--repeats` times in fresh namespaces; the table shows medians. It prints
  * numbers and asserts nothing (see bench/README.md for the targets and the last results).
+ *
+ * `--compare-bundle FILE` compares two builds on the same machine at the same time: FILE (an ES module
+ * bundle, e.g. a copy of another checkout's packages/poller/dist/bundle/main.mjs, run with the CronJob's
+ * node flags) runs beside this checkout's program, each in its own namespace, run by run (first A,
+ * first B, steady A, steady B, due A, due B), so both meet the same load; the table has a row per program.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -86,12 +92,13 @@ const { values: flags } = parseArgs({
     dist: { type: 'boolean', default: false },
     bundle: { type: 'boolean', default: false },
     'skip-due': { type: 'boolean', default: false },
+    'compare-bundle': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due]',
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due] [--compare-bundle FILE]',
   );
   process.exit(0);
 }
@@ -113,6 +120,28 @@ const pollerNodeArgs = (extra: string[]) =>
     : flags.bundle
       ? [...PROGRAMS.poller.nodeFlags, ...extra, join(repoRoot, PROGRAMS.poller.bundleDir, ENTRY_FILE)]
       : [...extra, '--conditions=@kubewatcher/source', join(repoRoot, 'packages/poller/src/main.ts')];
+
+/** A poller program to measure: node's arguments up to the poller's own, `extra` node flags with them. */
+interface Program {
+  label: string;
+  nodeArgs: (extra: string[]) => string[];
+}
+const compareBundle = flags['compare-bundle'];
+if (compareBundle !== undefined && !existsSync(compareBundle)) {
+  console.error(`bench/poller.ts: --compare-bundle ${compareBundle} does not exist`);
+  process.exit(2);
+}
+const programs: Program[] = [
+  { label: compareBundle === undefined ? '' : 'A', nodeArgs: pollerNodeArgs },
+  ...(compareBundle === undefined
+    ? []
+    : [
+        {
+          label: 'B',
+          nodeArgs: (extra: string[]) => [...PROGRAMS.poller.nodeFlags, ...extra, compareBundle],
+        },
+      ]),
+];
 
 // ---------------------------------------------------------------------------------------------------
 // Images: one image per repository pushed with crane, then each further tag as a manifest PUT with
@@ -276,7 +305,12 @@ async function readFrom(file: string, offset: number): Promise<string> {
   }
 }
 
-async function runPoller(info: LocalClusterInfo, namespace: string, extra: string[]): Promise<RunMeasure> {
+async function runPoller(
+  info: LocalClusterInfo,
+  program: Program,
+  namespace: string,
+  extra: string[],
+): Promise<RunMeasure> {
   const accessLog = join(info.dir, 'logs', 'registry-token.log');
   const tokenLog = join(info.dir, 'logs', 'token-server.log');
   const [accessStart, tokenStart] = await Promise.all([fileSize(accessLog), fileSize(tokenLog)]);
@@ -294,7 +328,7 @@ async function runPoller(info: LocalClusterInfo, namespace: string, extra: strin
   );
   // Without GNU time, the process reports its own CPU and peak RSS as it exits (sources only: a process
   // started from a snapshot runs no --import).
-  const nodeArgs = pollerNodeArgs(
+  const nodeArgs = program.nodeArgs(
     useTime
       ? extraNodeOptions
       : [...extraNodeOptions, `--import=${join(repoRoot, 'bench/process-usage.ts')}`],
@@ -414,6 +448,7 @@ function median(values: number[]): number {
 interface Row {
   n: number;
   m: number;
+  program: string;
   run: 'first' | 'steady' | 'due';
   measures: RunMeasure[];
 }
@@ -422,6 +457,7 @@ function table(rows: Row[]): string {
   const header = [
     'N',
     'M',
+    ...(programs.length > 1 ? ['program'] : []),
     'run',
     'HEAD',
     'GET',
@@ -435,6 +471,7 @@ function table(rows: Row[]): string {
     'process s',
     'poller CPU s',
     'apiserver CPU s',
+    'apiserver ms per write',
     'peak RSS MB',
   ];
   const lines = rows.map((r) => {
@@ -442,6 +479,7 @@ function table(rows: Row[]): string {
     return [
       String(r.n),
       String(r.m),
+      ...(programs.length > 1 ? [r.program] : []),
       r.run,
       String(med((x) => x.summary.requests.head)),
       String(med((x) => x.summary.requests.get)),
@@ -457,6 +495,11 @@ function table(rows: Row[]): string {
       med((x) => x.wallSeconds).toFixed(2),
       med((x) => x.pollerCpu).toFixed(2),
       med((x) => x.apiserverCpu).toFixed(1),
+      // Per status write: the figure least moved by the machine's load (the list pages' share is
+      // small); '-' for runs that write nothing.
+      med((x) => x.statusWrites) > 0
+        ? med((x) => (x.apiserverCpu * 1000) / Math.max(1, x.statusWrites)).toFixed(2)
+        : '-',
       med((x) => x.peakRssMb).toFixed(0),
     ];
   });
@@ -494,35 +537,49 @@ async function main(): Promise<void> {
       const refs = references(m);
       say(`N=${n}: pushing ${m} references over ${Math.min(repositoryCount, m)} repositories`);
       await pushReferences(info, refs, pushed);
-      const first: Row = { n, m, run: 'first', measures: [] };
-      const steady: Row = { n, m, run: 'steady', measures: [] };
-      const due: Row = { n, m, run: 'due', measures: [] };
+      const rowsOf = programs.map((p) => ({
+        first: { n, m, program: p.label, run: 'first', measures: [] } as Row,
+        steady: { n, m, program: p.label, run: 'steady', measures: [] } as Row,
+        due: { n, m, program: p.label, run: 'due', measures: [] } as Row,
+      }));
+      const line = (p: Program, r: number, run: string, x: RunMeasure) =>
+        say(
+          `N=${n} #${r}${p.label ? ` ${p.label}` : ''} ${run.padEnd(7)} ${JSON.stringify(x.summary.requests)} log ${JSON.stringify(x.observed)} status writes ${x.statusWrites}, API requests ${x.apiRequests}, run ${x.summary.durationMs} ms, process ${x.wallSeconds.toFixed(2)} s, CPU ${x.pollerCpu.toFixed(2)} s (apiserver ${x.apiserverCpu.toFixed(1)} s), RSS ${x.peakRssMb.toFixed(0)} MB, checked ${x.summary.checked}, baselined ${x.summary.baselined}, unchanged ${x.summary.unchanged}, failed ${x.summary.failed}, load ${loadavg()[0]!.toFixed(1)}`,
+        );
       for (let r = 1; r <= repeats; r++) {
-        const namespace = `bench-${tag}-${n}-${r}`;
-        const createSeconds = await createNamespaceWithWatchedImages(info, namespace, n, refs);
-        say(`N=${n} #${r}: created ${n} WatchedImages in ${createSeconds.toFixed(1)} s`);
-        const a = await runPoller(info, namespace, []);
-        say(
-          `N=${n} #${r} first:  ${JSON.stringify(a.summary.requests)} log ${JSON.stringify(a.observed)} status writes ${a.statusWrites}, API requests ${a.apiRequests}, run ${a.summary.durationMs} ms, process ${a.wallSeconds.toFixed(2)} s, CPU ${a.pollerCpu.toFixed(2)} s (apiserver ${a.apiserverCpu.toFixed(1)} s), RSS ${a.peakRssMb.toFixed(0)} MB, baselined ${a.summary.baselined}, failed ${a.summary.failed}`,
-        );
-        const b = await runPoller(info, namespace, ['--ignore-interval']);
-        // The steady run may have moved lastCheckedTime: the interval counts from its end.
-        const steadyEnded = Date.now();
-        say(
-          `N=${n} #${r} steady: ${JSON.stringify(b.summary.requests)} log ${JSON.stringify(b.observed)} status writes ${b.statusWrites}, API requests ${b.apiRequests}, run ${b.summary.durationMs} ms, process ${b.wallSeconds.toFixed(2)} s, CPU ${b.pollerCpu.toFixed(2)} s (apiserver ${b.apiserverCpu.toFixed(1)} s), RSS ${b.peakRssMb.toFixed(0)} MB, unchanged ${b.summary.unchanged}, failed ${b.summary.failed}`,
-        );
-        first.measures.push(a);
-        steady.measures.push(b);
+        const namespaces: string[] = [];
+        for (const p of programs) {
+          const namespace = `bench-${tag}-${n}-${r}${p.label ? `-${p.label.toLowerCase()}` : ''}`;
+          const createSeconds = await createNamespaceWithWatchedImages(info, namespace, n, refs);
+          say(`N=${n} #${r}: created ${n} WatchedImages in ${namespace} in ${createSeconds.toFixed(1)} s`);
+          namespaces.push(namespace);
+        }
+        // Run by run, program by program: both programs meet the same load.
+        for (const [i, p] of programs.entries()) {
+          const a = await runPoller(info, p, namespaces[i]!, []);
+          line(p, r, 'first', a);
+          rowsOf[i]!.first.measures.push(a);
+        }
+        let steadyEnded = 0;
+        for (const [i, p] of programs.entries()) {
+          const b = await runPoller(info, p, namespaces[i]!, ['--ignore-interval']);
+          line(p, r, 'steady', b);
+          rowsOf[i]!.steady.measures.push(b);
+          // The steady run may have moved lastCheckedTime: the interval counts from its end.
+          steadyEnded = Date.now();
+        }
         if (flags['skip-due']) continue;
         // Once spec.interval has passed since the steady run, every WatchedImage is due: the scheduled check.
         await delay(Math.max(0, steadyEnded + DUE_AFTER_MS - Date.now()));
-        const c = await runPoller(info, namespace, []);
-        say(
-          `N=${n} #${r} due:    ${JSON.stringify(c.summary.requests)} status writes ${c.statusWrites}, API requests ${c.apiRequests}, run ${c.summary.durationMs} ms, process ${c.wallSeconds.toFixed(2)} s, CPU ${c.pollerCpu.toFixed(2)} s (apiserver ${c.apiserverCpu.toFixed(1)} s), RSS ${c.peakRssMb.toFixed(0)} MB, checked ${c.summary.checked}, unchanged ${c.summary.unchanged}, failed ${c.summary.failed}`,
-        );
-        due.measures.push(c);
+        for (const [i, p] of programs.entries()) {
+          const c = await runPoller(info, p, namespaces[i]!, []);
+          line(p, r, 'due', c);
+          rowsOf[i]!.due.measures.push(c);
+        }
       }
-      rows.push(first, steady, ...(due.measures.length > 0 ? [due] : []));
+      for (const { first, steady, due } of rowsOf) {
+        rows.push(first, steady, ...(due.measures.length > 0 ? [due] : []));
+      }
     }
   } finally {
     await stop();
@@ -534,6 +591,11 @@ async function main(): Promise<void> {
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run.',
     'status writes: APPLY/PATCH of watchedimages/status, and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
+    ...(compareBundle === undefined
+      ? []
+      : [
+          `program A: this checkout's; program B: ${compareBundle} (an ES module bundle, the CronJob's node flags); run by run, interleaved.`,
+        ]),
     `Poller: ${flags.dist ? `the start-up snapshot as the CronJob runs it (node ${shippedNodeArgs('poller', '.').join(' ')})` : flags.bundle ? `the ES module bundle (node ${PROGRAMS.poller.nodeFlags.join(' ')} main.mjs)` : 'sources (type stripping), default V8 flags'}${extraNodeOptions.length ? `, plus node ${extraNodeOptions.join(' ')}` : ''}; machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the end.`,
     `Targets: requests = M HEAD (M + 1 in the first run, which learns the challenge) and one token per registry and credential, ≤ 1.1 per tag in steady state; N=5000 under ${TARGET.seconds} s; peak RSS under ${TARGET.rssMb} MB.`,
     '',
