@@ -4,6 +4,7 @@
  * ImageUpdates and status. This file only sequences them and keeps the run within its budget.
  */
 import {
+  BoundedWork,
   boundMessage,
   type Logger,
   objectKey,
@@ -44,6 +45,11 @@ export interface RunOptions {
   /** Registry resolutions in flight at once (per-host caps live in the registry client). */
   concurrency?: number;
   /**
+   * Status writes (each with the ImageUpdate before it, if any) in flight at once. They run beside the
+   * lookups, not after each: a lookup waits only when this many writes are already open.
+   */
+  writeConcurrency?: number;
+  /**
    * Time the run may take, lookups and writes (default: unbounded). Lookups stop starting when too
    * little is left and end in time for the writes; what is not checked is due first next run.
    */
@@ -76,6 +82,15 @@ export interface RunSummary {
 }
 
 /**
+ * Status writes in flight by default. A scheduled run over many WatchedImages is bound by them (one per
+ * check). They used to run inside the lookup lanes, each lane writing its group's statuses one after
+ * another before its next lookup, so fewer than `concurrency` were ever open and each waited out a
+ * full round trip; an API server farther away than loopback makes that the bound. Sixteen keeps one
+ * client's share of the API server's inflight limit small (bench/README.md has the figures).
+ */
+export const WRITES_IN_FLIGHT = 16;
+
+/**
  * One poller run: list WatchedImages, pick the due ones (the longest unchecked first), resolve each
  * distinct (image, credential) once within the run's budget, then record baselines, create
  * ImageUpdates for changes and write the Resolved condition.
@@ -86,6 +101,8 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   const started = Date.now();
   const { cluster, logger } = opts;
   const apply = new PollApplier(cluster, logger, now);
+  // Every write of the run goes through here; the lookups only wait for a free slot.
+  const writes = new BoundedWork(opts.writeConcurrency ?? WRITES_IN_FLIGHT);
   // The client may outlive one run (its stats are cumulative): report this run's requests only.
   const statsBefore = opts.registry.stats();
   const summary: RunSummary = {
@@ -118,7 +135,9 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     const status = invalidStatus(watchedImage, message, now());
     // Met every run, but written only when the problem is new or different: no interval applies.
     if (!opts.dryRun && statusNeedsWrite(watchedImage.status, status, now(), Number.POSITIVE_INFINITY)) {
-      if (await apply.writeStatus(watchedImage, status)) summary.statusWrites++;
+      await writes.start(async () => {
+        if (await apply.writeStatus(watchedImage, status)) summary.statusWrites++;
+      });
     }
   }
 
@@ -171,10 +190,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   // What earlier runs learned of each registry's challenge, so its token is fetched before the first HEAD.
   opts.registry.rememberChallenges(rememberedChallenges(all));
   /** Per registry, the lowest budget seen this run and the WatchedImage whose status carries it. */
-  const carriers = new Map<
-    string,
-    { info: RateLimitInfo; target: PollTarget; decision: Decision; written: boolean }
-  >();
+  const carriers = new Map<string, { info: RateLimitInfo; target: PollTarget; recorded: Recorded }>();
   const lookupTimeoutMs = opts.registry.timeoutMs;
   const deadlines =
     opts.budgetMs === undefined ? undefined : runDeadlines(started, opts.budgetMs, lookupTimeoutMs);
@@ -196,9 +212,10 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       const recorded = await record(target, result, target.pinnedDigest, target.unsupportedPinnedDigest);
       const registry = target.reference.domain;
       if (lowerBudget(carriers.get(registry)?.info, result.rateLimit))
-        carriers.set(registry, { info: result.rateLimit!, target, ...recorded });
+        carriers.set(registry, { info: result.rateLimit!, target, recorded });
     }
   });
+  const failedWrites = await writes.settle();
   if (summary.deferred > timeDeferredBefore) {
     logger.warn('run budget spent: WatchedImages left for the next run, which checks them first', {
       deferred: summary.deferred - timeDeferredBefore,
@@ -208,12 +225,13 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   // Each group's failures are recorded on its WatchedImages; a rejection here is a defect, not a fault.
   const defect = outcomes.find((o) => o.status === 'rejected');
   if (defect) throw defect.reason;
+  if (failedWrites.length > 0) throw failedWrites[0];
 
   // The next run paces itself by these figures: each registry's lowest goes into one status at least.
   if (!opts.dryRun) {
     for (const carrier of carriers.values()) {
-      if (carrier.written) continue;
-      const applied = await apply.record(carrier.target, { status: carrier.decision.status });
+      if (carrier.recorded.written) continue;
+      const applied = await apply.record(carrier.target, { status: carrier.recorded.decision.status });
       if (applied.statusWritten) summary.statusWrites++;
     }
   }
@@ -228,12 +246,17 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
   summary.durationMs = Date.now() - started;
   return summary;
 
+  /**
+   * Decides what `result` means for `target` and starts its writes (ImageUpdate, status); resolves
+   * once they have started. `written` turns true when the status write has landed (after
+   * `writes.settle()`, it is final).
+   */
   async function record(
     target: PollTarget,
     result: ResolveResult,
     pinnedDigest?: string,
     unsupportedPinnedDigest?: string,
-  ): Promise<{ decision: Decision; written: boolean }> {
+  ): Promise<Recorded> {
     const wi = target.watchedImage;
     const decision = decide(target, result, now(), pinnedDigest, unsupportedPinnedDigest);
     if (decision.outcome === 'failed') summary.failed++;
@@ -247,10 +270,20 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       image: wi.spec.image,
       outcome: decision.outcome,
     });
-    if (opts.dryRun || (!decision.write && !decision.imageUpdate)) return { decision, written: false };
-    const applied = await apply.record(target, decision);
-    if (applied.imageUpdateCreated) summary.imageUpdatesCreated++;
-    if (applied.statusWritten) summary.statusWrites++;
-    return { decision, written: applied.statusWritten };
+    const recorded: Recorded = { decision, written: false };
+    if (opts.dryRun || (!decision.write && !decision.imageUpdate)) return recorded;
+    await writes.start(async () => {
+      const applied = await apply.record(target, decision);
+      if (applied.imageUpdateCreated) summary.imageUpdatesCreated++;
+      if (applied.statusWritten) summary.statusWrites++;
+      recorded.written = applied.statusWritten;
+    });
+    return recorded;
   }
+}
+
+/** A check's decision, and whether its status write has landed (set when the write ends). */
+interface Recorded {
+  decision: Decision;
+  written: boolean;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { settleWithLimit } from './concurrency.ts';
+import { BoundedWork, settleWithLimit } from './concurrency.ts';
 
 /** A piece of work that ends when the test says so. */
 function deferred() {
@@ -50,5 +50,52 @@ describe('settleWithLimit', () => {
       order.push(i);
     });
     expect(order).toEqual([1, 2, 3]);
+  });
+});
+
+describe('BoundedWork', () => {
+  it('starts a piece at once while fewer than `limit` run, else when one ends', async () => {
+    const work = new BoundedWork(2);
+    const pieces = Array.from({ length: 3 }, deferred);
+    const started: number[] = [];
+    const piece = (i: number) => async () => {
+      started.push(i);
+      await pieces[i]!.promise;
+    };
+    await work.start(piece(0));
+    await work.start(piece(1));
+    let thirdStarted = false;
+    const third = work.start(piece(2)).then(() => {
+      thirdStarted = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([0, 1]);
+    expect(thirdStarted).toBe(false);
+    pieces[1]!.resolve();
+    await third;
+    expect(started).toEqual([0, 1, 2]);
+    pieces[0]!.resolve();
+    pieces[2]!.resolve();
+    expect(await work.settle()).toEqual([]);
+  });
+
+  it('settle waits for every piece and returns the failures; a failure stops nothing', async () => {
+    const work = new BoundedWork(1);
+    const done: string[] = [];
+    await work.start(async () => {
+      throw new Error('refused a');
+    });
+    await work.start(async () => {
+      done.push('b');
+    });
+    const slow = deferred();
+    await work.start(async () => {
+      await slow.promise;
+      done.push('c');
+    });
+    const settled = work.settle();
+    slow.resolve();
+    expect(await settled).toEqual([new Error('refused a')]);
+    expect(done).toEqual(['b', 'c']);
   });
 });

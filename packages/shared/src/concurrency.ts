@@ -28,3 +28,36 @@ export async function settleWithLimit<T, R>(
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return outcomes;
 }
+
+/**
+ * Work that arrives one piece at a time (unlike settleWithLimit's list), never more than `limit` in
+ * flight: `start` resolves once the piece has started, after waiting for a free slot, so a producer
+ * faster than the work (registry lookups feeding status writes) is held back instead of queuing
+ * without bound, and is not held up while its own pieces run. `settle` waits for every piece started
+ * and returns the failures; a failure stops nothing.
+ */
+export class BoundedWork {
+  readonly #limit: number;
+  readonly #running = new Set<Promise<void>>();
+  readonly #failures: unknown[] = [];
+
+  constructor(limit: number) {
+    this.#limit = Math.max(1, limit);
+  }
+
+  async start(work: () => Promise<void>): Promise<void> {
+    while (this.#running.size >= this.#limit) await Promise.race(this.#running);
+    const piece: Promise<void> = work()
+      .catch((reason: unknown) => {
+        this.#failures.push(reason);
+      })
+      .finally(() => this.#running.delete(piece));
+    this.#running.add(piece);
+  }
+
+  /** Waits for every piece started so far (and any started meanwhile); the failures, in order. */
+  async settle(): Promise<unknown[]> {
+    while (this.#running.size > 0) await Promise.all(this.#running);
+    return [...this.#failures];
+  }
+}
