@@ -227,6 +227,7 @@ describe('two replicas with leader election', () => {
 });
 
 describe('a leader shutting down', () => {
+  const REFUSED = 'releases refused by the test';
   /** A policy refusing every release of a Lease in `ns` (an update that clears the holder). */
   async function refuseReleases(ns: string): Promise<() => Promise<void>> {
     const admission = clients.kc.makeApiClient(AdmissionregistrationV1Api);
@@ -250,7 +251,7 @@ describe('a leader shutting down', () => {
           validations: [
             {
               expression: "object.spec.?holderIdentity.orValue('') != ''",
-              message: 'releases refused by the test',
+              message: REFUSED,
             },
           ],
         },
@@ -261,7 +262,9 @@ describe('a leader shutting down', () => {
     });
     // A policy takes effect a moment after it is made: until a probe Lease's release is refused.
     const probe = { metadata: { name: 'probe', namespace: ns }, spec: { holderIdentity: 'probe' } };
-    await clients.coordination.createNamespacedLease({ namespace: ns, body: probe });
+    // Replaced at the version created (an update without one is refused for that alone, which the
+    // wait below would take for the policy).
+    const created = await clients.coordination.createNamespacedLease({ namespace: ns, body: probe });
     await until(
       () =>
         clients.coordination
@@ -269,11 +272,15 @@ describe('a leader shutting down', () => {
             namespace: ns,
             name: 'probe',
             dryRun: 'All',
-            body: { ...probe, spec: { holderIdentity: '' } },
+            body: { ...created, spec: { holderIdentity: '' } },
           })
           .then(
             () => 'admitted',
-            () => 'refused',
+            // Refused by this policy, not by anything else (a conflict would end the wait too early).
+            (err: unknown) => {
+              const text = String((err as Error & { body?: unknown }).body ?? (err as Error).message);
+              return text.includes(REFUSED) ? 'refused' : `other error: ${text.slice(0, 300)}`;
+            },
           ),
       (r) => r === 'refused',
       { what: 'the release-refusing policy to take effect', timeoutMs: 30_000 },
