@@ -31,6 +31,7 @@ import {
 import { freePorts } from '../scripts/lib/local-cluster/processes.ts';
 import type { LocalCluster } from '../scripts/lib/local-cluster.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
+import { createWatchedImage } from '../test/support/controller-fixtures.ts';
 
 const TOKEN = randomBytes(24).toString('hex');
 const NS = 'bench-webhook';
@@ -96,19 +97,8 @@ try {
   const imageRef = `${info.registries.open.host}/${REPOSITORY}:stable`;
   await apps.createNamespacedDeployment({ namespace: NS, body: webDeployment(imageRef) });
   await waitForPodsOnDigest(info, { ...podsOf(first.digest), timeoutMs: 90_000 });
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: WATCHED_IMAGE.plural,
-    namespace: NS,
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: WATCHED_IMAGE.kind,
-      metadata: { name: 'web', namespace: NS },
-      // Only the requested checks: the CronJob's minute never finds it due.
-      spec: { image: imageRef, interval: '24h' },
-    },
-  });
+  // Only the requested checks: the CronJob's minute never finds it due.
+  await createWatchedImage({ custom }, NS, 'web', { image: imageRef, interval: '24h' });
 
   const receiverUrl = `http://127.0.0.1:${webhookPort}/hook/ci/${TOKEN}`;
   const post = () =>

@@ -50,6 +50,7 @@ import {
 } from '../scripts/lib/in-cluster.ts';
 import type { LocalCluster, LocalClusterInfo } from '../scripts/lib/local-cluster.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
+import { createWatchedImage, getWatchedImage } from './support/controller-fixtures.ts';
 
 const run = promisify(execFile);
 const { binDir } = inject('localCluster');
@@ -225,18 +226,7 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
       replicas: o.replicas,
       timeoutMs: 90_000,
     });
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: WATCHED_IMAGE.plural,
-      namespace: ns,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: WATCHED_IMAGE.kind,
-        metadata: { name: 'app', namespace: ns },
-        spec: { image, interval: '1m' },
-      },
-    });
+    await createWatchedImage({ custom }, ns, 'app', { image, interval: '1m' });
     await waitFor(
       async () => (await watchedImage(ns)).status?.digest === first.digest,
       CHANGE_TIMEOUT_MS,
@@ -247,13 +237,7 @@ describe('Kubewatcher installed on the real node', { timeout: 420_000 }, () => {
   }
 
   async function watchedImage(ns: string) {
-    return (await custom.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: WATCHED_IMAGE.plural,
-      namespace: ns,
-      name: 'app',
-    })) as { status?: { digest?: string; conditions?: { type: string; status: string; reason?: string }[] } };
+    return getWatchedImage({ custom }, ns, 'app');
   }
 
   async function imageUpdates(ns: string): Promise<ImageUpdateObject[]> {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { GROUP, loadKubeConfig, VERSION, WATCHED_IMAGE } from '../packages/shared/src/index.ts';
+import { loadKubeConfig } from '../packages/shared/src/index.ts';
 import { pushBusyboxImage } from '../scripts/lib/images.ts';
 import {
   CONTROLLER_SELECTOR,
@@ -32,6 +32,7 @@ import {
 import type { LocalCluster, LocalClusterInfo } from '../scripts/lib/local-cluster.ts';
 import { LOCAL_HELM_CA_CONFIGMAP } from '../scripts/lib/local-helm.ts';
 import { waitFor } from '../scripts/lib/wait-for.ts';
+import { createWatchedImage, getWatchedImage } from './support/controller-fixtures.ts';
 
 const { binDir } = inject('localCluster');
 /** Two CronJob periods and the time a run and a rollout take. */
@@ -124,30 +125,11 @@ describe('Kubewatcher installed with helm on the real node', { timeout: 420_000 
       replicas: 1,
       timeoutMs: 90_000,
     });
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: WATCHED_IMAGE.plural,
-      namespace: APP_NAMESPACE,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: WATCHED_IMAGE.kind,
-        metadata: { name: 'app' },
-        spec: { image, interval: '1m' },
-      },
-    });
+    await createWatchedImage({ custom }, APP_NAMESPACE, 'app', { image, interval: '1m' });
 
     // The CronJob's scheduled run sees the tag: a poller Job succeeds and records the digest.
     const watchedDigest = async () =>
-      (
-        (await custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: WATCHED_IMAGE.plural,
-          namespace: APP_NAMESPACE,
-          name: 'app',
-        })) as { status?: { digest?: string } }
-      ).status?.digest;
+      (await getWatchedImage({ custom }, APP_NAMESPACE, 'app')).status?.digest;
     await waitFor(
       async () => (await watchedDigest()) === first.digest,
       CHANGE_TIMEOUT_MS,
