@@ -11,7 +11,7 @@
  * in the Node.js binary that built it, so `pnpm -r run build` builds one with this checkout's node for
  * the benchmarks and tests, and the image build builds the image's own with the image's node binary.
  */
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,21 +109,21 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
   const blob = join(dir, SNAPSHOT_BLOB);
   rmSync(blob, { force: true });
   const config = join(dir, SNAPSHOT_CONFIG);
+  // Names relative to the folder (node through a link in it): Node keeps its command line in the heap.
+  const here = existsSync('/proc/self/cwd') ? '/proc/self/cwd' : undefined;
   writeFileSync(
     config,
     JSON.stringify({
-      builder: existsSync('/proc/self/cwd') ? `/proc/self/cwd/${SNAPSHOT_SCRIPT}` : resolve(script),
+      builder: here ? `${here}/${SNAPSHOT_SCRIPT}` : resolve(script),
       // With code (the script's and Node's own modules' bytecode) the blob is 6 MB more, resident at
       // every start: a poller run at N = 50 peaks ~5 MiB higher for ~0.01 CPU s less (bench/README.md).
       withoutCodeCache: true,
     }),
   );
-  // Names relative to the folder (node through a link in it): Node keeps its command line in the heap.
   const link = join(dir, NODE_LINK);
   rmSync(link, { force: true });
   symlinkSync(node, link);
   const args = [
-    existsSync('/proc/self/cwd') ? `/proc/self/cwd/${NODE_LINK}` : link,
     '--predictable',
     '--no-warnings',
     '--snapshot-blob',
@@ -131,25 +131,19 @@ export async function buildStartupSnapshot(dir: string, node: string = process.e
     '--build-snapshot-config',
     SNAPSHOT_CONFIG,
   ];
-  const child = spawn(args[0]!, args.slice(1), { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done, fail) => {
-    child.once('error', fail);
-    child.once('close', (c, s) => done([c, s]));
-  });
-  rmSync(config, { force: true });
-  rmSync(link, { force: true });
-  if (code !== 0 || !existsSync(blob)) {
+  try {
+    await run(here ? `${here}/${NODE_LINK}` : link, args, { cwd: dir, env: {}, maxBuffer: 16 << 20 });
+  } catch (err) {
+    const e = err as Error & { code?: number | string; signal?: string; stdout?: string; stderr?: string };
+    const output = `${e.stdout ?? ''}${e.stderr ?? e.message}`;
     throw new Error(
-      `building the start-up snapshot ${blob} failed (${code ?? signal}):\n${output.slice(-8000)}`,
+      `building the start-up snapshot ${blob} failed (${e.code ?? e.signal}):\n${output.slice(-8000)}`,
     );
+  } finally {
+    rmSync(config, { force: true });
+    rmSync(link, { force: true });
   }
+  if (!existsSync(blob)) throw new Error(`building the start-up snapshot ${blob} failed: no blob written`);
   return blob;
 }
 
