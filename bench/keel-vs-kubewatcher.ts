@@ -41,6 +41,7 @@ import { parseArgs, promisify } from 'node:util';
 import { AppsV1Api, KubeConfig, type V1Deployment, Watch } from '@kubernetes/client-node';
 import { imageWorkingDir } from '../scripts/lib/image-build.ts';
 import { pushTestImage } from '../scripts/lib/images.ts';
+import { SYSTEM_NAMESPACE } from '../scripts/lib/in-cluster.ts';
 import {
   type LocalClusterInfo,
   logTail,
@@ -500,6 +501,9 @@ async function startKubewatcher(ctx: RunContext): Promise<SystemHandle> {
       ctx.proxyHost,
       // Faster than the API's 1m minimum, the poller has to be told to check anyway.
       ...(ctx.intervalMs < 60_000 ? ['--ignore-interval'] : []),
+      // The check record install.yaml ships, as the CronJob passes it.
+      '--check-record',
+      `${SYSTEM_NAMESPACE}/kubewatcher-poller-checks`,
       '--log-format',
       'json',
     ],

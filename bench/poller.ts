@@ -19,7 +19,9 @@
  * process twice: the first run (every WatchedImage takes its baseline) and a steady-state run
  * (`--ignore-interval`: every WatchedImage checked again before it is due, nothing changed), then,
  * unless `--skip-due`, a due run once the WatchedImages' 2m interval has passed (the scheduled check,
- * nothing changed). Per run it reports:
+ * nothing changed). Each namespace has its check record ConfigMap and the poller runs with
+ * `--check-record`, as the CronJob does, so the due run writes about half of the statuses and records
+ * the rest; `--without-check-record` runs without it (every scheduled check written). Per run it reports:
  *
  * - registry requests by kind from the poller's own count (RegistryClient.stats(), in the run summary)
  *   and, as a cross-check, from the registry's access log (HEAD/GET of manifests with the poller's
@@ -72,6 +74,8 @@ import {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const USER_AGENT = 'kubewatcher-poller';
 const PULL_SECRET = 'bench-registry';
+/** The check record ConfigMap, in each bench namespace (the manifests ship one in kubewatcher-system). */
+const CHECK_RECORD = 'kubewatcher-poller-checks';
 const CREATE_CONCURRENCY = 16;
 const TARGET = { seconds: 15, rssMb: 150 };
 /**
@@ -93,12 +97,13 @@ const { values: flags } = parseArgs({
     bundle: { type: 'boolean', default: false },
     'skip-due': { type: 'boolean', default: false },
     'compare-bundle': { type: 'string' },
+    'without-check-record': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due] [--compare-bundle FILE]',
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due] [--compare-bundle FILE] [--without-check-record]',
   );
   process.exit(0);
 }
@@ -225,6 +230,7 @@ async function createNamespaceWithWatchedImages(
   const custom = kc.makeApiClient(CustomObjectsApi);
   const { token } = info.registries;
   await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: CHECK_RECORD } } });
   const auth = Buffer.from(`${token.username}:${token.password}`).toString('base64');
   await core.createNamespacedSecret({
     namespace,
@@ -265,6 +271,7 @@ interface RunMeasure {
     unchanged: number;
     failed: number;
     resolutions: number;
+    checksRecorded: number;
     requests: { head: number; get: number; token: number; total: number };
     durationMs: number;
   };
@@ -352,6 +359,8 @@ async function runPoller(
     registriesFile,
     '--log-format',
     'json',
+    // As the CronJob runs it: every other unchanged scheduled check goes into the record.
+    ...(flags['without-check-record'] ? [] : ['--check-record', `${namespace}/${CHECK_RECORD}`]),
     ...extra,
   ];
   const [command, args] = useTime
@@ -466,6 +475,7 @@ function table(rows: Row[]): string {
     'target requests',
     'requests per tag',
     'status writes',
+    'recorded',
     'API requests',
     'run s',
     'process s',
@@ -490,6 +500,7 @@ function table(rows: Row[]): string {
       `${r.run === 'first' ? r.m + 1 : r.m} HEAD + ${Math.ceil(Math.min(repositoryCount, r.m) / 20)} token`,
       (med((x) => x.summary.requests.total) / r.m).toFixed(2),
       String(med((x) => x.statusWrites)),
+      String(med((x) => x.summary.checksRecorded ?? 0)),
       String(med((x) => x.apiRequests)),
       (med((x) => x.summary.durationMs) / 1000).toFixed(2),
       med((x) => x.wallSeconds).toFixed(2),
@@ -591,6 +602,9 @@ async function main(): Promise<void> {
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run.',
     'status writes: APPLY/PATCH of watchedimages/status, and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
+    flags['without-check-record']
+      ? 'recorded: none, --without-check-record (every scheduled check writes its status).'
+      : "recorded: scheduled checks left unwritten in the check record (--check-record, one ConfigMap update per run), the poller's summary.checksRecorded.",
     ...(compareBundle === undefined
       ? []
       : [

@@ -5,7 +5,16 @@
  * stops the others.
  */
 import { boundMessage, type Logger, namespacedKey, objectKey, type WatchedImage } from '@kubewatcher/shared';
+import {
+  formatCheckRecord,
+  MAX_RECORD_BYTES,
+  mergeCheckRecords,
+  parseCheckRecord,
+  pruneCheckRecord,
+  type UnwrittenChecks,
+} from './check-record.ts';
 import type { PollerCluster } from './cluster.ts';
+import type { CheckRecordRead } from './gather.ts';
 import {
   type Decision,
   type ImageUpdateDraft,
@@ -62,6 +71,58 @@ export class PollApplier {
     return { imageUpdateCreated: created, statusWritten };
   }
 
+  /**
+   * Replaces the check record with `run`'s unwritten checks and the older entries still needed
+   * (pruneCheckRecord). A run that meets another's write (a conflict) reads the record again, merges
+   * and tries once more. False when the record could not be saved: the caller writes the checks to
+   * their status instead.
+   */
+  async saveCheckRecord(record: CheckRecordRead, run: RecordedRun): Promise<boolean> {
+    const lastWritten = new Map<string, number>();
+    for (const wi of run.listed) {
+      const uid = wi.metadata.uid;
+      if (!uid) continue;
+      lastWritten.set(uid, run.written.get(uid) ?? Date.parse(wi.status?.lastCheckedTime ?? ''));
+    }
+    const context = { lastWritten, allNamespaces: run.allNamespaces, now: run.now };
+    const additions: UnwrittenChecks = new Map(run.uids.map((uid) => [uid, run.checkedAt]));
+    const where = `${record.ref.namespace}/${record.ref.name}`;
+    let stored = record.stored;
+    let base: ReadonlyMap<string, number> = record.checks;
+    try {
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const next = pruneCheckRecord(mergeCheckRecords(base, additions), context);
+        const text = formatCheckRecord(next);
+        // Most runs leave the record as it was (nothing due, or only changes written): no write.
+        if (text === stored.text || (next.size === 0 && stored.text === undefined)) return true;
+        if (text.length > MAX_RECORD_BYTES) {
+          this.#logger.warn('check record too large: its checks are written to their status', {
+            configMap: where,
+            bytes: text.length,
+          });
+          return false;
+        }
+        if (await this.#cluster.replaceCheckRecord(record.ref, stored, text)) return true;
+        const fresh = await this.#cluster.readCheckRecord(record.ref);
+        if (!fresh) break;
+        stored = fresh;
+        base = mergeCheckRecords(record.checks, parseCheckRecord(fresh.text).checks);
+      }
+      this.#logger.warn(
+        'check record changed or went away meanwhile: its checks are written to their status',
+        {
+          configMap: where,
+        },
+      );
+    } catch (err) {
+      this.#logger.warn('check record not saved: its checks are written to their status', {
+        configMap: where,
+        error: boundMessage((err as Error).message),
+      });
+    }
+    return false;
+  }
+
   /** Creates the ImageUpdate under its deterministic name; true when this call created it. */
   async #createUpdate(draft: ImageUpdateDraft, baselineSince: string | undefined): Promise<boolean> {
     // A tag that moves back to an earlier digest meets that digest's old record: the next free
@@ -99,4 +160,17 @@ export class PollApplier {
       return false;
     }
   }
+}
+
+/** What a run leaves for the check record. */
+export interface RecordedRun {
+  /** Every WatchedImage the run listed. */
+  listed: readonly WatchedImage[];
+  /** The lastCheckedTime (ms) of each status the run wrote, by uid. */
+  written: ReadonlyMap<string, number>;
+  allNamespaces: boolean;
+  /** The run's checks left unwritten, all recorded as made at `checkedAt` (ms). */
+  uids: readonly string[];
+  checkedAt: number;
+  now: number;
 }

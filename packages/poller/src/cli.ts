@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import {
   commandLogger,
+  DNS_LABEL_PATTERN,
+  isDnsSubdomain,
   LOG_OPTIONS,
   loadKubeConfig,
   parseCommandLine,
@@ -8,7 +10,7 @@ import {
 } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 import type { Options } from 'yargs';
-import { KubePollerCluster } from './cluster.ts';
+import { KubePollerCluster, type ObjectRef } from './cluster.ts';
 import { ANY_HOST, RegistryClient, type RegistryHostOptions } from './registry/index.ts';
 import { runPoll } from './run.ts';
 
@@ -20,7 +22,7 @@ export const POLLER_USAGE =
 export const POLLER_EXIT_CODES = {
   0: 'the run worked, even if some images could not be resolved (their Resolved condition says why), or printed --help',
   1: 'the run could not work: no cluster configured, or WatchedImages could not be listed',
-  2: 'bad flags: an unknown flag or choice, a --timeout or --run-timeout that is not a duration, or an unreadable or invalid --registries-config',
+  2: 'bad flags: an unknown flag or choice, a --timeout or --run-timeout that is not a duration, a --check-record that is not NAMESPACE/NAME, or an unreadable or invalid --registries-config',
   130: 'stopped by SIGINT; nothing is lost, the next run picks up where this one stopped',
   143: "stopped by SIGTERM, e.g. at the Job's activeDeadlineSeconds; nothing is lost, the next run picks up where this one stopped",
 } as const;
@@ -76,6 +78,11 @@ export function pollerOptions() {
       describe:
         'YAML or JSON file of per-registry options keyed by host: {"host:port": {plainHttp, insecureSkipVerify, caFile, realmHosts}}; the key "*" may give realmHosts for every registry without its own',
     },
+    'check-record': {
+      type: 'string',
+      describe:
+        'NAMESPACE/NAME of a ConfigMap the poller may get and update: every other scheduled check that finds nothing new is recorded there instead of in its WatchedImage status (half the status writes); default none: every scheduled check writes its status',
+    },
     'plain-http': {
       type: 'string',
       array: true,
@@ -96,10 +103,12 @@ export async function main(argv: string[]): Promise<number> {
   let registries: Record<string, RegistryHostOptions>;
   let timeoutMs: number;
   let budgetMs: number;
+  let checkRecord: ObjectRef | undefined;
   try {
     registries = loadRegistryOptions(args['registries-config'], args['plain-http']);
     timeoutMs = parseTimeout('--timeout', args.timeout);
     budgetMs = parseTimeout('--run-timeout', args['run-timeout']);
+    checkRecord = parseObjectRef('--check-record', args['check-record']);
   } catch (err) {
     logger.error((err as Error).message);
     return 2;
@@ -122,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       ignoreInterval: args['ignore-interval'],
       concurrency: args.concurrency,
       budgetMs,
+      ...(checkRecord ? { checkRecord } : {}),
     });
     logger.info('run complete', { ...summary, dryRun: args['dry-run'] });
     return 0;
@@ -131,6 +141,17 @@ export async function main(argv: string[]): Promise<number> {
     });
     return 1;
   }
+}
+
+/** `namespace/name` of an object, or undefined when the flag is not given. */
+export function parseObjectRef(flag: string, text: string | undefined): ObjectRef | undefined {
+  if (text === undefined) return undefined;
+  const [namespace = '', name = '', ...rest] = text.split('/');
+  if (rest.length > 0 || !DNS_LABEL_PATTERN.test(namespace) || !isDnsSubdomain(name))
+    throw new Error(
+      `${flag}: "${text.slice(0, 80)}" is not NAMESPACE/NAME, e.g. kubewatcher-system/kubewatcher-poller-checks`,
+    );
+  return { namespace, name };
 }
 
 function parseTimeout(flag: string, text: string): number {

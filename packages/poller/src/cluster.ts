@@ -3,11 +3,13 @@ import {
   apiStatusCode,
   applyStatus,
   createObject,
+  dropManagedFields,
   FIELD_MANAGER,
   getObject,
   listObjects,
   RESOURCE,
   readObject,
+  replaceObject,
   reuseConnections,
   WATCHED_IMAGE,
   type WatchedImage,
@@ -16,6 +18,7 @@ import {
   workloadLikeOf,
   workloadResource,
 } from '@kubewatcher/shared';
+import { CHECK_RECORD_KEY } from './check-record.ts';
 import type { ImageUpdateDraft, PollerStatus } from './plan.ts';
 
 /** Everything the poller reads from and writes to the cluster, so a run can be exercised with --dry-run. */
@@ -33,6 +36,22 @@ export interface PollerCluster {
   createImageUpdate(
     draft: ImageUpdateDraft,
   ): Promise<{ created: true } | { created: false; existing: ExistingUpdate }>;
+  /** The check record's ConfigMap as read; undefined when it does not exist. */
+  readCheckRecord(ref: ObjectRef): Promise<StoredCheckRecord | undefined>;
+  /** Replaces the record's value, if the ConfigMap has not changed since `stored` was read; false on a conflict. */
+  replaceCheckRecord(ref: ObjectRef, stored: StoredCheckRecord, text: string): Promise<boolean>;
+}
+
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
+export interface StoredCheckRecord {
+  /** The record's value (CHECK_RECORD_KEY); absent in a ConfigMap as shipped. */
+  text?: string;
+  /** The ConfigMap itself, at the resourceVersion it was read. */
+  configMap: ConfigMapShape;
 }
 
 export interface ExistingUpdate {
@@ -121,4 +140,37 @@ export class KubePollerCluster implements PollerCluster {
     const existing = await readObject<ExistingUpdate>(this.#kc, RESOURCE.imageUpdate, namespace, draft.name);
     return { created: false as const, existing };
   }
+
+  async readCheckRecord(ref: ObjectRef): Promise<StoredCheckRecord | undefined> {
+    const configMap = await getObject<ConfigMapShape>(this.#kc, RESOURCE.configMap, ref.namespace, ref.name);
+    if (!configMap) return undefined;
+    dropManagedFields(configMap);
+    const text = configMap.data?.[CHECK_RECORD_KEY];
+    return { ...(text === undefined ? {} : { text }), configMap };
+  }
+
+  async replaceCheckRecord(ref: ObjectRef, stored: StoredCheckRecord, text: string): Promise<boolean> {
+    // The ConfigMap as read, at its resourceVersion (update is all RBAC grants on it, and its other
+    // keys, labels and annotations are kept), with the new record.
+    const { configMap } = stored;
+    try {
+      await replaceObject(
+        this.#kc,
+        RESOURCE.configMap,
+        ref.namespace,
+        ref.name,
+        { ...configMap, data: { ...configMap.data, [CHECK_RECORD_KEY]: text } },
+        { fieldManager: FIELD_MANAGER.poller },
+      );
+      return true;
+    } catch (err) {
+      if (apiStatusCode(err) === 409) return false;
+      throw err;
+    }
+  }
+}
+
+export interface ConfigMapShape {
+  metadata?: { resourceVersion?: string };
+  data?: Record<string, string>;
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  boundMessage,
   DIGEST_PATTERN,
   kindsOf,
   type Logger,
@@ -14,7 +15,8 @@ import {
   type ResolvedReason,
   type WatchedImage,
 } from '@kubewatcher/shared';
-import type { PollerCluster } from './cluster.ts';
+import { parseCheckRecord, type UnwrittenChecks } from './check-record.ts';
+import type { ObjectRef, PollerCluster, StoredCheckRecord } from './cluster.ts';
 import type { PollTarget } from './plan.ts';
 import {
   findCredential,
@@ -35,6 +37,46 @@ export async function listWatchedImages(
     all.push(...(await cluster.listWatchedImages(ns)));
   }
   return all;
+}
+
+/** The check record as a run read it: where it is, the ConfigMap as read, and its checks. */
+export interface CheckRecordRead {
+  ref: ObjectRef;
+  stored: StoredCheckRecord;
+  checks: UnwrittenChecks;
+}
+
+/**
+ * The check record (check-record.ts), or undefined when there is none to use: the ConfigMap is
+ * missing, or the poller may not read it. The run then writes every scheduled check, as it would
+ * without the flag, and says why; a value that is not a record is read as empty and replaced.
+ */
+export async function readCheckRecord(
+  cluster: PollerCluster,
+  ref: ObjectRef,
+  logger: Logger,
+): Promise<CheckRecordRead | undefined> {
+  const where = `${ref.namespace}/${ref.name}`;
+  let stored: StoredCheckRecord | undefined;
+  try {
+    stored = await cluster.readCheckRecord(ref);
+  } catch (err) {
+    logger.warn('check record unreadable: every scheduled check writes its status this run', {
+      configMap: where,
+      error: boundMessage((err as Error).message),
+    });
+    return undefined;
+  }
+  if (!stored) {
+    logger.warn(
+      'check record ConfigMap not found: every scheduled check writes its status; apply the manifests that ship it',
+      { configMap: where },
+    );
+    return undefined;
+  }
+  const { checks, problem } = parseCheckRecord(stored.text);
+  if (problem) logger.warn('check record unreadable, replaced this run', { configMap: where, problem });
+  return { ref, stored, checks };
 }
 
 /** Why a target could not even be resolved (credentials could not be gathered). */

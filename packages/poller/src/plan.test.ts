@@ -17,6 +17,7 @@ import {
   rememberedChallenges,
   runDeadlines,
   selectDue,
+  type WriteReason,
 } from './plan.ts';
 
 const A = `sha256:${'a'.repeat(64)}`;
@@ -151,6 +152,39 @@ describe('selectDue', () => {
     expect(dueTolerance(60_000)).toBe(15_000);
     expect(dueTolerance(3_600_000)).toBe(15_000);
     expect(dueTolerance(20_000)).toBe(5_000);
+  });
+});
+
+describe('selectDue with a check record', () => {
+  const MIN = 60_000;
+  const ago = (ms: number) => NOW.getTime() - ms;
+
+  it('counts an unwritten check like a written one: not due again until its interval has passed', () => {
+    const item = wi('a', {}, checked(6 * MIN, resolvedAt(3)));
+    expect(selectDue([item], NOW).due).toHaveLength(1);
+    expect(selectDue([item], NOW, false, new Map([['uid-a', ago(MIN)]])).due).toHaveLength(0);
+    expect(selectDue([item], NOW, false, new Map([['uid-a', ago(5 * MIN)]])).due).toHaveLength(1);
+    // An entry older than the written check changes nothing; another uid's entry is not this one's.
+    expect(selectDue([item], NOW, false, new Map([['uid-a', ago(7 * MIN)]])).due).toHaveLength(1);
+    expect(selectDue([item], NOW, false, new Map([['uid-b', ago(MIN)]])).due).toHaveLength(1);
+  });
+
+  it('still checks at once what was requested after the written check, and an edited spec', () => {
+    const record = new Map([['uid-a', ago(MIN)]]);
+    const requested = wi(
+      'a',
+      {},
+      checked(6 * MIN, { ...resolvedAt(3), checkRequestedTime: new Date(ago(2 * MIN)).toISOString() }),
+    );
+    expect(selectDue([requested], NOW, false, record).due).toHaveLength(1);
+    const edited = wi('a', {}, checked(6 * MIN, resolvedAt(2)));
+    expect(selectDue([edited], NOW, false, record).due).toHaveLength(1);
+  });
+
+  it('orders by the newest check, written or recorded', () => {
+    const targets = ['a', 'b'].map((name) => target(wi(name, {}, checked(10 * MIN))));
+    const record = new Map([['uid-a', ago(6 * MIN)]]);
+    expect(oldestCheckFirst(targets, record).map((t) => t.watchedImage.metadata.name)).toEqual(['b', 'a']);
   });
 });
 
@@ -449,12 +483,17 @@ describe('which checks are written', () => {
     return wi('a', {}, { ...first, lastChangedTime: first.lastChangedTime! });
   };
   const ok = { ok: true as const, digest: A, method: 'HEAD' as const };
-  const cases: [string, WatchedImage, Parameters<typeof decide>[1], boolean][] = [
-    ['never checked', wi('a'), ok, true],
-    ['unchanged, checked 2m ago (an early check)', resolvedBefore(2 * MIN), ok, false],
-    ['unchanged, checked 5m ago (the scheduled check)', resolvedBefore(5 * MIN), ok, true],
-    ['unchanged, checked 4m50s ago (within the due tolerance)', resolvedBefore(4 * MIN + 50_000), ok, true],
-    ['digest moved, checked 2m ago', resolvedBefore(2 * MIN), { ...ok, digest: B }, true],
+  const cases: [string, WatchedImage, Parameters<typeof decide>[1], WriteReason | undefined][] = [
+    ['never checked', wi('a'), ok, 'content'],
+    ['unchanged, checked 2m ago (an early check)', resolvedBefore(2 * MIN), ok, undefined],
+    ['unchanged, checked 5m ago (the scheduled check)', resolvedBefore(5 * MIN), ok, 'schedule'],
+    [
+      'unchanged, checked 4m50s ago (within the due tolerance)',
+      resolvedBefore(4 * MIN + 50_000),
+      ok,
+      'schedule',
+    ],
+    ['digest moved, checked 2m ago', resolvedBefore(2 * MIN), { ...ok, digest: B }, 'content'],
     [
       'unchanged, checked 2m ago, a check requested (webhook) since',
       wi(
@@ -466,7 +505,7 @@ describe('which checks are written', () => {
         },
       ),
       ok,
-      true,
+      'requested',
     ],
     [
       'unchanged, checked 2m ago, the last request served by it',
@@ -479,53 +518,74 @@ describe('which checks are written', () => {
         },
       ),
       ok,
-      false,
+      undefined,
     ],
     [
       'failure after a success, checked 2m ago',
       resolvedBefore(2 * MIN),
       { ok: false, reason: 'NotFound', message: 'gone' },
-      true,
+      'content',
     ],
     [
       'only remaining changed, checked 2m ago',
       resolvedBefore(2 * MIN, { limit: 100, remaining: 50, windowSeconds: 3600 }),
       { ...ok, rateLimit: { limit: 100, remaining: 40, windowSeconds: 3600 } },
-      false,
+      undefined,
     ],
     [
       'the limit changed, checked 2m ago',
       resolvedBefore(2 * MIN, { limit: 100, remaining: 50, windowSeconds: 3600 }),
       { ...ok, rateLimit: { limit: 200, remaining: 150, windowSeconds: 3600 } },
-      true,
+      'content',
     ],
     [
       'a 429, checked 2m ago',
       resolvedBefore(2 * MIN),
       { ok: false, reason: 'RateLimited', message: 'slow down', retryAfterMs: 60_000 },
-      true,
+      'content',
     ],
     [
       'a challenge learned, checked 2m ago',
       resolvedBefore(2 * MIN),
       { ...ok, challenge: HUB_CHALLENGE },
-      true,
+      'content',
     ],
     [
       'the same challenge again, checked 2m ago',
       wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: HUB_CHALLENGE }),
       { ...ok, challenge: { ...HUB_CHALLENGE } },
-      false,
+      undefined,
     ],
     [
       'another realm, checked 2m ago',
       wi('a', {}, { ...resolvedBefore(2 * MIN).status!, registryChallenge: HUB_CHALLENGE }),
       { ...ok, challenge: { ...HUB_CHALLENGE, realm: 'https://auth.docker.io/v2/token' } },
-      true,
+      'content',
+    ],
+    [
+      'digest moved, checked 5m ago (scheduled too)',
+      resolvedBefore(5 * MIN),
+      { ...ok, digest: B },
+      'content',
+    ],
+    [
+      'unchanged, checked 5m ago, a check requested since',
+      wi(
+        'a',
+        {},
+        {
+          ...resolvedBefore(5 * MIN).status!,
+          checkRequestedTime: new Date(NOW.getTime() - MIN).toISOString(),
+        },
+      ),
+      ok,
+      'requested',
     ],
   ];
-  it.each(cases)('%s', (_name, item, result, write) => {
-    expect(decide(target(item), result, NOW).write).toBe(write);
+  it.each(cases)('%s', (_name, item, result, reason) => {
+    const decision = decide(target(item), result, NOW);
+    expect(decision.writeReason).toBe(reason);
+    expect(decision.write).toBe(reason !== undefined);
   });
 
   it('records a pause after a 429: Retry-After, else the default, keeping the known figures', () => {

@@ -51,8 +51,27 @@ export interface DueSelection {
   invalid: { watchedImage: WatchedImage; message: string }[];
 }
 
-/** `ignoreInterval` checks every WatchedImage now (a manual run), still skipping suspended ones. */
-export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInterval = false): DueSelection {
+/**
+ * When a WatchedImage was last checked: its status's `lastCheckedTime`, or a later check the check
+ * record holds that was not written (NaN when never checked).
+ */
+export function lastCheckOf(wi: WatchedImage, unwritten?: ReadonlyMap<string, number>): number {
+  const written = wi.status?.lastCheckedTime ? Date.parse(wi.status.lastCheckedTime) : Number.NaN;
+  const recorded = wi.metadata.uid ? unwritten?.get(wi.metadata.uid) : undefined;
+  if (recorded === undefined || recorded <= written) return written;
+  return recorded;
+}
+
+/**
+ * `ignoreInterval` checks every WatchedImage now (a manual run), still skipping suspended ones.
+ * `unwritten`: the check record's checks (uid → ms), which count as checks like lastCheckedTime.
+ */
+export function selectDue(
+  items: readonly WatchedImage[],
+  now: Date,
+  ignoreInterval = false,
+  unwritten?: ReadonlyMap<string, number>,
+): DueSelection {
   const selection: DueSelection = { due: [], notDue: 0, suspended: 0, invalid: [] };
   for (const wi of items) {
     if (wi.spec.suspend) {
@@ -75,7 +94,8 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
     }
     const image = referenceString(reference);
     const status = wi.status;
-    const last = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
+    const written = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
+    const last = lastCheckOf(wi, unwritten);
     // An edited spec (a new image, other pullSecrets) is checked at once: the Resolved condition
     // records the generation it checked. Anything else waits for the interval, a check that failed
     // before any baseline too: a 401, 404 or 429 every CronJob run is what burns rate limits.
@@ -88,7 +108,8 @@ export function selectDue(items: readonly WatchedImage[], now: Date, ignoreInter
         : status?.digest !== undefined && status.resolvedImage !== image;
     // A webhook or `kubectl kubewatcher check` asked for a check after the last one.
     const requested = status?.checkRequestedTime ? Date.parse(status.checkRequestedTime) : Number.NaN;
-    const checkRequested = !Number.isNaN(requested) && (Number.isNaN(last) || requested > last);
+    // Against the written check: a request is served by a check that writes (statusWriteReason).
+    const checkRequested = !Number.isNaN(requested) && (Number.isNaN(written) || requested > written);
     if (
       ignoreInterval ||
       rebaseline ||
@@ -332,8 +353,9 @@ export type Outcome = 'baseline' | 'unchanged' | 'changed' | 'failed';
 export interface Decision {
   outcome: Outcome;
   status: PollerStatus;
-  /** Whether `status` must be written (statusNeedsWrite); ImageUpdates always come with a write. */
+  /** Whether `status` must be written (statusWriteReason); ImageUpdates always come with a write. */
   write: boolean;
+  writeReason?: WriteReason;
   imageUpdate?: ImageUpdateDraft;
   /** For the log: what happened, in words. */
   message: string;
@@ -351,10 +373,8 @@ export function decide(
   unsupportedPinnedDigest?: string,
 ): Decision {
   const decision = decideStatus(target, result, now, pinnedDigest, unsupportedPinnedDigest);
-  return {
-    ...decision,
-    write: statusNeedsWrite(target.watchedImage.status, decision.status, now, target.intervalMs),
-  };
+  const writeReason = statusWriteReason(target.watchedImage.status, decision.status, now, target.intervalMs);
+  return { ...decision, write: writeReason !== undefined, ...(writeReason ? { writeReason } : {}) };
 }
 
 function decideStatus(
@@ -363,7 +383,7 @@ function decideStatus(
   now: Date,
   pinnedDigest?: string,
   unsupportedPinnedDigest?: string,
-): Omit<Decision, 'write'> {
+): Omit<Decision, 'write' | 'writeReason'> {
   const wi = target.watchedImage;
   const previous = wi.status ?? {};
   const nowIso = now.toISOString();
@@ -414,7 +434,7 @@ function decideStatus(
         ? `; a workload pins ${unsupportedPinnedDigest.slice(0, 140)}, which Kubewatcher cannot record (sha256 digests only), so it gets no update to the baseline`
         : '';
     const status = resolvedStatus(nowIso, `${wi.spec.image} resolves to ${digest}${unsupported}`);
-    const decision: Omit<Decision, 'write'> = {
+    const decision: Omit<Decision, 'write' | 'writeReason'> = {
       outcome: 'baseline',
       status,
       message: `baseline recorded: ${digest}${unsupported}`,
@@ -480,9 +500,12 @@ function notRecordedStatus(wi: WatchedImage, reason: string, message: string, no
  * Due targets, the longest unchecked first (never checked before all): a run that runs out of time
  * leaves the most recently checked for the next run, so no image waits two runs in a row.
  */
-export function oldestCheckFirst<T extends PollTarget>(targets: readonly T[]): T[] {
+export function oldestCheckFirst<T extends PollTarget>(
+  targets: readonly T[],
+  unwritten?: ReadonlyMap<string, number>,
+): T[] {
   const checked = (t: T) => {
-    const at = Date.parse(t.watchedImage.status?.lastCheckedTime ?? '');
+    const at = lastCheckOf(t.watchedImage, unwritten);
     return Number.isNaN(at) ? Number.NEGATIVE_INFINITY : at;
   };
   return [...targets].sort((a, b) => checked(a) - checked(b));
@@ -563,30 +586,48 @@ function nextRateLimit(
 }
 
 /**
- * Whether a check's status has to be written. Each write costs the API server a server-side apply
- * (about 6 ms of its CPU), so an unchanged check is written only when the next run or a person needs
- * it: when any field other than the time stamps differs (digest, baseline, Resolved condition,
- * the rate-limit figures that pace the next run: limit, window, pause; the registry challenge it
- * authenticates with up front), or when the check was the
- * scheduled one (lastCheckedTime at least one interval old, within the due tolerance), because the
- * next run picks the due WatchedImages by lastCheckedTime. An early check (--ignore-interval) that
- * found nothing new is not written, so lastCheckedTime, the LAST CHECKED column, is the last
- * scheduled check, the last requested one (status.checkRequestedTime) or the last check that found
- * something, never more than one interval older than the newest check. `remaining` alone does not count: runPoll writes the lowest one of each registry
- * once per run (RateLimitCarrier).
+ * Why a check's status has to be written, or undefined when it need not be. Each write costs the API
+ * server a server-side apply (about 3 ms of its CPU), so an unchanged check is written only when the
+ * next run or a person needs it:
+ * - `content`: a field other than the time stamps differs (digest, baseline, Resolved condition, the
+ *   rate-limit figures that pace the next run: limit, window, pause; the registry challenge it
+ *   authenticates with up front);
+ * - `requested`: a webhook or the plugin asked for a check after the last one (status.checkRequestedTime);
+ * - `schedule`: the check was the scheduled one (lastCheckedTime at least one interval old, within
+ *   the due tolerance), because the next run picks the due WatchedImages by lastCheckedTime. With a
+ *   check record, every other such check goes there instead (check-record.ts).
+ * An early check (--ignore-interval) that found nothing new is not written, so lastCheckedTime, the
+ * LAST CHECKED column, is never more than one interval older than the newest check. `remaining`
+ * alone does not count: runPoll writes the lowest one of each registry once per run (the carriers).
  */
+export type WriteReason = 'content' | 'requested' | 'schedule';
+
+export function statusWriteReason(
+  previous: WatchedImage['status'] | undefined,
+  next: PollerStatus,
+  now: Date,
+  intervalMs: number,
+): WriteReason | undefined {
+  const before = previous ?? {};
+  const last = before.lastCheckedTime ? Date.parse(before.lastCheckedTime) : Number.NaN;
+  if (Number.isNaN(last) || statusContentDiffers(before, next)) return 'content';
+  const requested = before.checkRequestedTime ? Date.parse(before.checkRequestedTime) : Number.NaN;
+  if (requested > last) return 'requested';
+  if (now.getTime() - last >= intervalMs - dueTolerance(intervalMs)) return 'schedule';
+  return undefined;
+}
+
+/** Whether a check's status has to be written (statusWriteReason gives the reason). */
 export function statusNeedsWrite(
   previous: WatchedImage['status'] | undefined,
   next: PollerStatus,
   now: Date,
   intervalMs: number,
 ): boolean {
-  const before = previous ?? {};
-  const last = before.lastCheckedTime ? Date.parse(before.lastCheckedTime) : Number.NaN;
-  if (Number.isNaN(last) || now.getTime() - last >= intervalMs - dueTolerance(intervalMs)) return true;
-  // A requested check (webhook, plugin) is served once lastCheckedTime passes the request.
-  const requested = before.checkRequestedTime ? Date.parse(before.checkRequestedTime) : Number.NaN;
-  if (requested > last) return true;
+  return statusWriteReason(previous, next, now, intervalMs) !== undefined;
+}
+
+function statusContentDiffers(before: NonNullable<WatchedImage['status']>, next: PollerStatus): boolean {
   if (
     before.digest !== next.digest ||
     before.shortDigest !== next.shortDigest ||

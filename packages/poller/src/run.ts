@@ -13,8 +13,16 @@ import {
   settleWithLimit,
 } from '@kubewatcher/shared';
 import { PollApplier } from './apply.ts';
-import type { PollerCluster } from './cluster.ts';
-import { CredentialGatherer, GatherError, listWatchedImages, type Prepared } from './gather.ts';
+import { MAX_RECORDED_CHECKS, mayLeaveUnwritten } from './check-record.ts';
+import type { ObjectRef, PollerCluster } from './cluster.ts';
+import {
+  type CheckRecordRead,
+  CredentialGatherer,
+  GatherError,
+  listWatchedImages,
+  type Prepared,
+  readCheckRecord,
+} from './gather.ts';
 import {
   budgetChecks,
   type Decision,
@@ -54,6 +62,12 @@ export interface RunOptions {
    * little is left and end in time for the writes; what is not checked is due first next run.
    */
   budgetMs?: number;
+  /**
+   * The ConfigMap of checks left unwritten (check-record.ts): with it, every other scheduled check
+   * that finds nothing new is recorded there instead of in its status. Without it (or when it cannot
+   * be read or updated), every scheduled check writes its status.
+   */
+  checkRecord?: ObjectRef;
   now?: () => Date;
 }
 
@@ -75,6 +89,11 @@ export interface RunSummary {
   imageUpdatesCreated: number;
   /** WatchedImage status writes: only checks that changed something, or were the scheduled one. */
   statusWrites: number;
+  /**
+   * Scheduled checks that found nothing new and went into the check record instead of their status
+   * (the next one of each is written).
+   */
+  checksRecorded: number;
   /** Distinct (image, credential) pairs resolved: one registry lookup each. */
   resolutions: number;
   requests: { head: number; get: number; token: number; total: number };
@@ -118,6 +137,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     deferred: 0,
     imageUpdatesCreated: 0,
     statusWrites: 0,
+    checksRecorded: 0,
     resolutions: 0,
     requests: { head: 0, get: 0, token: 0, total: 0 },
     durationMs: 0,
@@ -125,8 +145,15 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
 
   const all = await listWatchedImages(cluster, opts.namespaces);
   summary.watchedImages = all.length;
+  const checkRecord =
+    opts.checkRecord && !opts.dryRun ? await readCheckRecord(cluster, opts.checkRecord, logger) : undefined;
+  /** Checks this run leaves unwritten, for the record. */
+  const unwritten: { target: PollTarget; decision: Decision }[] = [];
+  /** The lastCheckedTime of each status this run wrote, by uid. */
+  const written = new Map<string, number>();
 
-  const selection = selectDue(all, now(), opts.ignoreInterval);
+  const selectedAt = now();
+  const selection = selectDue(all, selectedAt, opts.ignoreInterval, checkRecord?.checks);
   summary.notDue = selection.notDue;
   summary.suspended = selection.suspended;
   summary.invalid = selection.invalid.length;
@@ -143,7 +170,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
 
   const gatherer = new CredentialGatherer(cluster, logger);
   const prepared: Prepared[] = [];
-  for (const target of oldestCheckFirst(selection.due)) {
+  for (const target of oldestCheckFirst(selection.due, checkRecord?.checks)) {
     try {
       prepared.push(await gatherer.prepare(target));
     } catch (err) {
@@ -232,9 +259,10 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     for (const carrier of carriers.values()) {
       if (carrier.recorded.written) continue;
       const applied = await apply.record(carrier.target, { status: carrier.recorded.decision.status });
-      if (applied.statusWritten) summary.statusWrites++;
+      if (applied.statusWritten) noteWritten(carrier.target, carrier.recorded.decision);
     }
   }
+  if (checkRecord) await saveCheckRecord(checkRecord);
 
   const stats = opts.registry.stats();
   summary.requests = {
@@ -272,13 +300,65 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     });
     const recorded: Recorded = { decision, written: false };
     if (opts.dryRun || (!decision.write && !decision.imageUpdate)) return recorded;
+    if (checkRecord && mayRecordInstead(checkRecord, target, decision)) {
+      unwritten.push({ target, decision });
+      return recorded;
+    }
     await writes.start(async () => {
       const applied = await apply.record(target, decision);
       if (applied.imageUpdateCreated) summary.imageUpdatesCreated++;
-      if (applied.statusWritten) summary.statusWrites++;
+      if (applied.statusWritten) noteWritten(target, decision);
       recorded.written = applied.statusWritten;
     });
     return recorded;
+  }
+
+  function noteWritten(target: PollTarget, decision: Decision): void {
+    summary.statusWrites++;
+    const uid = target.watchedImage.metadata.uid;
+    if (uid) written.set(uid, Date.parse(decision.status.lastCheckedTime));
+  }
+
+  /** A scheduled check that found nothing new, its previous one written, room left in the record. */
+  function mayRecordInstead(record: CheckRecordRead, target: PollTarget, decision: Decision): boolean {
+    const uid = target.watchedImage.metadata.uid;
+    if (!uid || decision.writeReason !== 'schedule' || decision.imageUpdate) return false;
+    if (record.checks.size + unwritten.length >= MAX_RECORDED_CHECKS) return false;
+    return mayLeaveUnwritten({
+      uid,
+      lastWritten: Date.parse(target.watchedImage.status?.lastCheckedTime ?? ''),
+      ...(record.checks.has(uid) ? { recorded: record.checks.get(uid)! } : {}),
+      intervalMs: target.intervalMs,
+      now: now().getTime(),
+    });
+  }
+
+  /**
+   * Replaces the record with this run's unwritten checks and the older ones still needed. If that
+   * fails, the checks are written to their status after all: the record is a saving, never the only
+   * copy of anything.
+   */
+  async function saveCheckRecord(record: CheckRecordRead): Promise<void> {
+    const pending = unwritten.filter(({ target }) => !written.has(target.watchedImage.metadata.uid!));
+    const saved = await apply.saveCheckRecord(record, {
+      listed: all,
+      written,
+      allNamespaces: !opts.namespaces || opts.namespaces.length === 0,
+      checkedAt: selectedAt.getTime(),
+      uids: pending.map(({ target }) => target.watchedImage.metadata.uid!),
+      now: now().getTime(),
+    });
+    if (saved) {
+      summary.checksRecorded = pending.length;
+      return;
+    }
+    for (const { target, decision } of pending) {
+      await writes.start(async () => {
+        if ((await apply.record(target, decision)).statusWritten) noteWritten(target, decision);
+      });
+    }
+    const failed = await writes.settle();
+    if (failed.length > 0) throw failed[0];
   }
 }
 

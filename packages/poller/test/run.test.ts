@@ -47,7 +47,8 @@ import {
   WI,
 } from '../../../test/support/controller-fixtures.ts';
 import { installCrds } from '../../../test/support/crds.ts';
-import { KubePollerCluster, type PollerCluster } from '../src/cluster.ts';
+import { CHECK_RECORD_KEY, mayLeaveUnwritten, parseCheckRecord } from '../src/check-record.ts';
+import { KubePollerCluster, type ObjectRef, type PollerCluster } from '../src/cluster.ts';
 import { RegistryClient, type RegistryHostOptions } from '../src/registry/index.ts';
 import { type RunSummary, runPoll } from '../src/run.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
@@ -153,6 +154,7 @@ interface PollOptions {
   /** The fresh client's deadline per lookup (default 10 s). */
   timeoutMs?: number;
   ignoreInterval?: boolean;
+  checkRecord?: ObjectRef;
 }
 
 interface PollResult {
@@ -195,6 +197,7 @@ async function poll(ns: string, opts: PollOptions = {}): Promise<PollResult> {
       ...(opts.budgetMs === undefined ? {} : { budgetMs: opts.budgetMs }),
       ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
       ...(opts.ignoreInterval ? { ignoreInterval: true } : {}),
+      ...(opts.checkRecord ? { checkRecord: opts.checkRecord } : {}),
       ...(at === undefined ? {} : { now: () => new Date(at) }),
     });
     return { summary, stats: registry.stats(), logs };
@@ -218,6 +221,8 @@ function clusterWith(overrides: Partial<PollerCluster>): PollerCluster {
     getSecret: (ns, name) => cluster.getSecret(ns, name),
     createImageUpdate: (draft) => cluster.createImageUpdate(draft),
     applyStatus: (wi, status) => cluster.applyStatus(wi, status),
+    readCheckRecord: (ref) => cluster.readCheckRecord(ref),
+    replaceCheckRecord: (ref, stored, text) => cluster.replaceCheckRecord(ref, stored, text),
     ...overrides,
   };
 }
@@ -1014,6 +1019,168 @@ describe('rate limits across runs', () => {
   });
 });
 
+describe('the check record', () => {
+  /** An empty check record ConfigMap in `ns`, as the manifests ship it. */
+  async function shippedRecord(ns: string): Promise<ObjectRef> {
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'checks' } } });
+    return { namespace: ns, name: 'checks' };
+  }
+  async function recorded(ref: ObjectRef): Promise<Map<string, number>> {
+    const cm = await core.readNamespacedConfigMap(ref);
+    return parseCheckRecord(cm.data?.[CHECK_RECORD_KEY]).checks;
+  }
+  /** uid → lastCheckedTime (ms) of every WatchedImage in `ns`. */
+  async function lastChecked(ns: string): Promise<Map<string, number>> {
+    const list = (await custom.listNamespacedCustomObject({ ...WI, namespace: ns })) as {
+      items: WatchedImage[];
+    };
+    return new Map(
+      list.items.map((wi) => [wi.metadata.uid!, Date.parse(wi.status?.lastCheckedTime ?? '')] as const),
+    );
+  }
+  async function watchMany(ns: string, name: string, count: number): Promise<void> {
+    const image = `${open.host}/${repo(name)}:v1`;
+    for (let i = 0; i < count; i++) await createWatchedImage(clients, ns, `${name}-${i}`, { image });
+  }
+
+  it('halves the scheduled writes: half recorded, half written, the other way round next interval, nothing asked twice', async () => {
+    const ns = await namespace('record');
+    const checkRecord = await shippedRecord(ns);
+    await pushImage({ info, repository: repo('record'), tag: 'v1' });
+    await watchMany(ns, 'record', 40);
+    const t0 = Date.now();
+    const first = await poll(ns, { at: t0, checkRecord });
+    expect(first.summary).toMatchObject({ baselined: 40, statusWrites: 40, checksRecorded: 0 });
+    // Nothing to record: the ConfigMap is not even written.
+    expect((await core.readNamespacedConfigMap(checkRecord)).data).toBeUndefined();
+
+    const t1 = t0 + 5 * MINUTE;
+    const uids = [...(await lastChecked(ns)).keys()];
+    const leftAtT1 = uids.filter((uid) =>
+      mayLeaveUnwritten({ uid, lastWritten: t0, intervalMs: 5 * MINUTE, now: t1 }),
+    );
+    expect(leftAtT1.length).toBeGreaterThan(0);
+    expect(leftAtT1.length).toBeLessThan(40);
+    const due = await poll(ns, { at: t1, checkRecord });
+    expect(due.summary).toMatchObject({
+      checked: 40,
+      unchanged: 40,
+      checksRecorded: leftAtT1.length,
+      statusWrites: 40 - leftAtT1.length,
+    });
+    expect(due.stats.head).toBe(1);
+    expect(await recorded(checkRecord)).toEqual(new Map(leftAtT1.map((uid) => [uid, t1])));
+    const afterT1 = await lastChecked(ns);
+    for (const [uid, at] of afterT1) expect(at).toBe(leftAtT1.includes(uid) ? t0 : t1);
+
+    // A minute later the recorded checks count as checks: nothing is due, the registry is not asked.
+    const minuteLater = await poll(ns, { at: t1 + MINUTE, checkRecord });
+    expect(minuteLater.summary).toMatchObject({ notDue: 40, checked: 0, statusWrites: 0 });
+    expect(minuteLater.stats.total).toBe(0);
+
+    // Next interval: every recorded check is written now, and the other half goes into the record.
+    const t2 = t1 + 5 * MINUTE;
+    const next = await poll(ns, { at: t2, checkRecord });
+    expect(next.summary).toMatchObject({
+      checked: 40,
+      statusWrites: leftAtT1.length,
+      checksRecorded: 40 - leftAtT1.length,
+    });
+    const record = await recorded(checkRecord);
+    expect([...record.keys()].sort()).toEqual(uids.filter((uid) => !leftAtT1.includes(uid)).sort());
+    // LAST CHECKED is never more than one interval behind the newest check.
+    for (const [uid, at] of await lastChecked(ns)) {
+      expect(at).toBe(leftAtT1.includes(uid) ? t2 : t1);
+      expect(t2 - at).toBeLessThanOrEqual(5 * MINUTE);
+    }
+  });
+
+  it('a change found after a recorded check is written and gets its ImageUpdate; the record lets go of it', async () => {
+    const ns = await namespace('record-change');
+    const checkRecord = await shippedRecord(ns);
+    await pushImage({ info, repository: repo('record-change'), tag: 'v1' });
+    await watchMany(ns, 'record-change', 8);
+    const t0 = Date.now();
+    await poll(ns, { at: t0, checkRecord });
+    const due = await poll(ns, { at: t0 + 5 * MINUTE, checkRecord });
+    expect(due.summary.checksRecorded).toBeGreaterThan(0);
+
+    const moved = await pushImage({ info, repository: repo('record-change'), tag: 'v1' });
+    const changed = await poll(ns, { at: t0 + 10 * MINUTE, checkRecord });
+    expect(changed.summary).toMatchObject({
+      checked: 8,
+      changed: 8,
+      imageUpdatesCreated: 8,
+      statusWrites: 8,
+      checksRecorded: 0,
+    });
+    expect((await listImageUpdates(clients, ns)).map((u) => u.spec.toDigest)).toEqual(Array(8).fill(moved));
+    expect((await recorded(checkRecord)).size).toBe(0);
+    for (const at of (await lastChecked(ns)).values()) expect(at).toBe(t0 + 10 * MINUTE);
+  });
+
+  it('without the ConfigMap, or when it cannot be saved, every scheduled check writes its status', async () => {
+    const ns = await namespace('record-fallback');
+    await pushImage({ info, repository: repo('record-fallback'), tag: 'v1' });
+    await watchMany(ns, 'record-fallback', 10);
+    const t0 = Date.now();
+    await poll(ns, { at: t0 });
+
+    const missing = await poll(ns, { at: t0 + 5 * MINUTE, checkRecord: { namespace: ns, name: 'absent' } });
+    expect(missing.summary).toMatchObject({ checked: 10, statusWrites: 10, checksRecorded: 0 });
+    expect(missing.logs.join('\n')).toContain('check record ConfigMap not found');
+
+    const checkRecord = await shippedRecord(ns);
+    const refusing = clusterWith({
+      replaceCheckRecord: async () => {
+        throw new Error('configmaps "checks" is forbidden');
+      },
+    });
+    const refused = await poll(ns, { at: t0 + 10 * MINUTE, checkRecord, cluster: refusing });
+    expect(refused.summary).toMatchObject({ checked: 10, statusWrites: 10, checksRecorded: 0 });
+    expect(refused.logs.join('\n')).toContain(
+      'check record not saved: its checks are written to their status',
+    );
+    for (const at of (await lastChecked(ns)).values()) expect(at).toBe(t0 + 10 * MINUTE);
+  });
+
+  it("meets another run that changed the record meanwhile: reads it again and keeps both runs' checks", async () => {
+    const ns = await namespace('record-conflict');
+    const checkRecord = await shippedRecord(ns);
+    await pushImage({ info, repository: repo('record-conflict'), tag: 'v1' });
+    await watchMany(ns, 'record-conflict', 10);
+    const t0 = Date.now();
+    await poll(ns, { at: t0, checkRecord });
+    // Between this run's read and its write, another writes an entry of its own.
+    const otherRun = {
+      checkedAt: new Date(t0 + 4 * MINUTE).toISOString(),
+      uids: ['uid-of-another-namespace'],
+    };
+    let raced = false;
+    const racing = clusterWith({
+      readCheckRecord: async (ref) => {
+        const stored = await cluster.readCheckRecord(ref);
+        if (raced) return stored;
+        raced = true;
+        await core.patchNamespacedConfigMap(
+          {
+            ...ref,
+            body: { data: { [CHECK_RECORD_KEY]: JSON.stringify({ version: 1, checks: [otherRun] }) } },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        return stored;
+      },
+    });
+    const due = await poll(ns, { at: t0 + 5 * MINUTE, checkRecord, cluster: racing });
+    expect(due.summary.checksRecorded).toBeGreaterThan(0);
+    expect(due.summary.statusWrites + due.summary.checksRecorded).toBe(10);
+    const record = await recorded(checkRecord);
+    expect(record.get('uid-of-another-namespace')).toBe(t0 + 4 * MINUTE);
+    expect(record.size).toBe(due.summary.checksRecorded + 1);
+  });
+});
+
 describe('status ownership', () => {
   it("leaves the controller's status fields alone (server-side apply, own field manager)", async () => {
     const ns = await namespace('ownership');
@@ -1421,10 +1588,20 @@ describe('the CLI', () => {
       config,
       '--log-format',
       'json',
+      // Not there: the run says so and writes every status, as without the flag.
+      '--check-record',
+      `${ns}/no-such-record`,
     ];
 
     const first = await cli(args);
     expect(first.code).toBe(0);
+    expect(first.lines.map((l) => JSON.parse(l))).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: expect.stringContaining('check record ConfigMap not found'),
+        configMap: `${ns}/no-such-record`,
+      }),
+    );
     const summary = JSON.parse(first.lines.at(-1)!);
     expect(summary).toMatchObject({
       level: 'info',
@@ -1476,6 +1653,21 @@ describe('the CLI', () => {
     ]);
     expect(budget.code).toBe(2);
     expect(JSON.parse(budget.lines.at(-1)!).message).toContain('--run-timeout: invalid duration "0s"');
+
+    for (const ref of ['kubewatcher-system', 'Kubewatcher/checks', 'a/b/c']) {
+      const refused = await cli([
+        '--kubeconfig',
+        info.kubeconfig,
+        '--log-format',
+        'json',
+        '--check-record',
+        ref,
+      ]);
+      expect(refused.code).toBe(2);
+      expect(JSON.parse(refused.lines.at(-1)!).message).toContain(
+        `--check-record: "${ref}" is not NAMESPACE/NAME`,
+      );
+    }
 
     for (const [config, message] of [
       ['"*":\n  plainHttp: true\n', '--registries-config: *.plainHttp is not an option (realmHosts)'],

@@ -38,6 +38,7 @@ export const RESOURCE = {
   watchedImage: { apiVersion: API_VERSION, kind: WATCHED_IMAGE.kind, plural: WATCHED_IMAGE.plural },
   imageUpdate: { apiVersion: API_VERSION, kind: IMAGE_UPDATE.kind, plural: IMAGE_UPDATE.plural },
   secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets' },
+  configMap: { apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps' },
   serviceAccount: { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts' },
   event: { apiVersion: 'v1', kind: 'Event', plural: 'events' },
   lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases' },

@@ -2,7 +2,7 @@
  * Notifications, the pure part: the endpoints file, which event an ImageUpdate is at, which endpoints
  * are still owed it, and the message each kind of endpoint takes. No I/O here (notifier.ts sends).
  */
-import type { ImageUpdate } from '@kubewatcher/shared';
+import { DNS_LABEL_PATTERN, type ImageUpdate } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 
 export const NOTIFICATION_EVENTS = [
@@ -36,7 +36,6 @@ export class NotificationConfigError extends Error {
   }
 }
 
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const FIELDS = ['name', 'type', 'url', 'events', 'namespaces', 'headers'];
 
 /**
@@ -66,7 +65,7 @@ export function parseEndpoints(text: string): Endpoint[] {
       }
     }
     const name = o.name;
-    if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    if (typeof name !== 'string' || !DNS_LABEL_PATTERN.test(name)) {
       throw new NotificationConfigError(`${at}.name must be a DNS label (lower-case letters, digits, -)`);
     }
     if (seen.has(name)) throw new NotificationConfigError(`${at}.name "${name}" is used twice`);

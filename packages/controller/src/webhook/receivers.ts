@@ -4,6 +4,7 @@
  * `authenticate` decides a request. Pure functions, no I/O.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { DNS_LABEL_PATTERN } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 import { WEBHOOK_FORMATS, type WebhookFormat } from './payloads.ts';
 
@@ -29,7 +30,6 @@ const HMAC_FORMATS: readonly WebhookFormat[] = ['github', 'generic'];
 const AUTHORIZATION_FORMATS: readonly WebhookFormat[] = ['harbor', 'distribution', 'generic'];
 /** Below this a token can be guessed; 32 characters of base64 or hex are well above 128 bits. */
 export const MIN_SECRET_LENGTH = 32;
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const FIELDS = ['name', 'format', 'token', 'hmacSecret', 'authorization', 'registry'];
 
 /** A receivers file that cannot be used; the message names the field and value (never a secret's value). */
@@ -71,7 +71,7 @@ export function parseReceivers(text: string): Receiver[] {
         throw new ReceiverConfigError(`${at}.${key} must be a string`);
     }
     const name = o.name as string | undefined;
-    if (!name || !NAME_PATTERN.test(name)) {
+    if (!name || !DNS_LABEL_PATTERN.test(name)) {
       throw new ReceiverConfigError(
         `${at}.name "${name ?? ''}" must be a DNS label (lower-case letters, digits, -)`,
       );
