@@ -18,6 +18,7 @@ import type {
   V1PodSpec,
   V1PolicyRule,
   V1Role,
+  V1RoleBinding,
   V1Service,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -99,6 +100,10 @@ const POLLER_RULES = {
 };
 /** Never bound cluster-wide: the controller binds it per namespace that holds WatchedImages. */
 const POLLER_SECRETS_RULES = { '/secrets': ['get'] };
+/** The check record, in kubewatcher-system: read and replaced by name, never created, listed or deleted. */
+const CHECK_RECORD = 'kubewatcher-poller-checks';
+const POLLER_CHECKS_RULES = { [`/configmaps#${CHECK_RECORD}`]: ['get', 'update'] };
+const CHECK_RECORD_ARG = `--check-record=$(POD_NAMESPACE)/${CHECK_RECORD}`;
 
 /** Labels only Helm adds; everything else must match the kustomize base. */
 const HELM_ONLY_KEYS = new Set([
@@ -302,11 +307,14 @@ describe('the release bundle', () => {
         `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-leader-election`,
         `Role/${SYSTEM_NS}/kubewatcher-controller-poller-runs`,
         `RoleBinding/${SYSTEM_NS}/kubewatcher-controller-poller-runs`,
+        `Role/${SYSTEM_NS}/${CHECK_RECORD}`,
+        `RoleBinding/${SYSTEM_NS}/${CHECK_RECORD}`,
         `Deployment/${SYSTEM_NS}/kubewatcher-controller`,
         `Service/${SYSTEM_NS}/kubewatcher-controller-metrics`,
         `PodDisruptionBudget/${SYSTEM_NS}/kubewatcher-controller`,
         `CronJob/${SYSTEM_NS}/kubewatcher-poller`,
         `ConfigMap/${SYSTEM_NS}/kubewatcher-poller-registries`,
+        `ConfigMap/${SYSTEM_NS}/${CHECK_RECORD}`,
       ].sort(),
     );
   });
@@ -394,9 +402,65 @@ describe('RBAC', () => {
       ...byKind<V1ClusterRoleBinding>(base, 'ClusterRoleBinding'),
       ...byKind<V1ClusterRoleBinding>(base, 'RoleBinding'),
     ]) {
-      const sa = binding.metadata!.name!.replace(/-(leader-election|namespaces|poller-runs)$/, '');
+      const sa = binding.metadata!.name!.replace(/-(leader-election|namespaces|poller-runs|checks)$/, '');
       expect(binding.roleRef.name).toBe(binding.metadata!.name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa, namespace: SYSTEM_NS }]);
+    }
+  });
+
+  it('lets the poller get and update its check record, by name, only in kubewatcher-system', () => {
+    const role = one<V1Role>(base, 'Role', CHECK_RECORD);
+    expect(role.metadata?.namespace).toBe(SYSTEM_NS);
+    expect(grants(role.rules)).toEqual(POLLER_CHECKS_RULES);
+    const binding = one<V1RoleBinding>(base, 'RoleBinding', CHECK_RECORD);
+    expect(binding.metadata?.namespace).toBe(SYSTEM_NS);
+    expect(binding.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'Role',
+      name: CHECK_RECORD,
+    });
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'kubewatcher-poller', namespace: SYSTEM_NS },
+    ]);
+  });
+
+  it('grants ConfigMaps only as the check record, get and update by name, in every rendering', (ctx) => {
+    const renderings: [string, K8sObject[], string][] = [
+      ['base', base, CHECK_RECORD],
+      ['namespaced overlay', namespaced, CHECK_RECORD],
+    ];
+    if (helm)
+      renderings.push(
+        ['helm', helmTemplate(), CHECK_RECORD],
+        ['helm namespaced', helmTemplate('--set', 'watchNamespaces={apps,team-b}'), CHECK_RECORD],
+        ['helm release edge', helmTemplateAs('edge'), `edge-${CHECK_RECORD}`],
+      );
+    else ctx.annotate(`helm renderings not checked: ${helmMissing}`);
+    for (const [what, objects, name] of renderings) {
+      const configMapGrants = [
+        ...byKind<V1Role>(objects, 'Role'),
+        ...byKind<V1Role>(objects, 'ClusterRole'),
+      ].flatMap((role) =>
+        Object.entries(grants(role.rules))
+          .filter(([key]) => key.startsWith('/configmaps'))
+          .map(([key, verbs]) => ({ role: idOf(role as unknown as K8sObject), key, verbs })),
+      );
+      // No create, list, watch, patch or delete of ConfigMaps, and no other ConfigMap, anywhere.
+      expect(configMapGrants, what).toEqual([
+        { role: `Role/${SYSTEM_NS}/${name}`, key: `/configmaps#${name}`, verbs: ['get', 'update'] },
+      ]);
+      const bound = [
+        ...byKind<V1RoleBinding>(objects, 'RoleBinding'),
+        ...byKind<V1RoleBinding>(objects, 'ClusterRoleBinding'),
+      ]
+        .filter((b) => b.roleRef.name === name)
+        .map((b) => ({ namespace: b.metadata?.namespace, subjects: b.subjects }));
+      expect(bound, what).toEqual([
+        {
+          namespace: SYSTEM_NS,
+          subjects: [{ kind: 'ServiceAccount', name: name.replace(/-checks$/, ''), namespace: SYSTEM_NS }],
+        },
+      ]);
     }
   });
 
@@ -487,7 +551,24 @@ describe('workloads', () => {
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.serviceAccountName).toBe('kubewatcher-poller');
     expect(pod.containers[0]!.command).toEqual(imageCommand('poller'));
-    expect(pod.containers[0]!.args).toEqual(['--log-format=json', `--registries-config=${REGISTRIES_FILE}`]);
+    expect(pod.containers[0]!.args).toEqual([
+      '--log-format=json',
+      `--registries-config=${REGISTRIES_FILE}`,
+      CHECK_RECORD_ARG,
+    ]);
+  });
+
+  it('poller: keeps its check record in the ConfigMap shipped empty in its own namespace', () => {
+    const container = one<V1CronJob>(base, 'CronJob', 'kubewatcher-poller').spec!.jobTemplate.spec!.template
+      .spec!.containers[0]!;
+    // $(POD_NAMESPACE) in the flag is expanded by the kubelet from this variable.
+    expect(container.env).toEqual([
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ]);
+    const cm = one<K8sObject>(base, 'ConfigMap', CHECK_RECORD);
+    expect(cm.metadata.namespace).toBe(SYSTEM_NS);
+    // No data at all: applying the manifests again never resets what the poller wrote.
+    expect(Object.keys(cm).sort()).toEqual(['apiVersion', 'kind', 'metadata']);
   });
 
   it('poller: reads its registries config from a ConfigMap and CA bundles from an optional ConfigMap or Secret', () => {
@@ -702,6 +783,7 @@ describe('the Helm chart', () => {
     expect(poller!.args).toEqual([
       '--log-format=json',
       `--registries-config=${REGISTRIES_FILE}`,
+      CHECK_RECORD_ARG,
       '--log-level=debug',
       '--plain-http=registry.local:5000',
     ]);
@@ -774,6 +856,34 @@ describe("the Helm chart's poller registries", () => {
       { secret: { name: 'corporate-cas', optional: true } },
     ]);
     expect(() => helmTemplate('--set', 'poller.registries.r\\.io.plainHTTP=true')).toThrow(/plainHTTP/);
+  });
+});
+
+describe("the Helm chart's check record", () => {
+  it('names the ConfigMap, its Role and the flag after the release, and leaves all three out with poller.checkRecord.enabled=false', (ctx) => {
+    needHelm(ctx);
+    const edge = helmTemplateAs('edge');
+    const name = `edge-${CHECK_RECORD}`;
+    expect(one<K8sObject>(edge, 'ConfigMap', name).metadata.namespace).toBe(SYSTEM_NS);
+    expect(grants(one<V1Role>(edge, 'Role', name).rules)).toEqual({
+      [`/configmaps#${name}`]: ['get', 'update'],
+    });
+    const edgePoller = one<V1CronJob>(edge, 'CronJob', 'edge-kubewatcher-poller').spec!.jobTemplate.spec!
+      .template.spec!.containers[0]!;
+    expect(edgePoller.args).toContain(`--check-record=$(POD_NAMESPACE)/${name}`);
+
+    const off = helmTemplate(
+      '--set',
+      'poller.checkRecord.enabled=false',
+      '--set',
+      'poller.extraEnv[0].name=A,poller.extraEnv[0].value=b',
+    );
+    expect(off.filter((o) => o.metadata.name === CHECK_RECORD).map(idOf)).toEqual([]);
+    const poller = one<V1CronJob>(off, 'CronJob', 'kubewatcher-poller').spec!.jobTemplate.spec!.template.spec!
+      .containers[0]!;
+    expect(poller.args).toEqual(['--log-format=json', `--registries-config=${REGISTRIES_FILE}`]);
+    expect(poller.env).toEqual([{ name: 'A', value: 'b' }]);
+    expect(() => helmTemplate('--set', 'poller.checkRecord.enable=false')).toThrow(/enable/);
   });
 });
 

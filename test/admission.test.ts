@@ -2,10 +2,11 @@
  * The install's admission policies and RBAC on the real control plane (kube-apiserver with its default
  * admission plugins, ValidatingAdmissionPolicy among them): who may create and change ImageUpdates,
  * what the controller's service account may change of a workload, and the poller's secret access made
- * per watched namespace by the controller. Identities are real: service-account tokens from the
- * TokenRequest API for the controller and the poller, impersonation (`kubectl --as`) for a tenant.
- * Everything cluster-wide this file installs (policies, ClusterRoles, bindings) is removed afterwards,
- * so the other test files, which create ImageUpdates as the admin, are not affected.
+ * per watched namespace by the controller, and the poller's check record (one ConfigMap it may only read
+ * and replace). Identities are real: service-account tokens from the TokenRequest API for the
+ * controller and the poller, impersonation (`kubectl --as`) for a tenant.
+ * Everything cluster-wide this file installs (policies, ClusterRoles, bindings), and the ConfigMaps, is
+ * removed afterwards, so the other test files, which create ImageUpdates as the admin, are not affected.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +32,7 @@ import {
   getWatchedImage,
   IU,
   installCrds,
+  mergePatch,
   testDigest,
   until,
   waitForPhase,
@@ -42,10 +44,11 @@ const info = inject('localCluster');
 const SYSTEM_NS = 'kubewatcher-system';
 const POLLER = `system:serviceaccount:${SYSTEM_NS}:kubewatcher-poller`;
 const CONTROLLER = `system:serviceaccount:${SYSTEM_NS}:kubewatcher-controller`;
-/** What of install.yaml this file applies: identities, RBAC and the policies, no workloads. */
+/** What of install.yaml this file applies: identities, RBAC, the policies and the ConfigMaps, no workloads. */
 const APPLIED_KINDS = [
   'Namespace',
   'ServiceAccount',
+  'ConfigMap',
   'ClusterRole',
   'ClusterRoleBinding',
   'Role',
@@ -160,6 +163,8 @@ function imageUpdateYaml(name: string, ownerUid: string, toDigest: string, appro
 beforeAll(async () => {
   admin = clientsFor(info);
   await installCrds(info);
+  // A check record a reused environment kept would not be reset by the apply (it ships without data).
+  await kubectl(['-n', SYSTEM_NS, 'delete', 'configmap', 'kubewatcher-poller-checks', '--ignore-not-found']);
   await must(
     ['apply', '--server-side', '--force-conflicts', '--field-manager=admission-test', '-f', '-'],
     bundle,
@@ -476,5 +481,79 @@ describe('the controller running as its service account', () => {
     } finally {
       await deleteNamespace(admin, apps);
     }
+  });
+});
+
+describe("the poller's check record", () => {
+  const CHECKS = 'kubewatcher-poller-checks';
+  const canI = async (...args: string[]) =>
+    (await kubectl(['auth', 'can-i', ...args, `--as=${POLLER}`])).out.trim();
+
+  it('the poller reads and replaces it at its version, touches no other ConfigMap, and an apply keeps it', async () => {
+    const shipped = await poller.core.readNamespacedConfigMap({ namespace: SYSTEM_NS, name: CHECKS });
+    expect(shipped.data).toBeUndefined();
+    const written = await poller.core.replaceNamespacedConfigMap({
+      namespace: SYSTEM_NS,
+      name: CHECKS,
+      body: {
+        metadata: { name: CHECKS, namespace: SYSTEM_NS, resourceVersion: shipped.metadata!.resourceVersion },
+        data: { probe: '2026-01-01T00:00:00Z' },
+      },
+    });
+    expect(written.data).toEqual({ probe: '2026-01-01T00:00:00Z' });
+    // A replace at an old version is refused: a run never overwrites a record it did not read.
+    await expect(
+      poller.core.replaceNamespacedConfigMap({
+        namespace: SYSTEM_NS,
+        name: CHECKS,
+        body: { metadata: { name: CHECKS, resourceVersion: shipped.metadata!.resourceVersion }, data: {} },
+      }),
+    ).rejects.toMatchObject({ code: 409 });
+
+    const registries = await admin.core.readNamespacedConfigMap({
+      namespace: SYSTEM_NS,
+      name: 'kubewatcher-poller-registries',
+    });
+    await expect(
+      poller.core.replaceNamespacedConfigMap({
+        namespace: SYSTEM_NS,
+        name: 'kubewatcher-poller-registries',
+        body: { ...registries, data: { 'registries.yaml': '{"evil.io": {"plainHttp": true}}\n' } },
+      }),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(
+      poller.core.readNamespacedConfigMap({ namespace: SYSTEM_NS, name: 'kubewatcher-poller-registries' }),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(
+      poller.core.createNamespacedConfigMap({
+        namespace: SYSTEM_NS,
+        body: { metadata: { name: 'kubewatcher-poller-checks-2' }, data: {} },
+      }),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(poller.core.listNamespacedConfigMap({ namespace: SYSTEM_NS })).rejects.toMatchObject({
+      code: 403,
+    });
+    await expect(
+      poller.core.patchNamespacedConfigMap(
+        { namespace: SYSTEM_NS, name: CHECKS, body: { data: { other: 'x' } } },
+        mergePatch,
+      ),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(
+      poller.core.deleteNamespacedConfigMap({ namespace: SYSTEM_NS, name: CHECKS }),
+    ).rejects.toMatchObject({ code: 403 });
+    expect(await canI('watch', 'configmaps', '-n', SYSTEM_NS)).toBe('no');
+    // The same name in another namespace is not the record.
+    expect(await canI('get', `configmaps/${CHECKS}`, '-n', ns)).toBe('no');
+    expect(await canI('update', `configmaps/${CHECKS}`, '-n', ns)).toBe('no');
+    expect(await canI('update', `configmaps/${CHECKS}`, '-n', SYSTEM_NS)).toBe('yes');
+
+    // Applying the bundle again (an upgrade) keeps what the poller wrote: the shipped ConfigMap has no data.
+    await must(
+      ['apply', '--server-side', '--force-conflicts', '--field-manager=admission-test', '-f', '-'],
+      bundle,
+    );
+    const after = await admin.core.readNamespacedConfigMap({ namespace: SYSTEM_NS, name: CHECKS });
+    expect(after.data).toEqual({ probe: '2026-01-01T00:00:00Z' });
   });
 });
