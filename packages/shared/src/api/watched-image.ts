@@ -266,7 +266,7 @@ export const WatchedImageStatus = Type.Object(
     ),
     lastCheckedTime: Type.Optional(
       DateTime(
-        'When the poller last checked the registry on schedule (spec.interval after the previous one), or last found something new. An extra check in between that finds nothing new (a manual --ignore-interval run) is not written, so this is never more than one interval older than the newest check. The next check is due one interval after it. Written by the poller.',
+        "When a registry check was last written here: a check that found something new (a digest, a failure, a new rate limit) or was asked for (checkRequestedTime) is always written; a scheduled check that found nothing new is written every other interval, the one in between kept in the poller's check record ConfigMap, and an extra check (a manual --ignore-interval run) that found nothing new is not written. So this is at most one interval (and the CronJob's minute) older than the newest check. The next check is due one interval after the newest one. Written by the poller.",
       ),
     ),
     lastChangedTime: Type.Optional(
@@ -346,7 +346,8 @@ export const WATCHED_IMAGE_PRINTER_COLUMNS: readonly PrinterColumn[] = [
     name: 'Last Checked',
     type: 'date',
     jsonPath: '.status.lastCheckedTime',
-    description: 'Last scheduled registry check (at most one interval behind the newest check).',
+    description:
+      "Last registry check written to the status (at most one interval, and the CronJob's minute, behind the newest check).",
   },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   {
