@@ -21,7 +21,8 @@
  * unless `--skip-due`, a due run once the WatchedImages' 2m interval has passed (the scheduled check,
  * nothing changed). Each namespace has its check record ConfigMap and the poller runs with
  * `--check-record`, as the CronJob does, so the due run writes about half of the statuses and records
- * the rest; `--without-check-record` runs without it (every scheduled check written). Per run it reports:
+ * the rest; `--without-check-record` runs without it (every scheduled check written), and
+ * `--compare-check-record` runs both, interleaved as `--compare-bundle` does. Per run it reports:
  *
  * - registry requests by kind from the poller's own count (RegistryClient.stats(), in the run summary)
  *   and, as a cross-check, from the registry's access log (HEAD/GET of manifests with the poller's
@@ -98,12 +99,13 @@ const { values: flags } = parseArgs({
     'skip-due': { type: 'boolean', default: false },
     'compare-bundle': { type: 'string' },
     'without-check-record': { type: 'boolean', default: false },
+    'compare-check-record': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due] [--compare-bundle FILE] [--without-check-record]',
+    'node --conditions=@kubewatcher/source bench/poller.ts [--sizes 100,1000,5000] [--repeats 3] [--repositories 10] [--env DIR] [--node-options="--max-semi-space-size=2 --max-old-space-size=128"] [--dist | --bundle] [--skip-due] [--compare-bundle FILE] [--without-check-record | --compare-check-record]',
   );
   process.exit(0);
 }
@@ -126,26 +128,44 @@ const pollerNodeArgs = (extra: string[]) =>
       ? [...PROGRAMS.poller.nodeFlags, ...extra, join(repoRoot, PROGRAMS.poller.bundleDir, ENTRY_FILE)]
       : [...extra, '--conditions=@kubewatcher/source', join(repoRoot, 'packages/poller/src/main.ts')];
 
-/** A poller program to measure: node's arguments up to the poller's own, `extra` node flags with them. */
+/**
+ * A poller program to measure: node's arguments up to the poller's own, `extra` node flags with them,
+ * and whether it runs with the check record.
+ */
 interface Program {
   label: string;
   nodeArgs: (extra: string[]) => string[];
+  checkRecord: boolean;
 }
 const compareBundle = flags['compare-bundle'];
 if (compareBundle !== undefined && !existsSync(compareBundle)) {
   console.error(`bench/poller.ts: --compare-bundle ${compareBundle} does not exist`);
   process.exit(2);
 }
+if (compareBundle !== undefined && flags['compare-check-record']) {
+  console.error(
+    'bench/poller.ts: --compare-bundle and --compare-check-record compare one thing each: pick one',
+  );
+  process.exit(2);
+}
+const withRecord = !flags['without-check-record'];
 const programs: Program[] = [
-  { label: compareBundle === undefined ? '' : 'A', nodeArgs: pollerNodeArgs },
+  {
+    label: compareBundle === undefined && !flags['compare-check-record'] ? '' : 'A',
+    nodeArgs: pollerNodeArgs,
+    checkRecord: withRecord,
+  },
   ...(compareBundle === undefined
     ? []
     : [
         {
           label: 'B',
           nodeArgs: (extra: string[]) => [...PROGRAMS.poller.nodeFlags, ...extra, compareBundle],
+          checkRecord: withRecord,
         },
       ]),
+  // The same program without the record, run by run beside A.
+  ...(flags['compare-check-record'] ? [{ label: 'B', nodeArgs: pollerNodeArgs, checkRecord: false }] : []),
 ];
 
 // ---------------------------------------------------------------------------------------------------
@@ -360,7 +380,7 @@ async function runPoller(
     '--log-format',
     'json',
     // As the CronJob runs it: every other unchanged scheduled check goes into the record.
-    ...(flags['without-check-record'] ? [] : ['--check-record', `${namespace}/${CHECK_RECORD}`]),
+    ...(program.checkRecord ? ['--check-record', `${namespace}/${CHECK_RECORD}`] : []),
     ...extra,
   ];
   const [command, args] = useTime
@@ -602,9 +622,14 @@ async function main(): Promise<void> {
     'run s: summary.durationMs (list → resolve → write); process s: the whole child process, Node start and exit included.',
     'CPU s: the poller process (user + system), and kube-apiserver during the run.',
     'status writes: APPLY/PATCH of watchedimages/status, and API requests: all requests, as kube-apiserver counted them (apiserver_request_total) during the run.',
-    flags['without-check-record']
-      ? 'recorded: none, --without-check-record (every scheduled check writes its status).'
-      : "recorded: scheduled checks left unwritten in the check record (--check-record, one ConfigMap update per run), the poller's summary.checksRecorded.",
+    "recorded: scheduled checks left unwritten in the check record (--check-record, one ConfigMap update per run), the poller's summary.checksRecorded; 0 for a program run without it.",
+    ...(flags['compare-check-record']
+      ? [
+          "program A: this checkout's with --check-record; program B: the same without it (every scheduled check writes its status); run by run, interleaved.",
+        ]
+      : flags['without-check-record']
+        ? ['Run without --check-record: every scheduled check writes its status.']
+        : []),
     ...(compareBundle === undefined
       ? []
       : [
