@@ -17,7 +17,14 @@ import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type RunningController, startController } from '../packages/controller/test/controller-harness.ts';
-import { type ImageUpdate, imageUpdateName, loadKubeConfig } from '../packages/shared/src/index.ts';
+import {
+  applyStatus,
+  FIELD_MANAGER,
+  type ImageUpdate,
+  imageUpdateName,
+  loadKubeConfig,
+  WATCHED_IMAGE,
+} from '../packages/shared/src/index.ts';
 import { serviceAccountKubeconfig } from '../scripts/lib/local-processes.ts';
 import {
   type Clients,
@@ -286,6 +293,23 @@ describe('ImageUpdates', () => {
     expect(digest.out).toContain(
       "WatchedImage status is written only by Kubewatcher's poller and controller",
     );
+
+    // The poller and the controller write it, with their server-side applies (the policy's
+    // matchCondition passes these writes by without evaluating its rules).
+    for (const [clients, fieldManager, seq] of [
+      [poller, FIELD_MANAGER.poller, 5],
+      [controllerClients, FIELD_MANAGER.controller, 7],
+    ] as const) {
+      const status = { digest: testDigest(seq) };
+      await applyStatus(clients.kc, {
+        resource: WATCHED_IMAGE,
+        namespace: ns,
+        name: 'web',
+        fieldManager,
+        status,
+      });
+      expect((await getWatchedImage(admin, ns, 'web')).status?.digest, fieldManager).toBe(status.digest);
+    }
 
     // Asking for a check (`kubectl kubewatcher check`) is the one status change anyone may make.
     const check = await tenantPatchesStatus('watchedimage', 'web', {
