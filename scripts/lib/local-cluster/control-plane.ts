@@ -118,7 +118,9 @@ export async function spawnEtcdAndApiServer(ctx: EnvironmentContext, cp: Control
     `--service-account-issuer=${cp.apiServer}/`,
     `--service-account-key-file=${pki.serviceAccountPublicKey}`,
     `--service-account-signing-key-file=${pki.serviceAccountPrivateKey}`,
-    '--profiling=false',
+    // Off as on a hardened cluster; KUBEWATCHER_APISERVER_PROFILING=1 serves /debug/pprof (admin
+    // only) for a CPU profile of kube-apiserver under a benchmark (bench/status-writes.ts --profile).
+    `--profiling=${process.env.KUBEWATCHER_APISERVER_PROFILING === '1'}`,
   ]);
 }
 
