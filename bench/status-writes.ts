@@ -298,27 +298,29 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 let stamp = 0;
 const nextTime = () => new Date(Date.UTC(2026, 0, 2, 0, 0, stamp++)).toISOString();
 
+/** A JSON merge patch of the status, as the poller. */
+const mergePatch = (i: number, st: unknown) =>
+  requestJson(poller, {
+    method: 'PATCH',
+    path: `${wiPath(i)}/status`,
+    query: { fieldManager: FIELD_MANAGER.poller },
+    contentType: PatchStrategy.MergePatch,
+    body: { status: st },
+    ignoreResponse: true,
+  });
+
 function writerOf(v: Variant): (time: string) => (i: number) => Promise<unknown> {
   switch (v) {
     case 'apply':
     case 'apply-no-vap':
     case 'apply-no-cel':
     case 'apply-watched':
-      return (t) => (i) => apply(poller, i, status(t));
     case 'apply-vap-all-rules':
       return (t) => (i) => apply(poller, i, status(t));
     case 'apply-warn-fields':
       return (t) => (i) => applyWarningOfUnknownFields(poller, i, status(t));
     case 'merge-min':
-      return (t) => (i) =>
-        requestJson(poller, {
-          method: 'PATCH',
-          path: `${wiPath(i)}/status`,
-          query: { fieldManager: FIELD_MANAGER.poller },
-          contentType: PatchStrategy.MergePatch,
-          body: { status: { lastCheckedTime: t } },
-          ignoreResponse: true,
-        });
+      return (t) => (i) => mergePatch(i, { lastCheckedTime: t });
     case 'apply-split':
       // lastCheckedTime under a manager of its own: the other fields stay the main manager's.
       return (t) => (i) =>
@@ -345,15 +347,7 @@ function writerOf(v: Variant): (time: string) => (i: number) => Promise<unknown>
     case 'apply-min':
       return (t) => (i) => apply(poller, i, status(t, 'min'));
     case 'merge':
-      return (t) => (i) =>
-        requestJson(poller, {
-          method: 'PATCH',
-          path: `${wiPath(i)}/status`,
-          query: { fieldManager: FIELD_MANAGER.poller },
-          contentType: PatchStrategy.MergePatch,
-          body: { status: status(t) },
-          ignoreResponse: true,
-        });
+      return (t) => (i) => mergePatch(i, status(t));
     case 'get':
       return () => (i) => requestJson(admin, { method: 'GET', path: wiPath(i), ignoreResponse: true });
   }
