@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import {
   commandLogger,
-  DNS_LABEL_PATTERN,
+  isDnsLabel,
   isDnsSubdomain,
   LOG_OPTIONS,
   loadKubeConfig,
@@ -147,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
 export function parseObjectRef(flag: string, text: string | undefined): ObjectRef | undefined {
   if (text === undefined) return undefined;
   const [namespace = '', name = '', ...rest] = text.split('/');
-  if (rest.length > 0 || !DNS_LABEL_PATTERN.test(namespace) || !isDnsSubdomain(name))
+  if (rest.length > 0 || !isDnsLabel(namespace) || !isDnsSubdomain(name))
     throw new Error(
       `${flag}: "${text.slice(0, 80)}" is not NAMESPACE/NAME, e.g. kubewatcher-system/kubewatcher-poller-checks`,
     );

@@ -2,7 +2,7 @@
  * Notifications, the pure part: the endpoints file, which event an ImageUpdate is at, which endpoints
  * are still owed it, and the message each kind of endpoint takes. No I/O here (notifier.ts sends).
  */
-import { DNS_LABEL_PATTERN, type ImageUpdate } from '@kubewatcher/shared';
+import { type ImageUpdate, isDnsLabel } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 
 export const NOTIFICATION_EVENTS = [
@@ -65,7 +65,7 @@ export function parseEndpoints(text: string): Endpoint[] {
       }
     }
     const name = o.name;
-    if (typeof name !== 'string' || !DNS_LABEL_PATTERN.test(name)) {
+    if (typeof name !== 'string' || !isDnsLabel(name)) {
       throw new NotificationConfigError(`${at}.name must be a DNS label (lower-case letters, digits, -)`);
     }
     if (seen.has(name)) throw new NotificationConfigError(`${at}.name "${name}" is used twice`);

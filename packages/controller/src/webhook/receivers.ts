@@ -4,7 +4,7 @@
  * `authenticate` decides a request. Pure functions, no I/O.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { DNS_LABEL_PATTERN } from '@kubewatcher/shared';
+import { isDnsLabel } from '@kubewatcher/shared';
 import { parse as parseYaml } from 'yaml';
 import { WEBHOOK_FORMATS, type WebhookFormat } from './payloads.ts';
 
@@ -71,7 +71,7 @@ export function parseReceivers(text: string): Receiver[] {
         throw new ReceiverConfigError(`${at}.${key} must be a string`);
     }
     const name = o.name as string | undefined;
-    if (!name || !DNS_LABEL_PATTERN.test(name)) {
+    if (!name || !isDnsLabel(name)) {
       throw new ReceiverConfigError(
         `${at}.name "${name ?? ''}" must be a DNS label (lower-case letters, digits, -)`,
       );

@@ -21,6 +21,19 @@ export const DNS1123_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 /** RFC 1123 subdomain: object names (Secrets, WatchedImages, ImageUpdates). */
 export const DNS1123_SUBDOMAIN_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 /** Label key: optional DNS subdomain prefix and `/`, then a name of alphanumerics, `-`, `_`, `.`. */
+const dnsLabelRegExp = new RegExp(DNS1123_LABEL_PATTERN);
+const dnsSubdomainRegExp = new RegExp(DNS1123_SUBDOMAIN_PATTERN);
+
+/** A DNS label (RFC 1123), at most 63 characters: a namespace's or a Service's name. */
+export function isDnsLabel(name: string): boolean {
+  return name.length <= 63 && dnsLabelRegExp.test(name);
+}
+
+/** A DNS subdomain (RFC 1123), at most 253 characters: most objects' names (a ConfigMap's, a Secret's). */
+export function isDnsSubdomain(name: string): boolean {
+  return name.length <= 253 && dnsSubdomainRegExp.test(name);
+}
+
 export const LABEL_KEY_PATTERN =
   '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$';
 /** Label value: empty, or alphanumerics with `-`, `_`, `.` inside. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DNS1123_SUBDOMAIN_PATTERN } from './meta.ts';
+import { DNS1123_SUBDOMAIN_PATTERN, isDnsLabel, isDnsSubdomain } from './meta.ts';
 import { imageUpdateName, shortDigest } from './names.ts';
 
 const DIGEST = 'sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef';
@@ -53,5 +53,25 @@ describe('imageUpdateName', () => {
 
   it('refuses a bad digest', () => {
     expect(() => imageUpdateName('web', 'latest')).toThrow(TypeError);
+  });
+});
+
+describe('DNS names', () => {
+  it.each([
+    ['kubewatcher-system', true, true],
+    ['a', true, true],
+    ['kubewatcher.io', false, true],
+    ['Kubewatcher', false, false],
+    ['-a', false, false],
+    ['a-', false, false],
+    ['a..b', false, false],
+    ['', false, false],
+    ['a'.repeat(63), true, true],
+    ['a'.repeat(64), false, true],
+    [`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`, false, true],
+    [`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`, false, false],
+  ])('%s: label %s, subdomain %s', (name, label, subdomain) => {
+    expect(isDnsLabel(name)).toBe(label);
+    expect(isDnsSubdomain(name)).toBe(subdomain);
   });
 });

@@ -77,13 +77,3 @@ export function nameLabelValue(name: string): string {
   const cut = name.slice(0, MAX_LABEL_VALUE_LENGTH - NAME_HASH_LENGTH - 1).replace(/[-.]+$/, '');
   return `${cut}-${hash}`;
 }
-
-/** A DNS label (RFC 1123): what a namespace or a Service name must be, at most 63 characters. */
-export const DNS_LABEL_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
-/** A DNS subdomain (RFC 1123): what most object names must be (a ConfigMap's, a Secret's). */
-export function isDnsSubdomain(name: string): boolean {
-  return (
-    name.length <= 253 && name.split('.').every((label) => /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(label))
-  );
-}
