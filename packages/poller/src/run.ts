@@ -145,8 +145,8 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
 
   const all = await listWatchedImages(cluster, opts.namespaces);
   summary.watchedImages = all.length;
-  const checkRecord =
-    opts.checkRecord && !opts.dryRun ? await readCheckRecord(cluster, opts.checkRecord, logger) : undefined;
+  // Read in a dry run too, so it reports as due what a real run would check; only a real run saves it.
+  const checkRecord = opts.checkRecord ? await readCheckRecord(cluster, opts.checkRecord, logger) : undefined;
   /** Checks this run leaves unwritten, for the record. */
   const unwritten: { target: PollTarget; decision: Decision }[] = [];
   /** The lastCheckedTime of each status this run wrote, by uid. */
@@ -262,7 +262,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
       if (applied.statusWritten) noteWritten(carrier.target, carrier.recorded.decision);
     }
   }
-  if (checkRecord) await saveCheckRecord(checkRecord);
+  if (checkRecord && !opts.dryRun) await saveCheckRecord(checkRecord);
 
   const stats = opts.registry.stats();
   summary.requests = {

@@ -1074,6 +1074,10 @@ describe('the check record', () => {
     for (const [uid, at] of afterT1) expect(at).toBe(leftAtT1.includes(uid) ? t0 : t1);
 
     // A minute later the recorded checks count as checks: nothing is due, the registry is not asked.
+    // A dry run reads the record too (and writes nothing): it reports what a real run would check.
+    const dry = await poll(ns, { at: t1 + MINUTE, checkRecord, dryRun: true });
+    expect(dry.summary).toMatchObject({ notDue: 40, checked: 0, statusWrites: 0 });
+    expect(await recorded(checkRecord)).toEqual(new Map(leftAtT1.map((uid) => [uid, t1])));
     const minuteLater = await poll(ns, { at: t1 + MINUTE, checkRecord });
     expect(minuteLater.summary).toMatchObject({ notDue: 40, checked: 0, statusWrites: 0 });
     expect(minuteLater.stats.total).toBe(0);
