@@ -1,4 +1,5 @@
 import { DEFAULT_KINDS, podTemplateOf, underPodTemplate, type WorkloadKind } from './api/index.ts';
+import { compareKeys } from './object-key.ts';
 import { normalizeReference, sameImage } from './reference.ts';
 
 /**
@@ -150,7 +151,8 @@ export function matchWorkloads<W extends WorkloadLike>(
     if (containers.length > 0) out.push({ workload, containers });
   }
   out.sort((a, b) =>
-    `${a.workload.kind}/${a.workload.metadata.name}`.localeCompare(
+    compareKeys(
+      `${a.workload.kind}/${a.workload.metadata.name}`,
       `${b.workload.kind}/${b.workload.metadata.name}`,
     ),
   );

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { exponentialDelay, jitter, type Logger, silentLogger } from '@kubewatcher/shared';
+import { compareKeys, exponentialDelay, jitter, type Logger, silentLogger } from '@kubewatcher/shared';
 import fetch from 'node-fetch';
 import { HostLimiter } from './host-limiter.ts';
 import { RegistryHosts } from './hosts.ts';
@@ -231,7 +231,7 @@ export class RegistryTransport {
   /** Requests sent so far, overall and per host (redirect targets and token realms included). */
   counts(): Pick<RegistryClientStats, 'head' | 'get' | 'token' | 'total' | 'byHost'> {
     const byHost: Record<string, RequestCounts> = {};
-    for (const [host, counts] of [...this.#byHost].sort(([a], [b]) => a.localeCompare(b))) {
+    for (const [host, counts] of [...this.#byHost].sort(([a], [b]) => compareKeys(a, b))) {
       byHost[host] = { ...counts };
     }
     return { ...this.#counts, byHost };
