@@ -18,7 +18,7 @@
  * stack trace is formatted.
  */
 import { readFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import type { Plugin, RolldownOptions, TreeshakingOptions } from 'rolldown';
 import type { BuiltinExportShape } from './packages/shared/src/startup-snapshot.ts';
@@ -126,6 +126,59 @@ export function nodeHttpWithoutFacade(): Plugin {
   };
 }
 
+const UNDICI_PARTS = '\0kubewatcher:undici-parts';
+
+/** What the bundle's importers take from `undici` (client-node's config and watch, shared/src/kube.ts). */
+const UNDICI_NAMES = ['Agent', 'ProxyAgent', 'fetch', 'getGlobalDispatcher'] as const;
+
+/**
+ * undici's index requires every part of the library at its top level (fetch, WebSocket, EventSource,
+ * the cache and cookie APIs, mock agents, the SQLite cache store...) and builds objects for them: with
+ * the snapshot, each start deserializes all of that. The bundle takes only the parts its importers name,
+ * wired as undici's index wires them: the request methods on Dispatcher's prototype, and fetch loaded
+ * at its first call (the controller's watches; the poller never calls it). A build against an undici
+ * whose index no longer exports a name, or no longer wires its API this way, fails here.
+ */
+export function undiciUsedPartsOnly(): Plugin {
+  return {
+    name: 'kubewatcher:undici-used-parts-only',
+    resolveId(source) {
+      return source === 'undici' ? UNDICI_PARTS : null;
+    },
+    load(id) {
+      if (id !== UNDICI_PARTS) return null;
+      const index = createRequire(join(repoRoot, 'packages/shared/package.json')).resolve('undici');
+      const at = (path: string) => JSON.stringify(join(index, '..', path));
+      const code = readFileSync(index, 'utf8');
+      const expected = [
+        'Object.assign(Dispatcher.prototype, api)',
+        "require('./lib/dispatcher/agent')",
+        "require('./lib/dispatcher/proxy-agent')",
+        "require('./lib/api')",
+        "require('./lib/global')",
+        "require('./lib/web/fetch').fetch",
+        ...UNDICI_NAMES.map((name) => `module.exports.${name} =`),
+      ];
+      const missing = expected.filter((text) => !code.includes(text));
+      if (missing.length > 0) {
+        throw new Error(
+          `rolldown.config.ts: ${index} no longer has ${missing.join(', ')}: update undiciUsedPartsOnly`,
+        );
+      }
+      return [
+        `import Dispatcher from ${at('lib/dispatcher/dispatcher.js')};`,
+        `import api from ${at('lib/api/index.js')};`,
+        `import Agent from ${at('lib/dispatcher/agent.js')};`,
+        `import ProxyAgent from ${at('lib/dispatcher/proxy-agent.js')};`,
+        `import { getGlobalDispatcher } from ${at('lib/global.js')};`,
+        'Object.assign(Dispatcher.prototype, api);',
+        'export { Agent, ProxyAgent, getGlobalDispatcher };',
+        `export function fetch(input, init) { return require(${at('lib/web/fetch/index.js')}).fetch(input, init); }`,
+      ].join('\n');
+    },
+  };
+}
+
 /** The bundle options of one program's package folder (packages/controller or packages/poller). */
 export function bundleOptions(packageDir: string): RolldownOptions {
   const { name } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { name: string };
@@ -138,7 +191,7 @@ export function bundleOptions(packageDir: string): RolldownOptions {
     platform: 'node',
     resolve: { conditionNames: ['@kubewatcher/source', 'node', 'import', 'default'] },
     treeshake,
-    plugins: [listWatchWithoutModels(), nodeHttpWithoutFacade()],
+    plugins: [listWatchWithoutModels(), nodeHttpWithoutFacade(), undiciUsedPartsOnly()],
     output: {
       dir: join(packageDir, 'dist/bundle'),
       format: 'esm',
@@ -288,7 +341,7 @@ export function snapshotBundleOptions(packageDir: string): RolldownOptions {
   return {
     ...common,
     input: { main: SNAPSHOT_ENTRY },
-    plugins: [listWatchWithoutModels(), startupSnapshotSupport(packageDir)],
+    plugins: [listWatchWithoutModels(), undiciUsedPartsOnly(), startupSnapshotSupport(packageDir)],
     // The script runs as CommonJS: `import.meta` has no meaning there. yargs reads `import.meta.url` (for
     // paths it never uses here) and names `import.meta.resolve` (only for a config's `extends`).
     transform: {

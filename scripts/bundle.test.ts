@@ -1,7 +1,7 @@
 /**
  * What each program's bundle (rolldown.config.ts) carries: none of client-node's generated API classes
- * and models, nor its exec/attach/cp machinery, and no ES import of `node:http` (whose ESM facade loads
- * Node's own undici). Each of these cost start-up CPU and memory at every poller run; bench/startup.ts
+ * and models, nor its exec/attach/cp machinery, no ES import of `node:http` (whose ESM facade loads
+ * Node's own undici), and of undici only what client-node and shared/src/kube.ts take from it. Each of these cost start-up CPU and memory at every poller run; bench/startup.ts
  * measures how much. And what its start-up snapshot script is: one CommonJS file that loads no module
  * V8 cannot snapshot while the blob is built, and whose blob is the same bytes from every build.
  */
@@ -44,6 +44,19 @@ describe.each(['poller', 'controller'] as const)('the %s bundle', (program) => {
       clientNode.filter((id) => /\/dist\/(exec|attach|cp|portforward|serializer)\.js$/.test(id)),
     ).toEqual([]);
     expect(all.flatMap((c) => c.imports).filter((i) => i === 'http' || i === 'node:http')).toEqual([]);
+  }, 60_000);
+
+  it("keeps only undici's dispatchers and fetch, not its index's other parts", async () => {
+    const modules = (await chunks(program))
+      .flatMap((c) => Object.keys(c.modules))
+      .map((id) => id.replaceAll('\\', '/'));
+    const undici = modules.filter((id) => id.includes('/undici/'));
+    // The check can fail: the dispatchers client-node's KubeConfig makes are there.
+    expect(undici.some((id) => id.endsWith('/lib/dispatcher/agent.js'))).toBe(true);
+    expect(undici.some((id) => /\/undici\/index\.js$/.test(id))).toBe(false);
+    expect(
+      undici.filter((id) => /\/lib\/(mock|cache|web\/(websocket|eventsource|cache|cookies))\//.test(id)),
+    ).toEqual([]);
   }, 60_000);
 });
 

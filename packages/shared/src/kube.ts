@@ -1,5 +1,5 @@
 import { ApiException, HttpMethod, KubeConfig, PatchStrategy, RequestContext } from '@kubernetes/client-node';
-import { request, type Dispatcher as UndiciDispatcher } from 'undici';
+import { getGlobalDispatcher, type Dispatcher as UndiciDispatcher } from 'undici';
 import { API_VERSION, GROUP, VERSION } from './constants.ts';
 
 /**
@@ -81,12 +81,16 @@ export async function requestJson(kc: KubeConfig, req: JsonRequest): Promise<unk
   await kc.applySecurityAuthentication(context);
   const headers: Record<string, string> = { ...context.getHeaders(), accept: 'application/json' };
   if (req.body !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
-  const response = await request(context.getUrl(), {
+  const target = new URL(context.getUrl());
+  // client-node's dispatcher is undici's Agent too, typed from its own copy of undici.
+  const dispatcher =
+    (context.getDispatcher() as unknown as UndiciDispatcher | undefined) ?? getGlobalDispatcher();
+  const response = await dispatcher.request({
+    origin: target.origin,
+    path: `${target.pathname}${target.search}`,
     method: req.method,
     headers,
     ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
-    // client-node's dispatcher is undici's Agent too, typed from its own copy of undici.
-    dispatcher: context.getDispatcher() as unknown as UndiciDispatcher | undefined,
     ...(req.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(req.timeoutMs) }),
   });
   if (req.ignoreResponse && response.statusCode < 300) {
