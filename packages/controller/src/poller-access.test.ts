@@ -1,6 +1,9 @@
+import type { Logger } from '@kubewatcher/shared';
 import { describe, expect, it } from 'vitest';
 import {
+  PollerAccess,
   type PollerAccessGrant,
+  type PollerAccessWriter,
   planGrant,
   planRevoke,
   pollerAccessBinding,
@@ -102,5 +105,84 @@ describe('planRevoke', () => {
     expect(planRevoke(FOREIGN[4]![1], GRANT)).toMatchObject({
       reason: 'it binds ClusterRole admin, not ClusterRole kubewatcher-poller-secrets',
     });
+  });
+});
+
+/** A cluster of RoleBindings in memory, its reads answered a tick later (as the API server would). */
+function fakeWriter(): PollerAccessWriter & { creates: string[]; bindings: Map<string, RoleBindingSeen> } {
+  const bindings = new Map<string, RoleBindingSeen>();
+  const creates: string[] = [];
+  const later = () => new Promise((resolve) => setImmediate(resolve));
+  return {
+    bindings,
+    creates,
+    async readPollerAccess(namespace) {
+      await later();
+      return bindings.get(namespace);
+    },
+    async readPollerRole() {
+      await later();
+      return { metadata: { uid: 'role-uid' } };
+    },
+    async createPollerAccess(namespace, grant) {
+      await later();
+      creates.push(namespace);
+      if (bindings.has(namespace)) throw Object.assign(new Error('already exists'), { code: 409 });
+      const made = pollerAccessBinding(namespace, grant);
+      bindings.set(namespace, {
+        ...made,
+        metadata: { ...made.metadata, uid: `u-${namespace}`, resourceVersion: '1' },
+      });
+    },
+    async updatePollerAccess() {
+      throw new Error('not expected');
+    },
+    async deletePollerAccess(namespace) {
+      bindings.delete(namespace);
+    },
+    async listPollerAccessNamespaces() {
+      return [...bindings.keys()];
+    },
+  };
+}
+
+function recorder(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const at = (level: string) => (message: string) => lines.push(`${level}: ${message}`);
+  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+}
+
+describe('PollerAccess', () => {
+  it('makes one binding when many WatchedImages of a namespace are reconciled at once', async () => {
+    const writer = fakeWriter();
+    const logger = recorder();
+    const access = new PollerAccess(GRANT, writer, logger);
+    await Promise.all([
+      ...Array.from({ length: 8 }, () => access.watched('shop')),
+      access.watched('cafe'),
+      access.watched('cafe'),
+    ]);
+    expect(writer.creates.sort()).toEqual(['cafe', 'shop']);
+    expect([...writer.bindings.keys()].sort()).toEqual(['cafe', 'shop']);
+    expect(logger.lines.filter((l) => l.startsWith('warn'))).toEqual([]);
+    expect(logger.lines.filter((l) => l.includes('poller may read pull secrets'))).toHaveLength(2);
+  });
+
+  it('checks again after a failed grant', async () => {
+    const writer = fakeWriter();
+    const create = writer.createPollerAccess;
+    let fail = true;
+    writer.createPollerAccess = async (...args) => {
+      if (fail) throw Object.assign(new Error('forbidden'), { code: 403 });
+      return create(...args);
+    };
+    const logger = recorder();
+    const access = new PollerAccess(GRANT, writer, logger);
+    await access.watched('shop');
+    expect(writer.bindings.has('shop')).toBe(false);
+    expect(logger.lines).toContain('warn: could not grant the poller access to pull secrets');
+    fail = false;
+    await access.watched('shop');
+    expect(writer.bindings.has('shop')).toBe(true);
   });
 });

@@ -122,6 +122,17 @@ export function planGrant(
     : { action: 'update', resourceVersion: existing.metadata?.resourceVersion ?? '' };
 }
 
+/** What PollerAccess needs of the cluster (the controller's ControllerWriter). */
+export type PollerAccessWriter = Pick<
+  ControllerWriter,
+  | 'readPollerAccess'
+  | 'createPollerAccess'
+  | 'updatePollerAccess'
+  | 'deletePollerAccess'
+  | 'listPollerAccessNamespaces'
+  | 'readPollerRole'
+>;
+
 export type RevokePlan =
   | { action: 'none' }
   /** Preconditions: the delete fails rather than take a binding replaced since it was read. */
@@ -149,7 +160,7 @@ export function planRevoke(existing: RoleBindingSeen | undefined, grant: PollerA
  */
 export class PollerAccess {
   readonly #grant: PollerAccessGrant;
-  readonly #writer: ControllerWriter;
+  readonly #writer: PollerAccessWriter;
   readonly #logger: Logger;
   /**
    * When this process last found each namespace granted: checked again after GRANT_RECHECK_MS, not on
@@ -157,17 +168,32 @@ export class PollerAccess {
    */
   readonly #granted = new Map<string, number>();
   readonly #refusedLogged = new Set<string>();
+  /**
+   * Grants under way, per namespace: the WatchedImages of one namespace are reconciled by several
+   * workers at once (at start-up, all of them), and each would read "no binding" and create one; all but
+   * the first then failed with AlreadyExists and logged it. Now they wait for the first.
+   */
+  readonly #granting = new Map<string, Promise<void>>();
 
-  constructor(grant: PollerAccessGrant, writer: ControllerWriter, logger: Logger) {
+  constructor(grant: PollerAccessGrant, writer: PollerAccessWriter, logger: Logger) {
     this.#grant = grant;
     this.#writer = writer;
     this.#logger = logger;
   }
 
   /** The namespace holds a WatchedImage: the poller may read its secrets. Failures are logged, retried on the next reconcile. */
-  async watched(namespace: string): Promise<void> {
+  watched(namespace: string): Promise<void> {
     const checked = this.#granted.get(namespace);
-    if (checked !== undefined && Date.now() - checked < GRANT_RECHECK_MS) return;
+    if (checked !== undefined && Date.now() - checked < GRANT_RECHECK_MS) return Promise.resolve();
+    let granting = this.#granting.get(namespace);
+    if (!granting) {
+      granting = this.#grantIn(namespace).finally(() => this.#granting.delete(namespace));
+      this.#granting.set(namespace, granting);
+    }
+    return granting;
+  }
+
+  async #grantIn(namespace: string): Promise<void> {
     if (NEVER_GRANTED_NAMESPACES.includes(namespace)) {
       this.#refuseOnce(`grant:${namespace}`, 'not granting the poller access to secrets in this namespace', {
         namespace,
