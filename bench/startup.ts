@@ -19,6 +19,8 @@
  * - `bundle + compile cache`: with a primed NODE_COMPILE_CACHE (module.enableCompileCache);
  * - `start-up snapshot (shipped)`: the same code compiled and evaluated into a V8 start-up snapshot
  *   (dist/bundle/main.blob), exactly the manifests' command (scripts/lib/programs.ts);
+ * - poller only, `snapshot, stopped at its flags`: the shipped start given an unknown flag, so it exits
+ *   (2) once yargs has read its arguments: what every start pays before it does anything;
  * - `snapshot + FLAGS`: one row per `--try FLAGS`, Node/V8 flags on top of the shipped ones;
  * - poller only, `floor: KubeConfig + requestJson`: a bundle of just loading the kubeconfig and one raw
  *   list through client-node's KubeConfig, the least a poller process must load;
@@ -31,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { treeshake } from '../rolldown.config.ts';
+import { treeshake, undiciUsedPartsOnly } from '../rolldown.config.ts';
 import { imageWorkingDir } from '../scripts/lib/image-build.ts';
 import { ENTRY_FILE, PROGRAMS, type ProgramName, shippedNodeArgs } from '../scripts/lib/programs.ts';
 import { GNU_TIME, readProcessUsage } from './process-usage.ts';
@@ -196,8 +198,9 @@ try {
   await build({
     input: entry,
     platform: 'node',
-    // As the programs' bundles are built: only the parts of client-node that are used.
+    // As the programs' bundles are built: only the parts of client-node and undici that are used.
     treeshake,
+    plugins: [undiciUsedPartsOnly()],
     logLevel: 'silent',
     output: { dir, format: 'esm', entryFileNames: 'floor.mjs' },
   });
@@ -223,7 +226,7 @@ async function main(): Promise<void> {
         : ['--kubeconfig', kubeconfig, '--metrics-addr=127.0.0.1:0', '--log-format=json'];
     const measure = name === 'poller' ? measureExit : measureStarted;
     const cache = join(work, `compile-cache-${name}`);
-    const variants: Variant[] = [
+    const variants: (Variant & { stopAtFlags?: boolean })[] = [
       { label: `${name}: tsc output`, args: [...flagsOf, join(repoRoot, `packages/${name}/dist/main.js`)] },
       { label: `${name}: bundle`, args: [...flagsOf, main] },
       { label: `${name}: bundle + --enable-source-maps`, args: [...flagsOf, '--enable-source-maps', main] },
@@ -233,12 +236,25 @@ async function main(): Promise<void> {
         env: { NODE_COMPILE_CACHE: cache },
       },
       { label: `${name}: start-up snapshot (shipped)`, args: shippedNodeArgs(name) },
+      // What every start costs before the program does anything: yargs refuses the flag, it exits (2).
+      ...(name === 'poller'
+        ? [
+            {
+              label: `${name}: snapshot, stopped at its flags`,
+              args: shippedNodeArgs(name),
+              stopAtFlags: true,
+            },
+          ]
+        : []),
       ...flags.try.map((extra) => ({
         label: `${name}: snapshot + ${extra}`,
         args: shippedNodeArgs(name, repoRoot, extra.split(/\s+/).filter(Boolean)),
       })),
     ];
-    for (const v of variants) out(await row({ ...v, args: [...v.args, ...programArgs] }, measure));
+    for (const { stopAtFlags, ...v } of variants) {
+      const args = [...v.args, ...(stopAtFlags ? ['--no-such-flag'] : programArgs)];
+      out(await row({ ...v, args }, stopAtFlags ? measureExit : measure));
+    }
     if (name === 'poller') {
       const floor = await floorBundle();
       out(
