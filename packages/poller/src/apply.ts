@@ -20,6 +20,7 @@ import {
   type ImageUpdateDraft,
   imageUpdateFailedStatus,
   isSameChange,
+  lastWrittenCheckOf,
   type PollerStatus,
   type PollTarget,
 } from './plan.ts';
@@ -82,7 +83,7 @@ export class PollApplier {
     for (const wi of run.listed) {
       const uid = wi.metadata.uid;
       if (!uid) continue;
-      lastWritten.set(uid, run.written.get(uid) ?? Date.parse(wi.status?.lastCheckedTime ?? ''));
+      lastWritten.set(uid, run.written.get(uid) ?? lastWrittenCheckOf(wi));
     }
     const context = { lastWritten, allNamespaces: run.allNamespaces, now: run.now };
     const additions: UnwrittenChecks = new Map(run.uids.map((uid) => [uid, run.checkedAt]));

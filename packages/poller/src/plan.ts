@@ -51,12 +51,20 @@ export interface DueSelection {
   invalid: { watchedImage: WatchedImage; message: string }[];
 }
 
+/** The last check written to a WatchedImage's status, `lastCheckedTime` (ms; NaN when never checked). */
+export function lastWrittenCheckOf(wi: WatchedImage): number {
+  return wi.status?.lastCheckedTime ? Date.parse(wi.status.lastCheckedTime) : Number.NaN;
+}
+
 /**
  * When a WatchedImage was last checked: its status's `lastCheckedTime`, or a later check the check
  * record holds that was not written (NaN when never checked).
  */
-export function lastCheckOf(wi: WatchedImage, unwritten?: ReadonlyMap<string, number>): number {
-  const written = wi.status?.lastCheckedTime ? Date.parse(wi.status.lastCheckedTime) : Number.NaN;
+export function lastCheckOf(
+  wi: WatchedImage,
+  unwritten?: ReadonlyMap<string, number>,
+  written = lastWrittenCheckOf(wi),
+): number {
   const recorded = wi.metadata.uid ? unwritten?.get(wi.metadata.uid) : undefined;
   if (recorded === undefined || recorded <= written) return written;
   return recorded;
@@ -94,8 +102,8 @@ export function selectDue(
     }
     const image = referenceString(reference);
     const status = wi.status;
-    const written = status?.lastCheckedTime ? Date.parse(status.lastCheckedTime) : Number.NaN;
-    const last = lastCheckOf(wi, unwritten);
+    const written = lastWrittenCheckOf(wi);
+    const last = lastCheckOf(wi, unwritten, written);
     // An edited spec (a new image, other pullSecrets) is checked at once: the Resolved condition
     // records the generation it checked. Anything else waits for the interval, a check that failed
     // before any baseline too: a 401, 404 or 429 every CronJob run is what burns rate limits.

@@ -29,6 +29,7 @@ import {
   decide,
   groupTargets,
   invalidStatus,
+  lastWrittenCheckOf,
   lowerBudget,
   oldestCheckFirst,
   type PollTarget,
@@ -326,7 +327,7 @@ export async function runPoll(opts: RunOptions): Promise<RunSummary> {
     if (record.checks.size + unwritten.length >= MAX_RECORDED_CHECKS) return false;
     return mayLeaveUnwritten({
       uid,
-      lastWritten: Date.parse(target.watchedImage.status?.lastCheckedTime ?? ''),
+      lastWritten: lastWrittenCheckOf(target.watchedImage),
       ...(record.checks.has(uid) ? { recorded: record.checks.get(uid)! } : {}),
       intervalMs: target.intervalMs,
       now: now().getTime(),
